@@ -1,0 +1,3 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+from .connectors import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
