@@ -1,0 +1,12 @@
+# DIST + GSKD: the authors' Cityscapes recipe (DIST 1.0, tau 1; GSKD 10.0,
+# N = 8, S = -1, T = 1).
+_base_ = ['./dist.py']
+distiller = dict(
+    distill_losses=dict(
+        loss_gskd=dict(
+            type='GSKDLoss',
+            num_samples=8,
+            group_size=-1,
+            tau=1.0,
+            loss_weight=10.0)),
+    loss_forward_mappings=dict(loss_gskd=_base_.gskd_forward_mapping))

@@ -1,0 +1,6 @@
+# Teacher: MMSeg model-zoo weights of `mmseg::deeplabv3/deeplabv3_r101-d8_4xb4-80k_ade20k-512x512.py`
+# (the `Weights` of that config in MMSeg's metafile).
+teacher = dict(
+    cfg_path='mmseg::deeplabv3/deeplabv3_r101-d8_4xb4-80k_ade20k-512x512.py',
+    pretrained=False)
+teacher_ckpt = 'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r101-d8_512x512_80k_ade20k/deeplabv3_r101-d8_512x512_80k_ade20k_20200615_021256-d89c7fa4.pth'  # noqa: E501

@@ -1,0 +1,6 @@
+# Teacher: MMSeg model-zoo weights of `mmseg::pspnet/pspnet_r101-d8_4xb4-40k_voc12aug-512x512.py`
+# (the `Weights` of that config in MMSeg's metafile).
+teacher = dict(
+    cfg_path='mmseg::pspnet/pspnet_r101-d8_4xb4-40k_voc12aug-512x512.py',
+    pretrained=False)
+teacher_ckpt = 'https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-d8_512x512_40k_voc12aug/pspnet_r101-d8_512x512_40k_voc12aug_20200613_161222-bc933b18.pth'  # noqa: E501

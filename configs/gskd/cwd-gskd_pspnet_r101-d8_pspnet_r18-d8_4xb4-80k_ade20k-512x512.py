@@ -1,0 +1,23 @@
+_base_ = [
+    './_base_/students/pspnet_r18-d8_4xb4-80k_ade20k-512x512.py',
+    './_base_/teachers/pspnet_r101-d8_ade20k-512x512.py',
+    './_base_/methods/cwd_gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            gskd_projector=dict(
+                type='GSKDProjector', in_channels=128, out_channels=512),
+            cwd_projector=dict(
+                type='ConvModuleConnector',
+                in_channel=128,
+                out_channel=512,
+                norm_cfg=None,
+                act_cfg=None))))

@@ -1,0 +1,21 @@
+_base_ = [
+    'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    './_base_/teachers/pspnet_r101-d8_cityscapes-512x1024.py',
+    './_base_/methods/cwd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            cwd_projector=dict(
+                type='ConvModuleConnector',
+                in_channel=128,
+                out_channel=512,
+                norm_cfg=None,
+                act_cfg=None))))

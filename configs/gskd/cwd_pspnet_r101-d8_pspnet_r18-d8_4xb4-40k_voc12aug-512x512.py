@@ -1,0 +1,21 @@
+_base_ = [
+    './_base_/students/pspnet_r18-d8_4xb4-40k_voc12aug-512x512.py',
+    './_base_/teachers/pspnet_r101-d8_voc12aug-512x512.py',
+    './_base_/methods/cwd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            cwd_projector=dict(
+                type='ConvModuleConnector',
+                in_channel=128,
+                out_channel=512,
+                norm_cfg=None,
+                act_cfg=None))))

@@ -1,0 +1,31 @@
+_base_ = [
+    'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    './_base_/teachers/pspnet_r101-d8_cityscapes-512x1024.py',
+    './_base_/methods/dist_gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            gskd_projector=dict(
+                type='GSKDProjector', in_channels=128, out_channels=512))))
+
+# The authors' DIST (+ GSKD) schedule on Cityscapes: 40k iterations with
+# 16 images per step (4 GPUs x 4).
+train_dataloader = dict(batch_size=4)
+train_cfg = dict(max_iters=40000)
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=1e-4,
+        power=0.9,
+        begin=0,
+        end=40000,
+        by_epoch=False)
+]

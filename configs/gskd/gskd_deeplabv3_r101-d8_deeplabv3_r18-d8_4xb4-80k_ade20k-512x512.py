@@ -1,0 +1,17 @@
+_base_ = [
+    './_base_/students/deeplabv3_r18-d8_4xb4-80k_ade20k-512x512.py',
+    './_base_/teachers/deeplabv3_r101-d8_ade20k-512x512.py',
+    './_base_/methods/gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            gskd_projector=dict(
+                type='GSKDProjector', in_channels=128, out_channels=512))))
