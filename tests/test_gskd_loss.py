@@ -1,0 +1,303 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""GSKDLoss: the method page, its edge cases and its errors."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gskd_mm.models.losses import GSKDLoss
+from gskd_mm.models.losses.gskd_loss import class_balanced_sample
+
+
+def features(num_imgs=2, channels=16, size=(8, 8), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(num_imgs, channels, *size, generator=gen)
+
+
+def one_hot_logits(labels, num_classes):
+    """Teacher logits that predict ``labels`` exactly (ignore -> class 0)."""
+    labels = labels.clamp(max=num_classes - 1)
+    return F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float() * 10
+
+
+def exact_n_labels(num_imgs, size, classes_per_img, n, ignore=255):
+    """Labels where every present class has exactly ``n`` pixels."""
+    labels = torch.full((num_imgs, *size), ignore, dtype=torch.long)
+    flat = labels.view(num_imgs, -1)
+    for i, classes in enumerate(classes_per_img):
+        perm = torch.randperm(flat.shape[1])
+        for k, c in enumerate(classes):
+            flat[i, perm[k * n:(k + 1) * n]] = c
+    return labels
+
+
+def full_matrix_kl(f_s, f_t, labels, tau):
+    """GSKD with a single descriptor per image: the whole similarity map.
+
+    Valid when every present class has exactly N valid pixels: sampling then
+    takes all of them, and one group of all B columns makes the shuffle
+    irrelevant.
+    """
+    per_img = []
+    for fs, ft, lab in zip(f_s, f_t, labels):
+        idx = torch.nonzero(lab.flatten() != 255).squeeze(1)
+        if idx.numel() == 0:
+            continue
+        vs = F.normalize(fs.flatten(1)[:, idx].t(), dim=1)
+        vt = F.normalize(ft.flatten(1)[:, idx].t(), dim=1)
+        ds, dt = (vs @ vs.t()).flatten(), (vt @ vt.t()).flatten()
+        kl = F.kl_div(
+            F.log_softmax(ds / tau, 0),
+            F.log_softmax(dt / tau, 0),
+            log_target=True,
+            reduction='sum')
+        per_img.append(kl * tau**2 / ds.numel())
+    return torch.stack(per_img).mean()
+
+
+@pytest.mark.parametrize('tau', [1.0, 0.5, 4.0])
+@pytest.mark.parametrize('valid_mask', ['teacher_correct', 'labeled'])
+def test_equals_full_matrix_kl_when_deterministic(tau, valid_mask):
+    torch.manual_seed(0)
+    n, k = 4, 5
+    labels = exact_n_labels(3, (8, 8), [[0, 2, 3], [1], [0, 1, 2, 3, 4]], n)
+    f_s, f_t = features(3, seed=1), features(3, seed=2)
+    loss = GSKDLoss(
+        num_samples=n,
+        group_size=10**6,
+        tau=tau,
+        loss_weight=2.5,
+        valid_mask=valid_mask)
+    value = loss(f_s, f_t, one_hot_logits(labels, k), labels)
+    expected = 2.5 * full_matrix_kl(f_s, f_t, labels, tau)
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_teacher_correct_mask_drops_pixels_the_teacher_gets_wrong():
+    torch.manual_seed(0)
+    n = 4
+    labels = exact_n_labels(1, (8, 8), [[0, 1, 2]], n)
+    logits = one_hot_logits(labels, 3)
+    # The teacher is wrong on every pixel of class 2.
+    wrong = (labels == 2)
+    logits[:, 0][wrong] = 100.0
+    f_s, f_t = features(1, seed=1), features(1, seed=2)
+    loss = GSKDLoss(num_samples=n, group_size=10**6)
+    kept = labels.masked_fill(wrong, 255)
+    torch.testing.assert_close(
+        loss(f_s, f_t, logits, labels), full_matrix_kl(f_s, f_t, kept, 1.0))
+
+
+def test_labels_and_logits_at_other_resolutions():
+    torch.manual_seed(0)
+    n = 2
+    small = exact_n_labels(2, (4, 4), [[0, 1], [1, 2]], n)
+    # Labels 4x larger than the features and logits 2x: nearest resize of
+    # the labels and bilinear resize of the logits must find the same map.
+    big = small.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    logits = one_hot_logits(small, 3).repeat_interleave(2, 2).repeat_interleave(
+        2, 3)
+    f_s, f_t = features(2, size=(4, 4), seed=1), features(
+        2, size=(4, 4), seed=2)
+    loss = GSKDLoss(num_samples=n, group_size=10**6)
+    expected = full_matrix_kl(f_s, f_t, small, 1.0)
+    torch.testing.assert_close(loss(f_s, f_t, logits, big), expected)
+    torch.testing.assert_close(
+        loss(f_s, f_t, logits, big[:, None]), expected)
+
+
+def test_zero_when_features_coincide_positive_when_they_differ():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (2, 16, 16))
+    f_t = features(2)
+    loss = GSKDLoss(valid_mask='labeled')
+    logits = torch.randn(2, 4, 8, 8)
+    assert loss(f_t.clone(), f_t, logits, labels).item() == pytest.approx(
+        0.0, abs=1e-7)
+    assert loss(features(2, seed=5), f_t, logits, labels).item() > 1e-6
+
+
+def test_gradient_reaches_student_and_not_teacher():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (2, 16, 16))
+    f_s = features(2, seed=1).requires_grad_()
+    f_t = features(2, seed=2).requires_grad_()
+    logits = torch.randn(2, 4, 8, 8, requires_grad=True)
+    GSKDLoss(valid_mask='labeled')(f_s, f_t, logits, labels).backward()
+    assert f_s.grad is not None and f_s.grad.abs().sum() > 0
+    assert f_t.grad is None and logits.grad is None
+
+
+def test_images_without_valid_pixels_contribute_nothing():
+    torch.manual_seed(0)
+    n = 2
+    labels = exact_n_labels(2, (8, 8), [[0, 1], [2]], n)
+    labels[1] = 255
+    f_s, f_t = features(2, seed=1), features(2, seed=2)
+    logits = one_hot_logits(labels, 3)
+    loss = GSKDLoss(num_samples=n, group_size=10**6)
+    torch.testing.assert_close(
+        loss(f_s, f_t, logits, labels),
+        loss(f_s[:1], f_t[:1], logits[:1], labels[:1]))
+
+
+def test_no_valid_pixel_in_batch_gives_zero_in_the_graph():
+    f_s = features(2).requires_grad_()
+    loss = GSKDLoss()(f_s, features(2, seed=3), torch.randn(2, 3, 8, 8),
+                      torch.full((2, 8, 8), 255))
+    assert loss.item() == 0.0
+    assert loss.requires_grad
+    loss.backward()
+    assert torch.equal(f_s.grad, torch.zeros_like(f_s))
+
+
+def test_teacher_never_right_gives_zero_in_the_graph():
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    logits = one_hot_logits(torch.ones_like(labels), 3)
+    f_s = features(2).requires_grad_()
+    loss = GSKDLoss()(f_s, features(2, seed=3), logits, labels)
+    assert loss.item() == 0.0 and loss.requires_grad
+
+
+def test_single_class_and_tiny_images():
+    torch.manual_seed(0)
+    f_s, f_t = features(2, size=(2, 2), seed=1), features(
+        2, size=(2, 2), seed=2)
+    labels = torch.tensor([[[3, 3], [3, 3]], [[255, 255], [1, 255]]])
+    value = GSKDLoss(
+        num_samples=8, valid_mask='labeled')(f_s, f_t,
+                                             torch.randn(2, 4, 2, 2), labels)
+    assert torch.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize('group_size', [1, 3, 7, 16, -1, -2, -3])
+def test_group_sizes_give_finite_positive_losses(group_size):
+    torch.manual_seed(0)
+    labels = torch.randint(0, 5, (3, 16, 16))
+    labels[0, :8] = 255
+    value = GSKDLoss(
+        group_size=group_size, valid_mask='labeled')(
+            features(3, seed=1), features(3, seed=2), torch.randn(3, 5, 8, 8),
+            labels)
+    assert torch.isfinite(value) and value > 0
+
+
+def test_ade20k_scale_many_classes():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 150, (2, 32, 32))
+    value = GSKDLoss(valid_mask='labeled')(
+        features(2, 32, (32, 32), seed=1), features(2, 32, (32, 32), seed=2),
+        torch.randn(2, 150, 32, 32), labels)
+    assert torch.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_match_float32(dtype):
+    labels = torch.randint(0, 4, (2, 16, 16))
+    f_s, f_t = features(2, seed=1), features(2, seed=2)
+    logits = torch.randn(2, 4, 8, 8)
+    loss = GSKDLoss(valid_mask='labeled')
+    torch.manual_seed(0)
+    reference = loss(f_s.to(dtype).float(), f_t.to(dtype).float(), logits,
+                     labels)
+    torch.manual_seed(0)
+    value = loss(f_s.to(dtype), f_t.to(dtype), logits.to(dtype), labels)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, reference, rtol=1e-3, atol=1e-6)
+
+
+def test_seed_makes_it_repeatable():
+    labels = torch.randint(0, 4, (2, 16, 16))
+    args = (features(2, seed=1), features(2, seed=2), torch.randn(2, 4, 8, 8),
+            labels)
+    loss = GSKDLoss(valid_mask='labeled', group_size=3)
+    torch.manual_seed(7)
+    first = loss(*args)
+    torch.manual_seed(7)
+    assert torch.equal(first, loss(*args))
+    assert not torch.equal(first, loss(*args))
+
+
+def sample(labels, num_samples, num_classes):
+    """Run the loss's sampler on (N, P) labels, all labelled pixels."""
+    valid = labels != 255
+    counts = torch.stack([((labels == c) & valid).sum(1)
+                          for c in range(num_classes)], 1)
+    max_present = int((counts > 0).sum(1).max())
+    return class_balanced_sample(labels, valid, counts, max_present,
+                                 num_samples)
+
+
+def test_sampling_is_class_balanced_with_fill():
+    torch.manual_seed(0)
+    n = 8
+    # Image 0: class 0 x 40, class 1 x 3, class 4 x 20; image 1: class 2 x 5.
+    labels = torch.full((2, 64), 255)
+    labels[0, :40], labels[0, 40:43], labels[0, 43:63] = 0, 1, 4
+    labels[1, 10:15] = 2
+    index, rows_valid = sample(labels, n, 5)
+    assert index.shape == (2, 3 * n)
+    assert rows_valid[0].all() and rows_valid[1, :n].all()
+    assert not rows_valid[1, n:].any()
+    picked = labels.gather(1, index).view(2, 3, n)
+    # Classes in ascending order; N own pixels, all distinct, if available.
+    assert (picked[0, 0] == 0).all() and (picked[0, 2] == 4).all()
+    assert len(set(index[0, :n].tolist())) == n
+    # Class 1 keeps its 3 pixels and is filled with 5 distinct others.
+    own = index[0, n:2 * n][picked[0, 1] == 1]
+    assert sorted(own.tolist()) == [40, 41, 42]
+    fill = index[0, n:2 * n][picked[0, 1] != 1]
+    assert len(fill) == 5 and len(set(fill.tolist())) == 5
+    assert all(labels[0, i] in (0, 4) for i in fill.tolist())
+    # No other valid pixel: class 2 repeats its own 5 pixels.
+    assert set(index[1, :n].tolist()) == set(range(10, 15))
+    assert (picked[1, 0] == 2).all()
+
+
+def test_sampling_is_uniform():
+    # Class 0 has 6 pixels and N = 2: each is drawn with probability 1/3.
+    # Class 1 has 1 pixel: its fill draws 1 of the 6 others uniformly.
+    labels = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 255]])
+    torch.manual_seed(0)
+    draws = torch.stack([sample(labels, 2, 2)[0][0] for _ in range(3000)])
+    own = torch.bincount(draws[:, :2].flatten(), minlength=8)[:6] / 3000
+    fill = torch.bincount(draws[:, 3], minlength=8)[:6] / 3000
+    assert (draws[:, 2] == 6).all()
+    torch.testing.assert_close(own, torch.full((6, ), 1 / 3), atol=0.04,
+                               rtol=0)
+    torch.testing.assert_close(fill, torch.full((6, ), 1 / 6), atol=0.04,
+                               rtol=0)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(num_samples=0), 'num_samples'),
+    (dict(num_samples=2.5), 'num_samples'),
+    (dict(group_size=0), 'group_size'),
+    (dict(tau=0.0), 'tau'),
+    (dict(tau=-1.0), 'tau'),
+    (dict(valid_mask='all'), 'valid_mask'),
+])
+def test_bad_settings_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GSKDLoss(**kwargs)
+
+
+def test_bad_inputs_are_rejected():
+    loss = GSKDLoss()
+    f, logits = features(2), torch.randn(2, 3, 8, 8)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    with pytest.raises(ValueError, match='preds_S .* preds_T'):
+        loss(f, features(2, channels=8), logits, labels)
+    with pytest.raises(ValueError, match='preds_S must be'):
+        loss(f[0], f[0], logits, labels)
+    with pytest.raises(ValueError, match='logits_T must be'):
+        loss(f, f, logits[0], labels)
+    with pytest.raises(TypeError, match='gt_labels must be an integer'):
+        loss(f, f, logits, labels.float())
+    with pytest.raises(ValueError, match='gt_labels must be'):
+        loss(f, f, logits, labels[0])
+    with pytest.raises(ValueError, match='batch size'):
+        loss(f, f, logits[:1], labels)
+    with pytest.raises(TypeError, match='preds_S must be a torch.Tensor'):
+        loss(f.numpy(), f, logits, labels)
+    with pytest.raises(ValueError, match='outside \\[0, 3\\)'):
+        loss(f, f, logits, labels + 5)
