@@ -29,10 +29,14 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
 
 def test_gskd_mm_registers_into_mmrazor():
     import gskd_mm  # noqa: F401
+    from mmengine.registry import DefaultScope
     from mmrazor.registry import MODELS
     for name in ('GSKDLoss', 'PixelWiseDISTLoss', 'GSKDProjector'):
         assert MODELS.get(name) is not None, name
-    loss = MODELS.build(dict(type='GSKDLoss', num_samples=4))
+    # Built as a distiller builds its losses: in MMRazor's scope, whatever
+    # default scope an earlier test (or MMSeg) left behind.
+    with DefaultScope.overwrite_default_scope('mmrazor'):
+        loss = MODELS.build(dict(type='GSKDLoss', num_samples=4))
     assert loss.num_samples == 4
 
 
