@@ -162,9 +162,11 @@ class GSKDLoss(nn.Module):
             width = torch.full_like(num_samples, self.group_size)
         else:
             width = -self.group_size * num_present
-        width = width.clamp(min=1)
-        max_width = (self.group_size if self.group_size > 0 else
-                     -self.group_size * max_present)
+        # A group wider than the B columns of its image is all of them.
+        width = torch.minimum(width, num_samples).clamp(min=1)
+        max_width = min(
+            self.group_size if self.group_size > 0 else -self.group_size *
+            max_present, max_samples)
         max_groups = -(-max_samples // max_width)
         groups_per_img = -(-num_samples // width)
 
