@@ -4,6 +4,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.hub import get_config
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
@@ -27,16 +28,19 @@ def shrink_recipe(cfg: Config,
                   data_root: Optional[str] = None) -> Config:
     """Make a distillation recipe runnable on a CPU in tests.
 
-    The crop (pipeline and ``data_preprocessor.size``, which pads every
-    input to the crop) shrinks to ``crop``; nothing is downloaded (teacher
-    checkpoint and ImageNet initialisation off); data loading runs in the
-    main process. Everything else of the recipe stays as written.
+    The crop (pipeline and every ``data_preprocessor.size``, which pads
+    every input to the crop) shrinks to ``crop``; nothing is downloaded
+    (teacher checkpoint and ImageNet initialisation of student and teacher
+    off; a ``cfg_path`` teacher is spelled out as its model config, see
+    :func:`teacher_without_downloads`); data loading runs in the main
+    process. Everything else of the recipe stays as written.
 
     Args:
         cfg (Config): A loaded recipe; modified in place.
         crop (tuple[int, int]): (h, w) crop. Defaults to (64, 64).
-        sync_bn_to_bn (bool): Replace SyncBN by BN in the config, for
-            multi-process CPU (gloo) runs, where SyncBN raises.
+        sync_bn_to_bn (bool): Replace SyncBN by BN in the config (student
+            and teacher), for multi-process CPU (gloo) runs, where SyncBN
+            raises (torch's DDP refuses SyncBN in a CPU model).
             Defaults to False.
         data_root (str, optional): New root of every dataset.
 
@@ -45,6 +49,9 @@ def shrink_recipe(cfg: Config,
     """
     h, w = crop
     cfg.model.teacher_ckpt = None
+    # Spelled out first, so that the changes below reach the teacher too:
+    # DDP refuses a CPU model with any SyncBN, the frozen teacher's included.
+    cfg.model.teacher = teacher_without_downloads(cfg.model.teacher)
     student = cfg.model.architecture
     student.data_preprocessor.size = crop
     student.pretrained = None
@@ -59,8 +66,14 @@ def shrink_recipe(cfg: Config,
             # Same aspect as the dataset's own scale, short side = crop h.
             long_side, short_side = node['scale']
             node['scale'] = (round(long_side * h / short_side), h)
+        elif kind == 'SegDataPreProcessor' and node.get('size'):
+            # The student's and the top-level one, which a Runner gives
+            # the whole algorithm (``model.data_preprocessor`` default).
+            node['size'] = crop
         elif kind == 'SyncBN' and sync_bn_to_bn:
             node['type'] = 'BN'
+        elif kind == 'GSKDProjector' and sync_bn_to_bn:
+            node.setdefault('norm_cfg', dict(type='BN'))  # default: SyncBN
         if data_root is not None and 'data_root' in node:
             node['data_root'] = data_root
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -68,6 +81,42 @@ def shrink_recipe(cfg: Config,
             cfg[loader].num_workers = 0
             cfg[loader].persistent_workers = False
     return cfg
+
+
+def teacher_without_downloads(teacher: ConfigDict) -> ConfigDict:
+    """The teacher's model config, with ImageNet initialisation off.
+
+    A ``cfg_path`` teacher is built by ``mmengine.hub.get_model``, whose
+    config initialises the backbone from ImageNet weights
+    (``pretrained='open-mmlab://resnet101_v1c'``). Only a loaded
+    ``teacher_ckpt`` stops ``Runner.train()``'s ``init_weights()`` from
+    downloading them, so without one the teacher is spelled out as
+    ``get_model`` builds it (same model, same scope) minus that
+    initialisation.
+
+    Args:
+        teacher (ConfigDict): ``model.teacher`` of a recipe.
+
+    Returns:
+        ConfigDict: The teacher to build.
+    """
+    if 'cfg_path' in teacher and not teacher.get('type'):
+        package = teacher.cfg_path.split('::')[0]
+        zoo = get_config(teacher.cfg_path, pretrained=False)
+        model = zoo.model
+        if 'data_preprocessor' in zoo:
+            model.data_preprocessor = zoo.data_preprocessor
+        for key, value in teacher.items():  # get_model's default_args
+            if key not in ('cfg_path', 'pretrained'):
+                model.setdefault(key, value)
+        model._scope_ = package
+    else:
+        model = teacher
+    if 'pretrained' in model:
+        model.pretrained = None
+    if 'backbone' in model:
+        model.backbone.init_cfg = None
+    return model
 
 
 def random_seg_batch(num_images: int,

@@ -1,0 +1,104 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Let ``torch.load(..., weights_only=True)`` read MMEngine checkpoints.
+
+Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``, which only
+unpickles allow-listed globals. MMEngine 0.10 calls ``torch.load`` with the
+default when it resumes (``runner.resume``), loads ``load_from``, a teacher's
+``teacher_ckpt`` or any ``load_checkpoint``, and the checkpoints it writes
+hold more than tensors: the message hub's ``HistoryBuffer`` objects (numpy
+arrays of logged values, plus their statistics methods, which pickle as
+``getattr(HistoryBuffer, 'mean')``) and numpy scalars such as the ETA.
+"""
+import pickle
+from typing import Any, Callable, List, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.utils import digit_version
+
+try:  # numpy >= 1.26 (where numpy 2 pickles point)
+    from numpy._core import multiarray
+except ImportError:  # pragma: no cover  older numpy
+    from numpy.core import multiarray
+
+# The statistics methods that ``HistoryBuffer`` registers by default and
+# pickles with its state.
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Callable:
+    """``getattr`` restricted to what ``HistoryBuffer`` pickles.
+
+    Pickle protocol 2 (``torch.save``'s) stores the function
+    ``HistoryBuffer.mean`` as ``builtins.getattr(HistoryBuffer, 'mean')``.
+    Allow-listing the real ``getattr`` would open every attribute of every
+    allow-listed object to a checkpoint; this resolves only those methods.
+
+    Args:
+        obj (Any): The object whose attribute is looked up.
+        name (str): The attribute's name.
+
+    Returns:
+        Callable: The statistics method ``HistoryBuffer.<name>``.
+    """
+    if obj is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'weights_only load refuses getattr({obj!r}, {name!r}): only '
+        f'HistoryBuffer.{{{", ".join(HISTORY_BUFFER_STATISTICS)}}} are '
+        'allowed (see gskd_mm.utils.allow_mmengine_checkpoints)')
+
+
+def mmengine_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
+    """The globals that MMEngine checkpoints need beyond torch's defaults.
+
+    Returns:
+        list: Entries for ``torch.serialization.add_safe_globals``: objects,
+        or ``(object, name)`` for objects pickled under another name.
+    """
+    # Numpy arrays and scalars, under the module names of numpy 2 and of
+    # numpy 1 (checkpoints saved with either).
+    numpy_functions = [(getattr(multiarray, name), f'{module}.{name}')
+                       for name in ('_reconstruct', 'scalar')
+                       for module in ('numpy._core.multiarray',
+                                      'numpy.core.multiarray')]
+    # Unpickling a dtype builds an instance of its class (e.g.
+    # numpy.dtypes.Float64DType), which is never named in the pickle.
+    dtype_classes = {
+        type(np.dtype(code))
+        for code in '?' + np.typecodes['AllInteger'] + np.typecodes['AllFloat']
+    }
+    return [
+        HistoryBuffer,
+        (_history_buffer_getattr, 'builtins.getattr'),
+        np.ndarray,
+        np.dtype,
+        *numpy_functions,
+        *sorted(dtype_classes, key=lambda cls: cls.__name__),
+    ]
+
+
+def allow_mmengine_checkpoints() -> bool:
+    """Allow-list MMEngine checkpoints' contents for ``weights_only`` loads.
+
+    Adds :func:`mmengine_safe_globals` to torch's safe globals, for the whole
+    process, so that ``runner.resume``, ``load_from``, ``teacher_ckpt`` and
+    ``torch.load(path, weights_only=True)`` read checkpoints that MMEngine
+    0.10 wrote. Nothing else is loosened. Calling it again does nothing.
+
+    Returns:
+        bool: False where torch has no ``add_safe_globals`` (torch < 2.4,
+        whose ``torch.load`` does not default to ``weights_only=True``).
+    """
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is None:
+        return False
+    safe_globals = mmengine_safe_globals()
+    if digit_version(torch.__version__) < digit_version('2.6.0'):
+        # (object, name) entries came with torch 2.6.
+        safe_globals = [g for g in safe_globals if not isinstance(g, tuple)]
+    # Some torch versions keep a list, which would grow with each call.
+    registered = set(torch.serialization.get_safe_globals())
+    add_safe_globals([g for g in safe_globals if g not in registered])
+    return True
