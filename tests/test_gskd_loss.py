@@ -5,7 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from gskd_mm.models.losses import GSKDLoss
-from gskd_mm.models.losses.gskd_loss import class_balanced_sample
+from gskd_mm.models.losses.gskd_loss import (class_balanced_sample,
+                                             class_counts, resize_labels,
+                                             valid_pixel_mask)
+from gskd_mm.testing import loop_reference
 
 
 def features(num_imgs=2, channels=16, size=(8, 8), seed=0):
@@ -301,3 +304,98 @@ def test_bad_inputs_are_rejected():
         loss(f.numpy(), f, logits, labels)
     with pytest.raises(ValueError, match='outside \\[0, 3\\)'):
         loss(f, f, logits, labels + 5)
+
+
+# ------------------------------------------- agreement with the loop version
+def test_loop_reference_agrees_when_deterministic():
+    # Every present class has exactly N valid pixels and S = B: sampling
+    # takes all of them and one group holds every column, so the shuffle
+    # changes nothing and both implementations must give the same value.
+    torch.manual_seed(0)
+    n, k = 3, 6
+    labels = exact_n_labels(3, (8, 8), [[0, 2, 5], [1, 3, 4], [0, 1, 2]], n)
+    logits = one_hot_logits(labels, k)
+    f_s, f_t = features(3, seed=1), features(3, seed=2)
+    value = GSKDLoss(num_samples=n, group_size=3 * n)(f_s, f_t, logits,
+                                                      labels)
+    expected = loop_reference.gskd_loss_loop(
+        f_s, f_t, logits, labels, num_samples=n, group_size=3 * n)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(value, full_matrix_kl(f_s, f_t, labels, 1.0))
+
+
+@pytest.mark.parametrize('valid_mask', ['teacher_correct', 'labeled'])
+def test_valid_mask_agrees_with_loop_reference(valid_mask):
+    torch.manual_seed(0)
+    labels = torch.randint(0, 5, (3, 12, 16))
+    labels[torch.rand(labels.shape) < 0.2] = 255
+    # Logits at half the resolution, close to the labels: both resize.
+    coarse = labels[:, ::2, ::2].clamp(max=4)
+    logits = one_hot_logits(coarse, 5) + 3 * torch.randn(3, 5, 6, 8)
+    torch.testing.assert_close(
+        valid_pixel_mask(labels, logits, 255, valid_mask),
+        loop_reference.valid_pixel_mask(logits, labels, 255, valid_mask))
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_sampling_counts_agree_with_loop_reference(seed):
+    # Random class sizes around N: classes with more, as many and fewer
+    # valid pixels than N, and images where the fill runs short.
+    gen = torch.Generator().manual_seed(seed)
+    n, num_classes = 6, 7
+    labels = torch.randint(0, num_classes, (4, 6, 6), generator=gen)
+    labels[torch.rand(labels.shape, generator=gen) < 0.3] = 255
+    labels[1, :, :5] = 255  # a few valid pixels only
+    labels[2] = 255  # none
+    logits = torch.randn(4, num_classes, 6, 6, generator=gen)
+    valid = valid_pixel_mask(labels, logits, 255, 'labeled')
+    flat, flat_valid = labels.flatten(1), valid.flatten(1)
+    counts = class_counts(flat, flat_valid, num_classes)
+    max_present = int((counts > 0).sum(1).max())
+    torch.manual_seed(seed)
+    index, rows_valid = class_balanced_sample(flat, flat_valid, counts,
+                                              max_present, n)
+    expected = loop_reference.sampling_counts(labels, valid, n)
+    for i in range(len(labels)):
+        real = index[i][rows_valid[i]]
+        assert len(real) == n * len(expected[i])
+        assert loop_reference.sample_composition(labels[i], valid[i], real,
+                                                 n) == expected[i], i
+
+
+def test_expected_loss_agrees_with_loop_reference():
+    # Where sampling and shuffling are random, both implementations draw
+    # from the same distribution: their mean losses over many draws agree
+    # within a few standard errors.
+    n, draws = 4, 300
+    labels = torch.full((1, 8, 8), 255)
+    flat = labels.view(-1)
+    flat[:20], flat[20:23], flat[23:50] = 0, 1, 2  # 20, 3 (< N), 27 pixels
+    labels = labels[:, torch.randperm(8)][:, :, torch.randperm(8)]
+    f_s, f_t = features(1, seed=1), features(1, seed=2)
+    logits = torch.randn(1, 3, 8, 8)
+    loss = GSKDLoss(num_samples=n, group_size=-1, valid_mask='labeled')
+    torch.manual_seed(0)
+    fast = torch.stack([loss(f_s, f_t, logits, labels) for _ in range(draws)])
+    slow = torch.stack([
+        loop_reference.gskd_loss_loop(
+            f_s, f_t, logits, labels, num_samples=n, valid_mask='labeled')
+        for _ in range(draws)
+    ])
+    assert fast.std() > 0 and slow.std() > 0  # the draws do matter
+    stderr = ((fast.var() + slow.var()) / draws).sqrt()
+    assert (fast.mean() - slow.mean()).abs() < 4 * stderr
+
+
+@pytest.mark.parametrize('in_size, out_size', [((64, 128), (8, 16)),
+                                               ((97, 61), (13, 17)),
+                                               ((512, 1024), (64, 128)),
+                                               ((5, 7), (12, 9)),
+                                               ((4, 4), (8, 8))])
+def test_label_resize_picks_what_nearest_interpolation_picks(
+        in_size, out_size):
+    labels = torch.randint(0, 1000, (2, *in_size))
+    expected = F.interpolate(
+        labels[:, None].double(), size=out_size, mode='nearest')[:, 0]
+    torch.testing.assert_close(
+        resize_labels(labels, out_size), expected.long())

@@ -8,7 +8,7 @@ keys, and the descriptors are a masked log-softmax over a padded
 host-device sync (for the largest number of classes in an image, which sets
 the padded shapes) regardless of the number of classes or groups.
 """
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn as nn
@@ -106,18 +106,18 @@ class GSKDLoss(nn.Module):
         num_imgs, _, h, w = preds_S.shape
         num_classes = logits_T.shape[1]
 
-        labels = resize_labels(labels, (h, w)).flatten(1)
-        labeled = labels != self.ignore_index
-        in_range = (labels >= 0) & (labels < num_classes)
-        valid = labeled & in_range
-        if self.valid_mask == 'teacher_correct':
-            valid &= teacher_prediction(logits_T, (h, w)).flatten(1) == labels
+        labels = resize_labels(labels, (h, w))
+        valid = valid_pixel_mask(labels, logits_T, self.ignore_index,
+                                 self.valid_mask).flatten(1)
+        labels = labels.flatten(1)
+        out_of_range = (labels != self.ignore_index) & (
+            (labels < 0) | (labels >= num_classes))
         counts = class_counts(labels, valid, num_classes)
         num_present = (counts > 0).sum(1)
         # The one host sync of the forward: the padded shapes depend on it,
         # and the label range check rides along.
         max_present, num_out_of_range = torch.stack(
-            [num_present.max(), (labeled & ~in_range).sum()]).tolist()
+            [num_present.max(), out_of_range.sum()]).tolist()
         if num_out_of_range:
             raise ValueError(
                 f'gt_labels holds values outside [0, {num_classes}) that are '
@@ -234,6 +234,10 @@ class GSKDLoss(nn.Module):
 def resize_labels(labels: Tensor, size: Tuple[int, int]) -> Tensor:
     """Resize (N, H, W) integer labels to ``size`` with nearest sampling.
 
+    Picks the pixels ``F.interpolate(mode='nearest')`` picks, by indexing:
+    no float copy of the full-resolution labels (at Cityscapes scale that
+    copy cost more than the rest of the loss's forward).
+
     Args:
         labels (Tensor): Integer labels, (N, H, W).
         size (tuple[int, int]): Target (h, w).
@@ -244,9 +248,29 @@ def resize_labels(labels: Tensor, size: Tuple[int, int]) -> Tensor:
     labels = labels.long()
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
-    # float64 holds every integer label exactly.
-    return F.interpolate(
-        labels[:, None].double(), size=size, mode='nearest')[:, 0].long()
+    rows, cols = (nearest_source_index(in_size, out_size, labels.device)
+                  for in_size, out_size in zip(labels.shape[-2:], size))
+    return labels[:, rows[:, None], cols]
+
+
+def nearest_source_index(in_size: int, out_size: int,
+                         device: torch.device) -> Tensor:
+    """Source index of every output position of a nearest resize.
+
+    PyTorch's rule: ``floor(i * scale)`` with the float32 scale
+    ``in_size / out_size``, clamped to the input.
+
+    Args:
+        in_size (int): Input length.
+        out_size (int): Output length.
+        device (torch.device): Device of the result.
+
+    Returns:
+        Tensor: (out_size,) long indices into the input.
+    """
+    scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+    index = torch.arange(out_size, dtype=torch.float32) * scale
+    return index.floor().long().clamp(max=in_size - 1).to(device)
 
 
 def teacher_prediction(logits: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -263,6 +287,32 @@ def teacher_prediction(logits: Tensor, size: Tuple[int, int]) -> Tensor:
         logits = F.interpolate(
             logits.float(), size=size, mode='bilinear', align_corners=False)
     return logits.argmax(dim=1)
+
+
+def valid_pixel_mask(labels: Tensor,
+                     logits_T: Tensor,
+                     ignore_index: int = 255,
+                     valid_mask: str = 'teacher_correct') -> Tensor:
+    """The pixels that class-balanced sampling may draw.
+
+    Args:
+        labels (Tensor): (N, h, w) labels at feature size.
+        logits_T (Tensor): (N, K, h', w') teacher logits.
+        ignore_index (int): Label of unlabelled pixels. Defaults to 255.
+        valid_mask (str): ``'teacher_correct'``: labelled pixels where the
+            teacher's prediction (logits resized to (h, w)) is the label;
+            ``'labeled'``: every labelled pixel. Defaults to
+            'teacher_correct'.
+
+    Returns:
+        Tensor: (N, h, w) bool mask. Labels outside ``[0, K)`` are never
+        valid.
+    """
+    num_classes = logits_T.shape[1]
+    valid = (labels != ignore_index) & (labels >= 0) & (labels < num_classes)
+    if valid_mask == 'teacher_correct':
+        valid &= teacher_prediction(logits_T, labels.shape[-2:]) == labels
+    return valid
 
 
 def class_counts(labels: Tensor, valid: Tensor, num_classes: int) -> Tensor:
