@@ -8,7 +8,7 @@ keys, and the descriptors are a masked log-softmax over a padded
 host-device sync (for the largest number of classes in an image, which sets
 the padded shapes) regardless of the number of classes or groups.
 """
-from typing import Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -102,11 +102,43 @@ class GSKDLoss(nn.Module):
             of the graph of ``preds_S``, when no image has a valid pixel.
         """
         labels = self._check_inputs(preds_S, preds_T, logits_T, gt_labels)
-        preds_T, logits_T = preds_T.detach(), logits_T.detach()
-        num_imgs, _, h, w = preds_S.shape
-        num_classes = logits_T.shape[1]
+        steps = self.descriptors(preds_S, preds_T, logits_T, labels)
+        if steps is None:
+            # Still a function of preds_S, so DDP sees the projector used.
+            return preds_S.sum() * 0.0
+        return self.loss_weight * descriptor_kl(
+            steps['shuffled_S'], steps['shuffled_T'], steps['rows_valid'],
+            steps['columns_valid'], steps['groups_per_img'],
+            steps['num_present'] > 0, self.tau)
 
-        labels = resize_labels(labels, (h, w))
+    def descriptors(self, preds_S: Tensor, preds_T: Tensor, logits_T: Tensor,
+                    labels: Tensor) -> Optional[Dict[str, Tensor]]:
+        """Sample, build the self-similarity maps, shuffle and group them.
+
+        The steps of :meth:`forward` before the KL, on validated inputs;
+        tools that show what GSKD compares call it too.
+
+        Args:
+            preds_S (Tensor): Student features, (N, C, h, w).
+            preds_T (Tensor): Teacher features, (N, C, h, w); detached here.
+            logits_T (Tensor): Teacher logits, (N, K, h', w'); detached here.
+            labels (Tensor): Integer labels, (N, H, W).
+
+        Returns:
+            dict[str, Tensor] | None: None when no image has a valid pixel.
+            Else, with B the padded number of samples: ``labels`` and
+            ``valid`` (N, h * w) at feature size; ``counts`` (N, K) valid
+            pixels per class; ``num_present`` (N,); ``index`` and
+            ``rows_valid`` (N, B), see :func:`class_balanced_sample`;
+            ``sim_S`` and ``sim_T`` (N, B, B) cosine self-similarities;
+            ``shuffled_S`` and ``shuffled_T`` (N, B, G * S) their rows
+            shuffled and laid out group by group; ``columns_valid``
+            (N, G, S) and ``groups_per_img`` (N,), see
+            :meth:`_grouped_columns`.
+        """
+        preds_T, logits_T = preds_T.detach(), logits_T.detach()
+        num_classes = logits_T.shape[1]
+        labels = resize_labels(labels, preds_S.shape[-2:])
         valid = valid_pixel_mask(labels, logits_T, self.ignore_index,
                                  self.valid_mask).flatten(1)
         labels = labels.flatten(1)
@@ -125,8 +157,7 @@ class GSKDLoss(nn.Module):
                 'the classes of logits_T, and unlabelled pixels must carry '
                 'ignore_index')
         if max_present == 0:
-            # Still a function of preds_S, so DDP sees the projector used.
-            return preds_S.sum() * 0.0
+            return None
 
         index, rows_valid = class_balanced_sample(labels, valid, counts,
                                                   max_present,
@@ -134,12 +165,22 @@ class GSKDLoss(nn.Module):
         columns, columns_valid, groups_per_img = self._grouped_columns(
             rows_valid, num_present, max_present)
         feat_S = gather_normalized(preds_S, index)
-        feat_T = gather_normalized(preds_T, index)  # detached above
+        feat_T = gather_normalized(preds_T, index)
         sim_S = feat_S @ feat_S.transpose(1, 2)
         sim_T = feat_T @ feat_T.transpose(1, 2)
-        return self.loss_weight * descriptor_kl(
-            sim_S.gather(2, columns), sim_T.gather(2, columns), rows_valid,
-            columns_valid, groups_per_img, num_present > 0, self.tau)
+        return dict(
+            labels=labels,
+            valid=valid,
+            counts=counts,
+            num_present=num_present,
+            index=index,
+            rows_valid=rows_valid,
+            sim_S=sim_S,
+            sim_T=sim_T,
+            shuffled_S=sim_S.gather(2, columns),
+            shuffled_T=sim_T.gather(2, columns),
+            columns_valid=columns_valid,
+            groups_per_img=groups_per_img)
 
     def _grouped_columns(self, rows_valid: Tensor, num_present: Tensor,
                          max_present: int) -> Tuple[Tensor, Tensor, Tensor]:
