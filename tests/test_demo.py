@@ -1,0 +1,189 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""The CPU demo (``make demo``) runs end to end in its smallest setting.
+
+``tools/demo.py`` runs as the README runs it, in a subprocess, with a few
+iterations, a small generated dataset and the cache and outputs in a
+temporary directory; then its table, figures, teacher cache and the GSKD
+visualisation tool are checked.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(REPO, 'tools', 'demo.py')
+VISUALIZE = osp.join(REPO, 'tools', 'visualize_gskd.py')
+DIST_GSKD = osp.join(
+    REPO, 'configs', 'demo',
+    'dist-gskd_deeplabv3_r18-w32-d8_deeplabv3_r18-w8-d8_synthetic-64x64.py')
+METHODS = ['no_kd', 'dist', 'dist_gskd', 'cwd', 'cwd_gskd']
+FIGURES = ['loss_curves', 'miou', 'similarity', 'predictions']
+SMALL = [
+    '--iters', '20', '--teacher-iters', '60', '--seeds', '1', '--num-train',
+    '48', '--num-val', '12'
+]
+TIMEOUT = 600  # seconds, per subprocess
+
+
+def run(cmd: List[str], env: Dict[str, str]) -> str:
+    """Run a command; fail with its output if it fails."""
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory) -> Tuple[str, Dict[str, str], dict, str]:
+    """One small demo run: its out dir, environment, results and output."""
+    root = tmp_path_factory.mktemp('demo')
+    env = dict(os.environ, GSKD_MM_CACHE=str(root / 'cache'))
+    out_dir = str(root / 'out')
+    output = run([sys.executable, DEMO, *SMALL, '--out-dir', out_dir], env)
+    with open(osp.join(out_dir, 'results.json')) as f:
+        results = json.load(f)
+    return out_dir, env, results, output
+
+
+def test_table(demo):
+    out_dir, _, results, output = demo
+    methods = results['methods']
+    assert list(methods) == METHODS
+    for key, method in methods.items():
+        assert method['n'] == 1 and len(method['runs']) == 1
+        assert method['miou_std'] is None  # one seed: no spread claimed
+        assert 0 <= method['miou_mean'] <= 100
+        assert method['wall_s_mean'] > 0 and method['iter_ms'] > 0
+        # Only the GSKD recipes spend time in a GSKD loss.
+        assert (method['gskd_ms'] > 0) == key.endswith('gskd')
+        assert osp.isfile(method['runs'][0]['checkpoint'])
+    assert set(results['gskd_overhead']) == {'dist_gskd', 'cwd_gskd'}
+    assert not results['teacher']['cached']
+    assert results['settings']['iters'] == 20
+    assert results['dataset']['num_train'] == 48
+
+    # The trained teacher beats its own network untrained, and predicting
+    # the majority class everywhere.
+    teacher = results['teacher']
+    assert 0 <= teacher['untrained_miou'] < 20
+    assert teacher['miou'] > teacher['untrained_miou'] + 5
+    baseline = results['majority_class_miou']
+    assert 0 < baseline < 20
+    assert teacher['miou'] > baseline + 5
+
+    with open(osp.join(out_dir, 'results.md')) as f:
+        table = f.read()
+    for method in methods.values():
+        assert f'| student {method["label"]} |' in table
+    assert '| teacher' in table and 'majority class' in table
+    assert f'| teacher network untrained | {teacher["untrained_miou"]:.2f} |' \
+        in table
+    assert table.strip() in output  # printed at the end too
+
+
+def test_figures(demo):
+    out_dir, _, results, _ = demo
+    assert sorted(results['figures']) == sorted(FIGURES)
+    for name in FIGURES:
+        path = osp.join(out_dir, f'{name}.png')
+        assert results['figures'][name] == path
+        assert osp.getsize(path) > 20_000, name
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert('L'))
+        assert min(pixels.shape) > 400, name
+        assert pixels.std() > 10, f'{name} is (nearly) blank'
+
+
+def test_loss_curves_read_every_term(demo):
+    # Every loss term the runs logged is there to plot.
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    from demo import read_scalars
+    _, _, results, _ = demo
+    terms = {
+        key: set(read_scalars(method['runs'][0]['scalars'])) - {'iter'}
+        for key, method in results['methods'].items()
+    }
+    assert terms['no_kd'] == {'decode.loss_ce'}
+    assert terms['dist_gskd'] == {
+        'decode.loss_ce', 'distill.loss_dist', 'distill.loss_gskd'
+    }
+    assert terms['cwd_gskd'] == {
+        'decode.loss_ce', 'distill.loss_cwd_feat', 'distill.loss_cwd_logits',
+        'distill.loss_gskd'
+    }
+
+
+def test_teacher_is_cached(demo, tmp_path):
+    # A second run with the same teacher setting reuses its checkpoint.
+    out_dir, env, results, _ = demo
+    again = str(tmp_path / 'again')
+    output = run([
+        sys.executable, DEMO, *SMALL, '--methods', 'no_kd', '--iters', '2',
+        '--out-dir', again
+    ], env)
+    assert 'Teacher: cached' in output
+    with open(osp.join(again, 'results.json')) as f:
+        second = json.load(f)
+    assert second['teacher']['cached']
+    assert second['teacher']['miou'] == results['teacher']['miou']
+    assert second['teacher']['untrained_miou'] == \
+        results['teacher']['untrained_miou']
+    assert second['teacher']['checkpoint'] == results['teacher']['checkpoint']
+    assert not osp.exists(osp.join(again, 'teacher'))  # nothing retrained
+    assert list(second['methods']) == ['no_kd']
+    assert 'similarity' not in second['figures']  # no GSKD run to show
+
+
+def test_visualize_gskd_matches_the_loss(demo, tmp_path):
+    out_dir, env, results, _ = demo
+    ckpt = results['methods']['dist_gskd']['runs'][0]['checkpoint']
+    data_root = osp.join(env['GSKD_MM_CACHE'], 'synthetic_scenes_48-12')
+    image = osp.join(data_root, 'img_dir', 'val', 'val_00000.png')
+
+    # The command line tool writes the figure.
+    out = str(tmp_path / 'similarity.png')
+    run([sys.executable, VISUALIZE, DIST_GSKD, ckpt, image, '--out', out], env)
+    assert osp.getsize(out) > 20_000
+
+    # What it plots is what GSKDLoss computes for the same draws.
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    from visualize_gskd import (build_distiller, default_annotation,
+                                gskd_similarity, load_sample)
+    model, cfg = build_distiller(DIST_GSKD, ckpt)
+    ann = default_annotation(cfg, image)
+    assert ann == osp.join(data_root, 'ann_dir', 'val', 'val_00000.png')
+    result = gskd_similarity(model, load_sample(cfg, image, ann), seed=3)
+    assert result['loss'] == pytest.approx(
+        result['loss_reference'], rel=1e-4, abs=1e-6)
+    b = len(result['index'])
+    assert b == 8 * len(result['classes'])  # N = 8 per present class
+    assert result['V_t'].shape == result['V_s'].shape == (b, b)
+    # Cosine similarities: unit diagonal, symmetric.
+    np.testing.assert_allclose(np.diag(result['V_t']), 1, atol=1e-5)
+    np.testing.assert_allclose(result['V_s'], result['V_s'].T, atol=1e-5)
+    # S = -1: descriptors of |C| columns, one per sample slot (G = N).
+    assert result['desc_t'].shape == (8, b, len(result['classes']))
+    # Every sampled pixel may be sampled (labelled, teacher right there).
+    assert not result['pseudo_labels']
+    assert result['feat_valid'].reshape(-1)[result['index']].all()
+
+    # Without labels, the teacher's prediction stands in for them.
+    result = gskd_similarity(model, load_sample(cfg, image), seed=3)
+    assert result['pseudo_labels']
+    assert result['loss'] == pytest.approx(
+        result['loss_reference'], rel=1e-4, abs=1e-6)
