@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from statistics import median
 from typing import Dict
 
 import torch
@@ -58,8 +59,8 @@ def make_inputs(scale: str, device: str, batch: int = 8, channels: int = 512,
         for _ in range(batch)
     ])
     labels = F.interpolate(
-        cells[:, None].float(), size=(8 * h, 8 * w), mode='nearest')[:,
-                                                                      0].long()
+        cells[:, None].float(), size=(8 * h, 8 * w), mode='nearest')
+    labels = labels[:, 0].long()
     labels[torch.rand(labels.shape, generator=gen) < 0.05] = 255
     teacher_pred = F.interpolate(
         cells[:, None].float(), size=size, mode='nearest')[:, 0].long()
@@ -92,28 +93,33 @@ def sync(device: str) -> None:
 
 
 def time_loss(variant: str, scale: str, device: str, repeats: int) -> dict:
-    """Median forward + backward seconds and peak memory of one variant."""
+    """Median forward and forward + backward seconds, peak memory."""
     inputs = make_inputs(scale, device)
     loss = loss_fn(variant)
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
+    forward, total = [], []
     for i in range(repeats + 1):  # the first run warms up
         torch.manual_seed(i)
         inputs['preds_S'].grad = None
         sync(device)
         start = time.perf_counter()
-        loss(*inputs.values()).backward()
+        value = loss(*inputs.values())
         sync(device)
-        times.append(time.perf_counter() - start)
-    times = sorted(times[1:])
+        forward.append(time.perf_counter() - start)
+        value.backward()
+        sync(device)
+        total.append(time.perf_counter() - start)
     if device.startswith('cuda'):
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:  # growth of the process's peak RSS over the inputs
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
                    rss_before) / 1024
-    return dict(seconds=times[len(times) // 2], peak_mb=peak_mb)
+    return dict(
+        seconds=median(total[1:]),
+        forward_seconds=median(forward[1:]),
+        peak_mb=peak_mb)
 
 
 def time_student(device: str, repeats: int, batch: int = 8) -> float:
@@ -149,8 +155,7 @@ def time_student(device: str, repeats: int, batch: int = 8) -> float:
         sum(v for k, v in losses.items() if 'loss' in k).backward()
         sync(device)
         times.append(time.perf_counter() - start)
-    times = sorted(times[1:])
-    return times[len(times) // 2]
+    return median(times[1:])
 
 
 def run_isolated(args: argparse.Namespace, variant: str, scale: str) -> dict:
@@ -172,7 +177,7 @@ def main() -> None:
     parser.add_argument(
         '--loop-repeats',
         type=int,
-        default=1,
+        default=3,
         help='repeats of the (slow) loop version')
     parser.add_argument(
         '--student',
@@ -200,20 +205,23 @@ def main() -> None:
             f'{slow["seconds"] * 1e3:.1f} ms', logger='current')
 
     student = time_student(args.device, 1) if args.student else None
-    print(f'\nGSKD loss forward + backward, batch 8, 512 x 64 x 128 features,'
-          f' N = 8, S = -1, device {args.device} '
-          f'({torch.get_num_threads()} threads)\n')
-    print('| scale | classes (present/image) | vectorised | loop | speed-up '
+    print(f'\nGSKD loss, batch 8, 512 x 64 x 128 features, N = 8, S = -1, '
+          f'device {args.device} ({torch.get_num_threads()} threads); '
+          'median ms of forward and of forward + backward\n')
+    print('| scale | classes (present/image) | vectorised fwd | loop fwd '
+          '| vectorised fwd+bwd | loop fwd+bwd | speed-up (fwd+bwd) '
           '| peak MB vectorised | peak MB loop |' +
           (' share of R18 step |' if student else ''))
-    print('|---|---|---|---|---|---|---|' + ('---|' if student else ''))
+    print('|---' * 9 + '|' + ('---|' if student else ''))
     for scale, fast, slow in rows:
         classes, present = SCALES[scale]
         share = (f' {100 * fast["seconds"] / student:.2f}% |'
                  if student else '')
         print(f'| {scale} | {classes} ({present}) | '
-              f'{fast["seconds"] * 1e3:.1f} ms | {slow["seconds"] * 1e3:.1f}'
-              f' ms | {slow["seconds"] / fast["seconds"]:.0f}x | '
+              f'{fast["forward_seconds"] * 1e3:.1f} | '
+              f'{slow["forward_seconds"] * 1e3:.1f} | '
+              f'{fast["seconds"] * 1e3:.1f} | {slow["seconds"] * 1e3:.1f} | '
+              f'{slow["seconds"] / fast["seconds"]:.1f}x | '
               f'{fast["peak_mb"]:.0f} | {slow["peak_mb"]:.0f} |' + share)
     if student:
         print(f'\nDeepLabV3-R18 student forward + backward, batch 8 at '
