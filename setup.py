@@ -4,9 +4,10 @@
 Besides the ``gskd_mm`` package this installs ``gskd_mm_mmrazor_compat.pth``
 and the small module it imports (see ``gskd_mm_mmrazor_compat.py``), which
 keep MMRazor 1.0.0 importable on torch 2.x in every interpreter of the
-environment, ``mim train mmrazor`` included, and it puts ``configs/`` and ``tools/``
-under ``gskd_mm/.mim`` as OpenMMLab packages do, so that ``gskd_mm::`` config
-paths resolve after a non-editable install too.
+environment, ``mim train mmrazor`` included, and it puts ``configs/`` and
+``tools/`` under ``gskd_mm/.mim`` as OpenMMLab packages do, so that a
+non-editable install ships them too
+(``<site-packages>/gskd_mm/.mim/configs``).
 """
 import os
 import os.path as osp

@@ -1,0 +1,76 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""A non-editable install ships the package, the configs and the hook.
+
+The wheel is built from a copy of the source tree (building in place
+would replace the editable install's ``gskd_mm/.mim`` symlinks by copies)
+and installed into a folder of its own, which a fresh interpreter then
+uses as a site directory.
+"""
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import zipfile
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+RECIPE = ('gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+          '4xb4-40k_cityscapes-512x1024.py')
+DEMO_RECIPE = ('demo/dist-gskd_deeplabv3_r18-w32-d8_deeplabv3_r18-w8-d8_'
+               'synthetic-64x64.py')
+TIMEOUT = 300  # seconds, per subprocess
+
+
+def run(*cmd: str) -> str:
+    result = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout[-5000:]
+    return result.stdout
+
+
+def test_wheel_install_ships_configs_tools_and_startup_hook(tmp_path):
+    source = str(tmp_path / 'source')
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns('.git', '.venv', 'work_dirs', '.mim',
+                                      '*.egg-info', 'build', 'dist',
+                                      '__pycache__', '.pytest_cache'))
+    wheels = str(tmp_path / 'wheels')
+    run(sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+        '--no-build-isolation', '--wheel-dir', wheels, source)
+    (wheel, ) = [osp.join(wheels, n) for n in os.listdir(wheels)]
+    with zipfile.ZipFile(wheel) as f:
+        names = set(f.namelist())
+    for name in ('gskd_mm_mmrazor_compat.pth', 'gskd_mm_mmrazor_compat.py',
+                 'gskd_mm/__init__.py', f'gskd_mm/.mim/configs/{RECIPE}',
+                 f'gskd_mm/.mim/configs/{DEMO_RECIPE}',
+                 'gskd_mm/.mim/tools/train.py'):
+        assert name in names, name
+
+    site_dir = str(tmp_path / 'site')
+    run(sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index',
+        '--target', site_dir, wheel)
+    # A fresh interpreter with the install as a site directory (its .pth
+    # processed), ahead of the editable checkout.
+    code = f'''
+import os.path as osp, site, sys
+site.addsitedir({site_dir!r})
+assert 'gskd_mm_mmrazor_compat' in sys.modules  # the .pth ran ...
+assert 'torch' not in sys.modules  # ... and imported nothing heavy
+sys.path.insert(0, {site_dir!r})
+import gskd_mm
+assert gskd_mm.__file__.startswith({site_dir!r}), gskd_mm.__file__
+from mmengine.config import Config
+configs = osp.join(osp.dirname(gskd_mm.__file__), '.mim', 'configs')
+for name in ({RECIPE!r}, {DEMO_RECIPE!r}):
+    cfg = Config.fromfile(osp.join(configs, name))
+    assert cfg.model.type == 'SingleTeacherDistill', name
+    assert 'loss_gskd' in cfg.model.distiller.distill_losses, name
+print('installed configs load')
+'''
+    assert 'installed configs load' in run(sys.executable, '-c', code)
