@@ -138,8 +138,8 @@ def install() -> bool:
     Returns:
         bool: Whether the hook is active.
     """
-    if os.environ.get(ENV_SWITCH, '1').lower() in ('0', 'false', 'no',
-                                                  'off'):
+    switch = os.environ.get(ENV_SWITCH, '1').lower()
+    if switch in ('0', 'false', 'no', 'off'):
         return False
     if not any(isinstance(f, _GuardedFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _GuardedFinder())

@@ -92,4 +92,3 @@ def test_teacher_checkpoint_is_the_mmseg_model_zoo_one(path):
     cfg = Config.fromfile(path)
     zoo = get_config(cfg.teacher.cfg_path, pretrained=True)
     assert cfg.teacher_ckpt == zoo.model_path
-
