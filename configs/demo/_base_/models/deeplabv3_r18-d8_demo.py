@@ -3,11 +3,11 @@
 # ASPP dilations scaled down to the 8x8 feature map.
 #
 # `model` is the student (base width 8, ASPP 16 channels, ~0.2M
-# parameters); `teacher` is the teacher (base width 32, ASPP 64 channels,
-# ~3.5M parameters), spelled out as the model dict a distiller builds, with
-# its scope. The teacher's training config trains `teacher`; distillation
-# recipes load its checkpoint through `teacher_ckpt` (set by tools/demo.py).
-# Every model dict names its scope: a distiller (scope mmrazor) builds them.
+# parameters); `teacher` is the same dict with the teacher's widths (base 32,
+# ASPP 64 channels, ~3.5M parameters), as a distiller builds it. The
+# teacher's training config trains `teacher`; distillation recipes load its
+# checkpoint through `teacher_ckpt` (set by tools/demo.py). Every model dict
+# names its scope: a distiller (scope mmrazor) builds them.
 num_classes = 7
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(
@@ -51,36 +51,9 @@ model = dict(
             type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
+# The same network, 4x wider.
 teacher = dict(
-    _scope_='mmseg',
-    type='EncoderDecoder',
-    data_preprocessor=data_preprocessor,
-    pretrained=None,
-    backbone=dict(
-        type='ResNetV1c',
-        depth=18,
-        base_channels=32,
-        stem_channels=32,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        dilations=(1, 1, 2, 4),
-        strides=(1, 2, 1, 1),
-        norm_cfg=norm_cfg,
-        norm_eval=False,
-        style='pytorch',
-        contract_dilation=True),
-    decode_head=dict(
-        type='ASPPHead',
-        in_channels=256,
-        in_index=3,
-        channels=64,
-        dilations=(1, 2, 4, 6),
-        dropout_ratio=0.1,
-        num_classes=num_classes,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+    model,
+    backbone=dict(model['backbone'], base_channels=32, stem_channels=32),
+    decode_head=dict(model['decode_head'], in_channels=256, channels=64))
 teacher_ckpt = None
