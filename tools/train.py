@@ -167,6 +167,11 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg)
     runner.train()
+    if torch_dist.is_initialized():
+        # MMEngine leaves the process group to interpreter exit, where a
+        # gloo group's threads can abort the process ("terminate called
+        # without an active exception") after training succeeded.
+        torch_dist.destroy_process_group()
 
 
 if __name__ == '__main__':
