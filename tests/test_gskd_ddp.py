@@ -1,8 +1,11 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """GSKD under DDP (two CPU processes, gloo): gradients reach the student."""
+import gc
 import os
 import socket
+import time
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -13,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gskd_mm.models import GSKDLoss, GSKDProjector
 
 WORLD_SIZE = 2
+TIMEOUT = 300  # seconds for the workers
 
 
 class Student(nn.Module):
@@ -65,6 +69,13 @@ def worker(rank: int, port: int, out: str) -> None:
             n.replace('module.', ''): g
             for n, g in grads(model).items()
         }
+        # DDP's reducer holds the process group. Were it the last holder,
+        # the group would be destroyed with the reducer, holding the GIL
+        # while it waits for gloo's threads, which may need the GIL to
+        # release a finished work: a deadlock (seen once in CI).
+        # destroy_process_group below releases the GIL for that.
+        del model
+        gc.collect()
     torch.save(results, os.path.join(out, f'rank{rank}.pth'))
     dist.destroy_process_group()
 
@@ -76,8 +87,17 @@ def free_port() -> int:
 
 
 def test_gskd_changes_student_gradients_on_every_rank(tmp_path):
-    mp.spawn(
-        worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    context = mp.spawn(
+        worker,
+        args=(free_port(), str(tmp_path)),
+        nprocs=WORLD_SIZE,
+        join=False)
+    deadline = time.monotonic() + TIMEOUT
+    while not context.join(timeout=max(deadline - time.monotonic(), 1)):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f'DDP workers still running after {TIMEOUT} s')
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(WORLD_SIZE)]
 
     # What each rank computes alone on its own images, then averaged: DDP
