@@ -234,6 +234,28 @@ class DemoHook(Hook):
         sys.stdout.write('\n')
 
 
+def build_runner(cfg: Config, work_dir: str, name: str,
+                 log_level: str) -> Runner:
+    """The MMEngine Runner of one demo run, its known noise filtered.
+
+    Args:
+        cfg (Config): The config; its work_dir, experiment name and log
+            level are set here.
+        work_dir (str): Work dir of the run.
+        name (str): Experiment name (unique within the process).
+        log_level (str): Log level of the run.
+
+    Returns:
+        Runner: The runner.
+    """
+    cfg.work_dir = work_dir
+    cfg.experiment_name = name
+    cfg.log_level = log_level
+    runner = Runner.from_cfg(cfg)
+    runner.logger.addFilter(_Quiet())
+    return runner
+
+
 def train(cfg: Config, work_dir: str, name: str, log_level: str) -> dict:
     """Train (and validate) one config with the MMEngine Runner.
 
@@ -249,12 +271,8 @@ def train(cfg: Config, work_dir: str, name: str, log_level: str) -> dict:
         ``gskd_ms`` (median GSKD loss forward + backward per step, 0 without
         GSKD), ``checkpoint``, ``scalars`` (the MMEngine scalar log).
     """
-    cfg.work_dir = work_dir
-    cfg.experiment_name = name
-    cfg.log_level = log_level
     start = time.perf_counter()
-    runner = Runner.from_cfg(cfg)
-    runner.logger.addFilter(_Quiet())
+    runner = build_runner(cfg, work_dir, name, log_level)
     hook = DemoHook()
     runner.register_hook(hook)
     runner.train()
@@ -288,12 +306,7 @@ def evaluate_untrained(cfg: Config, work_dir: str, name: str,
     Returns:
         float: mIoU (%).
     """
-    cfg = copy.deepcopy(cfg)
-    cfg.work_dir = work_dir
-    cfg.experiment_name = name
-    cfg.log_level = log_level
-    runner = Runner.from_cfg(cfg)
-    runner.logger.addFilter(_Quiet())
+    runner = build_runner(copy.deepcopy(cfg), work_dir, name, log_level)
     return float(runner.val()['mIoU'])
 
 
@@ -732,10 +745,8 @@ def plot_predictions(summary: dict, data_root: str, generate_cfg: dict,
 
 def richest_val_images(data_root: str, count: int) -> List[int]:
     """Indices of the validation images with the most labelled classes."""
-    with open(osp.join(data_root, 'splits', 'val.txt')) as f:
-        names = [line.strip() for line in f if line.strip()]
     richness = []
-    for name in names:
+    for name in synthetic.split_names(data_root, 'val'):
         label = np.asarray(
             Image.open(osp.join(data_root, 'ann_dir', 'val', name + '.png')))
         present = np.unique(label[label != synthetic.IGNORE_INDEX])
@@ -829,8 +840,7 @@ def draw_figures(summary: dict, out_dir: str) -> Dict[str, str]:
     images = richest_val_images(data_root, 3)
     gskd_key = next((k for k in GSKD_PAIRS if k in methods), None)
     if gskd_key is not None:
-        with open(osp.join(data_root, 'splits', 'val.txt')) as f:
-            name = [line.strip() for line in f if line.strip()][images[0]]
+        name = synthetic.split_names(data_root, 'val')[images[0]]
         figures['similarity'] = osp.join(out_dir, 'similarity.png')
         visualize_gskd.visualize(
             osp.join(CONFIG_DIR, METHODS[gskd_key][1]),

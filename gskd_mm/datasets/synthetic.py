@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     'CLASSES', 'PALETTE', 'RENDER_COLOURS', 'IGNORE_INDEX',
     'default_cache_dir', 'generate_synthetic_scenes', 'render_scene',
-    'class_pixel_counts', 'SyntheticScenesDataset'
+    'class_pixel_counts', 'split_names', 'SyntheticScenesDataset'
 ]
 
 CLASSES = ('background', 'water', 'tiles', 'tent', 'boat', 'flowers', 'gravel')
@@ -576,7 +576,7 @@ def class_pixel_counts(data_root: str, split: str = 'train') -> np.ndarray:
         np.ndarray: ``len(CLASSES) + 1`` counts, the last for ignore.
     """
     counts = np.zeros(len(CLASSES) + 1, dtype=np.int64)
-    for name in _split_names(data_root, split):
+    for name in split_names(data_root, split):
         path = osp.join(data_root, 'ann_dir', split, name + '.png')
         with Image.open(path) as f:
             label = np.asarray(f)
@@ -586,6 +586,15 @@ def class_pixel_counts(data_root: str, split: str = 'train') -> np.ndarray:
     return counts
 
 
-def _split_names(data_root: str, split: str) -> List[str]:
+def split_names(data_root: str, split: str) -> List[str]:
+    """Basenames of the images of a generated split, in order.
+
+    Args:
+        data_root (str): A generated dataset.
+        split (str): ``'train'`` or ``'val'``.
+
+    Returns:
+        list[str]: Names listed in ``splits/<split>.txt``.
+    """
     with open(osp.join(data_root, 'splits', f'{split}.txt')) as f:
         return [line.strip() for line in f if line.strip()]
