@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
+from .utils import float32_forward
+
 VALID_MASKS = ('teacher_correct', 'labeled')
 
 
@@ -84,9 +86,10 @@ class GSKDLoss(nn.Module):
                 f'ignore_index={self.ignore_index}, '
                 f'valid_mask={self.valid_mask!r}')
 
+    @float32_forward
     def forward(self, preds_S: Tensor, preds_T: Tensor, logits_T: Tensor,
                 gt_labels: Tensor) -> Tensor:
-        """Compute the GSKD loss of a batch.
+        """Compute the GSKD loss of a batch, in float32 (also under autocast).
 
         Args:
             preds_S (Tensor): Student features projected to the teacher's

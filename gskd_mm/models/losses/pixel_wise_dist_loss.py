@@ -3,6 +3,8 @@ from mmrazor.models.losses import DISTLoss
 from mmrazor.registry import MODELS
 from torch import Tensor
 
+from .utils import float32_forward
+
 
 @MODELS.register_module()
 class PixelWiseDISTLoss(DISTLoss):
@@ -16,8 +18,9 @@ class PixelWiseDISTLoss(DISTLoss):
     taken. Arguments are those of ``DISTLoss``.
     """
 
+    @float32_forward
     def forward(self, logits_S: Tensor, logits_T: Tensor) -> Tensor:
-        """Compute DIST over the pixels of the batch.
+        """Compute DIST over the pixels of the batch, in float32.
 
         Args:
             logits_S (Tensor): Student logits, (N, K, H, W).

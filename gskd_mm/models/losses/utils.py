@@ -1,0 +1,52 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Helpers shared by the project's losses."""
+import functools
+from contextlib import ExitStack
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def float32_forward(forward: Callable) -> Callable:
+    """Run a loss's ``forward`` in float32, with autocast off.
+
+    Under ``torch.autocast`` (e.g. MMEngine's ``AmpOptimWrapper``), matrix
+    products run in float16 or bfloat16 and some reductions stay in them:
+    similarities, softmaxes and KL divergences over thousands of entries
+    then lose most of their precision, and a float32 constant such as a
+    masking fill overflows. The wrapped ``forward`` sees its float16 and
+    bfloat16 tensor arguments cast to float32 and runs with autocast
+    disabled on their devices, so its result is float32 whatever the
+    autocast dtype. Gradients flow back through the casts in the inputs'
+    own dtypes. Other arguments pass unchanged.
+
+    Args:
+        forward (Callable): ``forward(self, *args, **kwargs)`` of a loss.
+
+    Returns:
+        Callable: The wrapped method.
+    """
+
+    @functools.wraps(forward)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        tensors = [a for a in (*args, *kwargs.values())
+                   if isinstance(a, Tensor)]
+        with ExitStack() as stack:
+            for device_type in {t.device.type for t in tensors}:
+                stack.enter_context(
+                    torch.autocast(device_type=device_type, enabled=False))
+            return forward(self, *(to_float32(a) for a in args),
+                           **{k: to_float32(v)
+                              for k, v in kwargs.items()})
+
+    return wrapper
+
+
+def to_float32(value: Any) -> Any:
+    """``value.float()`` for a float16 or bfloat16 tensor, else ``value``."""
+    if isinstance(value, Tensor) and value.dtype in LOW_PRECISION:
+        return value.float()
+    return value
