@@ -1,5 +1,11 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
+from .cirkd_memory_loss import CIRKDMemoryPixelLoss, CIRKDMemoryRegionLoss
+from .cirkd_mini_batch_loss import CIRKDMiniBatchPixelLoss
 from .gskd_loss import GSKDLoss
 from .pixel_wise_dist_loss import PixelWiseDISTLoss
+from .pixel_wise_kd_loss import PixelWiseKDLoss
 
-__all__ = ['GSKDLoss', 'PixelWiseDISTLoss']
+__all__ = [
+    'CIRKDMemoryPixelLoss', 'CIRKDMemoryRegionLoss', 'CIRKDMiniBatchPixelLoss',
+    'GSKDLoss', 'PixelWiseDISTLoss', 'PixelWiseKDLoss'
+]

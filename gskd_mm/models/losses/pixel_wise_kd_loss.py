@@ -1,0 +1,82 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+import torch.nn as nn
+import torch.nn.functional as F
+from mmrazor.registry import MODELS
+from torch import Tensor
+
+from .utils import float32_forward
+
+
+def check_dense_pair(name_S: str, name_T: str, preds_S: Tensor,
+                     preds_T: Tensor, same_channels: bool = True) -> None:
+    """Check two (N, C, H, W) maps of one batch and stride.
+
+    Args:
+        name_S (str): Name of the student argument, for the message.
+        name_T (str): Name of the teacher argument.
+        preds_S (Tensor): Student map.
+        preds_T (Tensor): Teacher map.
+        same_channels (bool): Whether C must match too. Defaults to True.
+    """
+    for name, tensor in ((name_S, preds_S), (name_T, preds_T)):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(
+                f'{name} must be a torch.Tensor, got {type(tensor)}')
+        if tensor.dim() != 4:
+            raise ValueError(f'{name} must be (N, C, H, W), got shape '
+                             f'{tuple(tensor.shape)}')
+        if not tensor.is_floating_point():
+            raise TypeError(
+                f'{name} must be a floating tensor, got {tensor.dtype}')
+    shape_S, shape_T = tuple(preds_S.shape), tuple(preds_T.shape)
+    if same_channels:
+        mismatch = shape_S != shape_T
+    else:
+        mismatch = shape_S[:1] + shape_S[2:] != shape_T[:1] + shape_T[2:]
+    if mismatch:
+        what = 'shape' if same_channels else 'batch size and H x W'
+        raise ValueError(
+            f'{name_S} {shape_S} and {name_T} {shape_T} must have the same '
+            f'{what}: record student and teacher at the same stride')
+
+
+@MODELS.register_module()
+class PixelWiseKDLoss(nn.Module):
+    """Logits KD with every pixel as an instance (CIRKD's logits term).
+
+    ``KL(softmax(z_t / T) || softmax(z_s / T)) * T**2`` over the classes of
+    every pixel, averaged over the pixels of the batch, ignored ones
+    included (as CIRKD does: the teacher's soft labels exist everywhere).
+
+    Args:
+        tau (float): Temperature T. Defaults to 1.0.
+        loss_weight (float): Weight of the loss. Defaults to 1.0.
+    """
+
+    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if not tau > 0:
+            raise ValueError(f'tau must be > 0, got {tau!r}')
+        self.tau = float(tau)
+        self.loss_weight = loss_weight
+
+    def extra_repr(self) -> str:
+        return f'tau={self.tau}, loss_weight={self.loss_weight}'
+
+    @float32_forward
+    def forward(self, logits_S: Tensor, logits_T: Tensor) -> Tensor:
+        """Compute the per-pixel KD loss, in float32.
+
+        Args:
+            logits_S (Tensor): Student logits, (N, K, H, W).
+            logits_T (Tensor): Teacher logits, (N, K, H, W); detached.
+
+        Returns:
+            Tensor: The weighted loss, a scalar.
+        """
+        check_dense_pair('logits_S', 'logits_T', logits_S, logits_T)
+        log_p_S = F.log_softmax(logits_S / self.tau, dim=1)
+        log_p_T = F.log_softmax(logits_T.detach() / self.tau, dim=1)
+        kl = F.kl_div(log_p_S, log_p_T, reduction='none',
+                      log_target=True).sum(1)
+        return self.loss_weight * kl.mean() * self.tau**2
