@@ -16,7 +16,8 @@ from gskd_mm.utils import register_all_modules
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
 RECIPES = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
-METHODS = ('gskd', 'dist', 'dist-gskd', 'cwd', 'cwd-gskd')
+METHODS = ('gskd', 'dist', 'dist-gskd', 'cwd', 'cwd-gskd', 'cirkd',
+           'cirkd-gskd')
 DATASETS = ('cityscapes', 'ade20k', 'voc12aug')
 PAIRS = ('deeplabv3_r101-d8_deeplabv3_r18-d8',
          'deeplabv3_r101-d8_mobilenet-v2-d8_deeplabv3',
@@ -73,6 +74,44 @@ def test_recipe_trains_one_step(path):
             assert not torch.equal(before, after), name
 
 
+# Queue sizes per class: the authors' for Cityscapes (and VOC, whose class
+# count is close); for ADE20K, Cityscapes' total spread over 150 classes.
+MEMORY_SIZES = dict(
+    cityscapes=(20000, 2000), ade20k=(2500, 250), voc12aug=(20000, 2000))
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in RECIPES if osp.basename(p).startswith('cirkd')],
+    ids=osp.basename)
+def test_cirkd_memory_fits_the_dataset_and_teacher(path):
+    cfg = Config.fromfile(path)
+    losses = cfg.model.distiller.distill_losses
+    dataset = next(d for d in DATASETS if f'_{d}-' in osp.basename(path))
+    for name, size in zip(('loss_memory_p2p', 'loss_memory_p2r'),
+                          MEMORY_SIZES[dataset]):
+        assert losses[name].num_classes == num_classes_of(cfg), name
+        assert losses[name].memory_size == size, name
+        # The keys are teacher features: the teacher head's width.
+        assert losses[name].channels == cfg.model.teacher.get(
+            'decode_head', get_config(cfg.model.teacher.cfg_path).model
+            .decode_head).channels, name
+    projector = cfg.model.distiller.connectors.cirkd_projector
+    assert projector.out_channels == losses.loss_memory_p2p.channels
+    assert projector.in_channels == \
+        cfg.model.architecture.decode_head.channels
+    weights = {k: v.loss_weight for k, v in losses.items()}
+    if osp.basename(path).startswith('cirkd-gskd_'):
+        assert weights == dict(
+            loss_kd=1.0, loss_minibatch_p2p=1.0, loss_memory_p2p=0.01,
+            loss_memory_p2r=0.01, loss_gskd=5.0)
+        assert losses.loss_gskd.tau == 4.0
+        assert losses.loss_gskd.num_samples == 8
+    else:
+        assert weights == dict(
+            loss_kd=1.0, loss_minibatch_p2p=1.0, loss_memory_p2p=0.1,
+            loss_memory_p2r=0.1)
+
+
 def test_misspelled_recorder_source_fails():
     path = next(p for p in RECIPES if osp.basename(p).startswith('gskd_'))
     cfg = Config.fromfile(path)
@@ -92,3 +131,43 @@ def test_teacher_checkpoint_is_the_mmseg_model_zoo_one(path):
     cfg = Config.fromfile(path)
     zoo = get_config(cfg.teacher.cfg_path, pretrained=True)
     assert cfg.teacher_ckpt == zoo.model_path
+
+
+def test_cirkd_queues_go_into_checkpoints_and_come_back(tmp_path):
+    """What ``--resume`` relies on: the queues are in the state dict."""
+    from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
+    path = next(p for p in RECIPES
+                if osp.basename(p).startswith('cirkd-gskd_')
+                and '_voc12aug-' in p)
+    cfg = shrink_recipe(Config.fromfile(path))
+    losses = cfg.model.distiller.distill_losses
+    losses.loss_memory_p2p.memory_size = 50  # small queues, small files
+    losses.loss_memory_p2r.memory_size = 5
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    for _ in range(2):
+        model.train_step(random_seg_batch(2, (64, 64), 21), optim)
+    queues = {
+        k: v.clone()
+        for k, v in model.state_dict().items() if '.queue' in k
+    }
+    assert sorted(queues) == [
+        f'distiller.distill_losses.{name}.{buffer}'
+        for name in ('loss_memory_p2p', 'loss_memory_p2r')
+        for buffer in ('queue', 'queue_ptr')
+    ]
+    assert all(v.sum() > 0 for k, v in queues.items() if k.endswith('ptr'))
+    save_checkpoint(model.state_dict(), str(tmp_path / 'iter_2.pth'))
+
+    losses.loss_memory_p2p.init_seed = losses.loss_memory_p2r.init_seed = 1
+    fresh = MODELS.build(cfg.model)
+    assert not torch.equal(
+        fresh.distiller.distill_losses.loss_memory_p2p.queue,
+        queues['distiller.distill_losses.loss_memory_p2p.queue'])
+    load_checkpoint(fresh, str(tmp_path / 'iter_2.pth'), strict=True)
+    for key, value in fresh.state_dict().items():
+        if key in queues:
+            assert torch.equal(value, queues[key]), key

@@ -32,3 +32,15 @@ cwd_feat_forward_mapping = dict(
     preds_S=dict(from_student=True, recorder='feat',
                  connector='cwd_projector'),
     preds_T=dict(from_student=False, recorder='feat'))
+# CIRKD: the mini-batch pixel-to-pixel term compares similarity maps within
+# each network, so the student's own features go in (no projector, as in
+# the authors' code); the memory terms contrast student pixels with teacher
+# keys, through one projector `cirkd_projector` that both terms train.
+cirkd_minibatch_forward_mapping = dict(
+    preds_S=dict(from_student=True, recorder='feat'),
+    preds_T=dict(from_student=False, recorder='feat'))
+cirkd_memory_forward_mapping = dict(
+    preds_S=dict(from_student=True, recorder='feat',
+                 connector='cirkd_projector'),
+    preds_T=dict(from_student=False, recorder='feat'),
+    gt_labels=dict(from_student=True, recorder='gt', data_idx=1))

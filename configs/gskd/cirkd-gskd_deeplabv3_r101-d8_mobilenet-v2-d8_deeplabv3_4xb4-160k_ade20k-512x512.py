@@ -1,0 +1,32 @@
+_base_ = [
+    'mmseg::mobilenet_v2/mobilenet-v2-d8_deeplabv3_4xb4-160k_ade20k-512x512.py',  # noqa: E501
+    './_base_/teachers/deeplabv3_r101-d8_ade20k-512x512.py',
+    './_base_/methods/cirkd_gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        # The memory of ADE20K's 150 classes: 2500 pixels and 250 regions
+        # per class, Cityscapes' total queue size spread over 150 classes
+        # (README, "CIRKD memory").
+        distill_losses=dict(
+            _base_.distiller.distill_losses,
+            loss_memory_p2p=dict(
+                _base_.distiller.distill_losses.loss_memory_p2p,
+                num_classes=150,
+                memory_size=2500),
+            loss_memory_p2r=dict(
+                _base_.distiller.distill_losses.loss_memory_p2r,
+                num_classes=150,
+                memory_size=250)),
+        connectors=dict(
+            cirkd_projector=dict(
+                type='GSKDProjector', in_channels=512, out_channels=512),
+            gskd_projector=dict(
+                type='GSKDProjector', in_channels=512, out_channels=512))))

@@ -1,0 +1,30 @@
+_base_ = [
+    './_base_/students/mobilenet-v2-d8_deeplabv3_4xb4-40k_voc12aug-512x512.py',
+    './_base_/teachers/deeplabv3_r101-d8_voc12aug-512x512.py',
+    './_base_/methods/cirkd_gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        # The memory of VOC's 21 classes, at the authors' (Cityscapes) sizes.
+        distill_losses=dict(
+            _base_.distiller.distill_losses,
+            loss_memory_p2p=dict(
+                _base_.distiller.distill_losses.loss_memory_p2p,
+                num_classes=21,
+                memory_size=20000),
+            loss_memory_p2r=dict(
+                _base_.distiller.distill_losses.loss_memory_p2r,
+                num_classes=21,
+                memory_size=2000)),
+        connectors=dict(
+            cirkd_projector=dict(
+                type='GSKDProjector', in_channels=512, out_channels=512),
+            gskd_projector=dict(
+                type='GSKDProjector', in_channels=512, out_channels=512))))
