@@ -3,7 +3,8 @@
 #                   from PyPI) and install gskd-mm in editable mode
 #   make test       set up, then run the test suite
 #   make demo       set up, then run the CPU demo (tools/demo.py)
-#   make benchmark  set up, then time the GSKD loss (tools/benchmark_gskd.py)
+#   make benchmark  set up, then time the GSKD loss and the CIRKD terms
+#                   (tools/benchmark_gskd.py, tools/benchmark_cirkd.py)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -34,6 +35,7 @@ demo: setup
 
 benchmark: setup
 	$(PY) tools/benchmark_gskd.py
+	$(PY) tools/benchmark_cirkd.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info gskd_mm/.mim
