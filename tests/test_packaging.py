@@ -69,7 +69,7 @@ from mmengine.config import Config
 configs = osp.join(osp.dirname(gskd_mm.__file__), '.mim', 'configs')
 for name in ({RECIPE!r}, {DEMO_RECIPE!r}):
     cfg = Config.fromfile(osp.join(configs, name))
-    assert cfg.model.type == 'SingleTeacherDistill', name
+    assert cfg.model.type == 'EvalTeacherDistill', name
     assert 'loss_gskd' in cfg.model.distiller.distill_losses, name
 print('installed configs load')
 '''
