@@ -82,7 +82,8 @@ def _mmcv_message(module: str, name: str, error: BaseException) -> str:
     return (f'{module}.{name} is unavailable: it needs the compiled ops of '
             f'mmcv, which this mmcv {mmcv.__version__} does not have '
             f'({type(error).__name__}: {error}); mmcv-lite ships none. '
-            'Install the full mmcv: `make setup MMCV=full` or '
+            'Install the full mmcv built for this torch: '
+            '`make setup MMCV=full` or '
             '`bash tools/build_mmcv.sh` in a gskd-mm checkout, or '
             '`mim install mmcv==2.1.0` (see "mmcv-lite or the full mmcv" in '
             f"gskd-mm's README; set {ENV_SWITCH}=0 to see the original "
@@ -149,6 +150,8 @@ class _GuardedLoader:
 
     def __getattr__(self, name: str):
         # get_source, is_package, ...: whatever the real loader offers.
+        if name == 'loader':  # not set yet: no recursion
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
     def create_module(self, spec):
