@@ -1,28 +1,46 @@
 # Local CPU environment and the everyday commands of gskd-mm.
-#   make setup      create .venv (torch CPU, mmcv 2.1.0 built once, the rest
-#                   from PyPI) and install gskd-mm in editable mode
+#   make setup      create .venv (torch CPU, mmcv-lite, the rest from PyPI)
+#                   and install gskd-mm in editable mode; an mmcv with its
+#                   compiled ops already in .venv is kept
+#   make setup MMCV=full
+#                   the same with the full mmcv 2.1.0, built once from
+#                   source (tools/build_mmcv.sh), for models that run its ops
 #   make test       set up, then run the test suite
 #   make demo       set up, then run the CPU demo (tools/demo.py)
 #   make benchmark  set up, then time the GSKD loss and the CIRKD terms
 #                   (tools/benchmark_gskd.py, tools/benchmark_cirkd.py)
 PYTHON ?= python3
 VENV ?= .venv
+MMCV ?= lite
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STAMP := $(VENV)/.gskd-mm-installed
+STAMP := $(VENV)/.gskd-mm-installed-mmcv-$(MMCV)
 PYTEST_ARGS ?=
+
+ifeq ($(MMCV),full)
+INSTALL_MMCV := bash tools/build_mmcv.sh $(PY)
+else ifeq ($(MMCV),lite)
+# mmcv and mmcv-lite both install the package `mmcv`: never put one over
+# the other, so a full mmcv already here (MMCV=full before, or installed by
+# hand) stays.
+INSTALL_MMCV := $(PY) -c "import importlib.metadata as m; m.version('mmcv')" \
+	2>/dev/null && echo "keeping the full mmcv already installed" \
+	|| $(PIP) install mmcv-lite==2.1.0
+else
+$(error MMCV must be lite or full, not "$(MMCV)")
+endif
 
 .PHONY: setup test demo benchmark clean
 
 setup: $(STAMP)
 
 # Re-runs only when the requirements or packaging change: a ready
-# environment costs a file-time check, not a rebuild.
-$(STAMP): setup.py requirements/*.txt tools/build_mmcv.sh
+# environment costs a file-time check, not a reinstall.
+$(STAMP): setup.py requirements/*.txt tools/build_mmcv.sh gskd_mm_compat.pth
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install torch==2.13.0 wheel ninja
-	bash tools/build_mmcv.sh $(PY)
+	$(PIP) install torch==2.13.0 wheel
+	$(INSTALL_MMCV)
 	$(PIP) install -r requirements/local.txt -e .
 	$(PY) -c "import gskd_mm, mmrazor.models, mmseg.models"
 	touch $@

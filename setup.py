@@ -1,12 +1,12 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Packaging of gskd-mm.
 
-Besides the ``gskd_mm`` package this installs ``gskd_mm_mmrazor_compat.pth``
-and the small module it imports (see ``gskd_mm_mmrazor_compat.py``), which
-keep MMRazor 1.0.0 importable on torch 2.x in every interpreter of the
-environment, ``mim train mmrazor`` included, and it puts ``configs/`` and
-``tools/`` under ``gskd_mm/.mim`` as OpenMMLab packages do, so that a
-non-editable install ships them too
+Besides the ``gskd_mm`` package this installs ``gskd_mm_compat.pth`` and
+the small module it imports (see ``gskd_mm_compat.py``), which keep MMRazor
+1.0.0 importable on torch 2.x and MMSeg importable on mmcv-lite in every
+interpreter of the environment, ``mim train mmrazor`` included, and it puts
+``configs/`` and ``tools/`` under ``gskd_mm/.mim`` as OpenMMLab packages do,
+so that a non-editable install ships them too
 (``<site-packages>/gskd_mm/.mim/configs``).
 """
 import os
@@ -20,7 +20,7 @@ from setuptools.command.editable_wheel import editable_wheel
 
 HERE = osp.dirname(osp.abspath(__file__))
 MIM_FILES = ('configs', 'tools')
-PTH_NAME = 'gskd_mm_mmrazor_compat.pth'
+PTH_NAME = 'gskd_mm_compat.pth'
 
 
 def readme() -> str:
@@ -113,7 +113,7 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         packages=find_packages(include=['gskd_mm', 'gskd_mm.*']),
         include_package_data=True,
-        py_modules=['gskd_mm_mmrazor_compat'],
+        py_modules=['gskd_mm_compat'],
         package_data={'gskd_mm': ['.mim/**/*']},
         cmdclass={
             'build_py': BuildPyWithPth,

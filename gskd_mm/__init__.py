@@ -7,9 +7,10 @@ Importing the package registers its losses and connectors into MMRazor's
 weights-only loading read MMEngine checkpoints
 (:func:`gskd_mm.utils.allow_mmengine_checkpoints`).
 """
-# Before anything imports MMRazor: keep it importable on torch 2.x even
-# where the .pth start-up hook is not installed (e.g. a bare source tree).
-import gskd_mm_mmrazor_compat  # noqa: F401  isort: skip
+# Before anything imports MMRazor or mmcv: keep them importable on torch 2.x
+# and on mmcv-lite even where the .pth start-up hook is not installed (e.g.
+# a bare source tree).
+import gskd_mm_compat  # noqa: F401  isort: skip
 
 from .models import *  # noqa: F401,F403,E402
 from .utils import allow_mmengine_checkpoints  # noqa: E402

@@ -1,6 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """A non-editable install ships the package, the configs and the hook.
 
+It does not require the distribution ``mmcv`` either: pip would compile
+that over an installed mmcv-lite.
+
 The wheel is built from a copy of the source tree (building in place
 would replace the editable install's ``gskd_mm/.mim`` symlinks by copies)
 and installed into a folder of its own, which a fresh interpreter then
@@ -46,7 +49,15 @@ def test_wheel_install_ships_configs_tools_and_startup_hook(tmp_path):
     (wheel, ) = [osp.join(wheels, n) for n in os.listdir(wheels)]
     with zipfile.ZipFile(wheel) as f:
         names = set(f.namelist())
-    for name in ('gskd_mm_mmrazor_compat.pth', 'gskd_mm_mmrazor_compat.py',
+        (metadata, ) = [n for n in names if n.endswith('.dist-info/METADATA')]
+        requires = [
+            line.split(':', 1)[1].strip()
+            for line in f.read(metadata).decode().splitlines()
+            if line.startswith('Requires-Dist:')
+        ]
+    assert any(r.startswith('mmsegmentation') for r in requires), requires
+    assert not [r for r in requires if r.startswith('mmcv')], requires
+    for name in ('gskd_mm_compat.pth', 'gskd_mm_compat.py',
                  'gskd_mm/__init__.py', f'gskd_mm/.mim/configs/{RECIPE}',
                  f'gskd_mm/.mim/configs/{DEMO_RECIPE}',
                  'gskd_mm/.mim/tools/train.py'):
@@ -60,7 +71,7 @@ def test_wheel_install_ships_configs_tools_and_startup_hook(tmp_path):
     code = f'''
 import os.path as osp, site, sys
 site.addsitedir({site_dir!r})
-assert 'gskd_mm_mmrazor_compat' in sys.modules  # the .pth ran ...
+assert 'gskd_mm_compat' in sys.modules  # the .pth ran ...
 assert 'torch' not in sys.modules  # ... and imported nothing heavy
 sys.path.insert(0, {site_dir!r})
 import gskd_mm
@@ -69,7 +80,7 @@ from mmengine.config import Config
 configs = osp.join(osp.dirname(gskd_mm.__file__), '.mim', 'configs')
 for name in ({RECIPE!r}, {DEMO_RECIPE!r}):
     cfg = Config.fromfile(osp.join(configs, name))
-    assert cfg.model.type == 'SingleTeacherDistill', name
+    assert cfg.model.type == 'EvalTeacherDistill', name
     assert 'loss_gskd' in cfg.model.distiller.distill_losses, name
 print('installed configs load')
 '''

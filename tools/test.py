@@ -2,7 +2,7 @@
 """Test (and evaluate) a model: a distillation algorithm or a segmentor.
 
 MMSeg's ``tools/test.py`` for a gskd-mm source checkout. A distillation
-config tests its student (``SingleTeacherDistill`` predicts with its
+config tests its student (``EvalTeacherDistill`` predicts with its
 ``architecture``); the student config written by
 ``tools/model_converters/distill_to_student.py`` tests the same student as a
 plain MMSeg model.

@@ -23,7 +23,7 @@ def iter_dicts(node: Any) -> Iterator[dict]:
 
 
 def shrink_recipe(cfg: Config,
-                  crop: Tuple[int, int] = (64, 64),
+                  crop: Optional[Tuple[int, int]] = (64, 64),
                   sync_bn_to_bn: bool = False,
                   data_root: Optional[str] = None) -> Config:
     """Make a distillation recipe runnable on a CPU in tests.
@@ -37,7 +37,8 @@ def shrink_recipe(cfg: Config,
 
     Args:
         cfg (Config): A loaded recipe; modified in place.
-        crop (tuple[int, int]): (h, w) crop. Defaults to (64, 64).
+        crop (tuple[int, int], optional): (h, w) crop; None keeps the
+            recipe's crop and image scales. Defaults to (64, 64).
         sync_bn_to_bn (bool): Replace SyncBN by BN in the config (student
             and teacher), for multi-process CPU (gloo) runs, where SyncBN
             raises (torch's DDP refuses SyncBN in a CPU model).
@@ -47,40 +48,53 @@ def shrink_recipe(cfg: Config,
     Returns:
         Config: ``cfg``.
     """
-    h, w = crop
     cfg.model.teacher_ckpt = None
     # Spelled out first, so that the changes below reach the teacher too:
     # DDP refuses a CPU model with any SyncBN, the frozen teacher's included.
     cfg.model.teacher = teacher_without_downloads(cfg.model.teacher)
     student = cfg.model.architecture
-    student.data_preprocessor.size = crop
     student.pretrained = None
     student.backbone.init_cfg = None
+    if crop is not None:
+        student.data_preprocessor.size = crop
     for node in iter_dicts(cfg._cfg_dict):
         kind = node.get('type')
-        if kind == 'RandomCrop':
-            node['crop_size'] = crop
-        elif kind == 'Pad':
-            node['size'] = crop
-        elif kind in ('RandomResize', 'Resize') and 'scale' in node:
-            # Same aspect as the dataset's own scale, short side = crop h.
-            long_side, short_side = node['scale']
-            node['scale'] = (round(long_side * h / short_side), h)
-        elif kind == 'SegDataPreProcessor' and node.get('size'):
-            # The student's and the top-level one, which a Runner gives
-            # the whole algorithm (``model.data_preprocessor`` default).
-            node['size'] = crop
-        elif kind == 'SyncBN' and sync_bn_to_bn:
+        if kind == 'SyncBN' and sync_bn_to_bn:
             node['type'] = 'BN'
         elif kind == 'GSKDProjector' and sync_bn_to_bn:
             node.setdefault('norm_cfg', dict(type='BN'))  # default: SyncBN
         if data_root is not None and 'data_root' in node:
             node['data_root'] = data_root
+        if crop is not None:
+            resize_to_crop(node, crop)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if loader in cfg:
             cfg[loader].num_workers = 0
             cfg[loader].persistent_workers = False
     return cfg
+
+
+def resize_to_crop(node: dict, crop: Tuple[int, int]) -> None:
+    """Shrink the sizes of one config node (a transform, a preprocessor).
+
+    Args:
+        node (dict): A dict of the config; changed in place.
+        crop (tuple[int, int]): (h, w) crop.
+    """
+    h, _ = crop
+    kind = node.get('type')
+    if kind == 'RandomCrop':
+        node['crop_size'] = crop
+    elif kind == 'Pad':
+        node['size'] = crop
+    elif kind in ('RandomResize', 'Resize') and 'scale' in node:
+        # Same aspect as the dataset's own scale, short side = crop h.
+        long_side, short_side = node['scale']
+        node['scale'] = (round(long_side * h / short_side), h)
+    elif kind == 'SegDataPreProcessor' and node.get('size'):
+        # The student's and the top-level one, which a Runner gives
+        # the whole algorithm (``model.data_preprocessor`` default).
+        node['size'] = crop
 
 
 def teacher_without_downloads(teacher: ConfigDict) -> ConfigDict:

@@ -1,4 +1,5 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
+from .channel_wise_divergence import Float32ChannelWiseDivergence
 from .cirkd_memory_loss import CIRKDMemoryPixelLoss, CIRKDMemoryRegionLoss
 from .cirkd_mini_batch_loss import CIRKDMiniBatchPixelLoss
 from .gskd_loss import GSKDLoss
@@ -7,5 +8,6 @@ from .pixel_wise_kd_loss import PixelWiseKDLoss
 
 __all__ = [
     'CIRKDMemoryPixelLoss', 'CIRKDMemoryRegionLoss', 'CIRKDMiniBatchPixelLoss',
-    'GSKDLoss', 'PixelWiseDISTLoss', 'PixelWiseKDLoss'
+    'Float32ChannelWiseDivergence', 'GSKDLoss', 'PixelWiseDISTLoss',
+    'PixelWiseKDLoss'
 ]

@@ -1,5 +1,6 @@
 # Channel-wise distillation on features (50) and logits (3): the baseline of
-# cwd_gskd, with the authors' weights.
+# cwd_gskd, with the authors' weights. MMRazor's ChannelWiseDivergence,
+# computed in float32 under mixed precision.
 _base_ = ['../distill_pieces.py']
 distiller = dict(
     type='ConfigurableDistiller',
@@ -7,9 +8,9 @@ distiller = dict(
     teacher_recorders=_base_.teacher_recorders,
     distill_losses=dict(
         loss_cwd_feat=dict(
-            type='ChannelWiseDivergence', tau=1.0, loss_weight=50.0),
+            type='Float32ChannelWiseDivergence', tau=1.0, loss_weight=50.0),
         loss_cwd_logits=dict(
-            type='ChannelWiseDivergence', tau=1.0, loss_weight=3.0)),
+            type='Float32ChannelWiseDivergence', tau=1.0, loss_weight=3.0)),
     loss_forward_mappings=dict(
         loss_cwd_feat=_base_.cwd_feat_forward_mapping,
         loss_cwd_logits=_base_.cwd_logits_forward_mapping))

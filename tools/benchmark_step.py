@@ -1,0 +1,174 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Time whole training steps of a recipe and its sibling methods.
+
+For the teacher, student and dataset of CONFIG, times a training step of
+the student alone and of the recipes of each method (default: DIST,
+DIST + GSKD and CWD + GSKD), in float32 and mixed precision, at the
+recipe's crop on generated Cityscapes-format data (nothing downloaded;
+see ``gskd_mm.testing.step_benchmark``). Each measurement runs in a fresh
+process, so its peak memory is its own. GSKD's share of the step is the
+difference between DIST + GSKD and DIST. ``--teacher`` also times the
+teacher's forward as ``SingleTeacherDistill`` and ``EvalTeacherDistill``
+run it.
+
+Example::
+
+    python tools/benchmark_step.py configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py --device cuda
+    python tools/benchmark_step.py CONFIG --crop 128 256 --batch 2  # CPU
+"""  # noqa: E501
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+from mmengine.logging import print_log
+
+from gskd_mm.testing import step_benchmark as bench
+from gskd_mm.utils import register_all_modules
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='a Cityscapes recipe')
+    parser.add_argument(
+        '--methods',
+        nargs='*',
+        default=['student', 'dist', 'dist-gskd', 'cwd-gskd'],
+        help='student and/or recipe methods of the same pair and dataset')
+    parser.add_argument(
+        '--precisions',
+        nargs='+',
+        default=['fp32', 'fp16'],
+        choices=bench.PRECISIONS,
+        help='fp16/bf16: AmpOptimWrapper on CUDA, autocast on a CPU')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--crop',
+        nargs=2,
+        type=int,
+        metavar=('H', 'W'),
+        help='crop instead of the recipe\'s (e.g. to run on a CPU)')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        help='images per step (default: the batch size of CONFIG)')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument(
+        '--teacher',
+        action='store_true',
+        help='also time the teacher forward of both algorithms')
+    parser.add_argument('--out', help='also write the results as JSON here')
+    parser.add_argument('--data-root', help=argparse.SUPPRESS)
+    parser.add_argument('--only', help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def child(args: argparse.Namespace) -> dict:
+    """One measurement (``--only METHOD:PRECISION|teacher``), in-process."""
+    register_all_modules(init_default_scope=False)
+    crop = tuple(args.crop) if args.crop else None
+    if args.only == 'teacher':
+        cfg = bench.load_recipe(args.config, args.data_root, args.batch, crop)
+        return bench.time_teacher_forward(cfg, args.device, args.repeats)
+    method, precision = args.only.split(':')
+    config = bench.sibling_recipes(args.config, [method])[method]
+    cfg = bench.load_recipe(config, args.data_root, args.batch, crop)
+    return bench.time_steps(cfg, method, precision, args.device,
+                            args.repeats)
+
+
+def isolated(args: argparse.Namespace, only: str) -> dict:
+    """Run one measurement in a fresh process."""
+    cmd = [
+        sys.executable, __file__, args.config, '--device', args.device,
+        '--repeats',
+        str(args.repeats), '--batch',
+        str(args.batch), '--data-root', args.data_root, '--only', only
+    ]
+    if args.crop:
+        cmd += ['--crop', *map(str, args.crop)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f'{only} failed:\n{out.stderr[-4000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(args: argparse.Namespace, rows: dict, teacher: dict) -> str:
+    crop = 'x'.join(map(str, args.crop)) if args.crop else 'recipe crop'
+    device = (torch.cuda.get_device_name() if args.device.startswith('cuda')
+              else f'CPU, {torch.get_num_threads()} threads')
+    lines = [
+        f'Training step, batch {args.batch}, {crop}, {device}; median of '
+        f'{args.repeats} steps', '',
+        '| method | ' + ' | '.join(f'{p} s/iter | {p} peak MB'
+                                   for p in args.precisions) + ' |',
+        '|---' * (1 + 2 * len(args.precisions)) + '|'
+    ]
+    for method in args.methods:
+        cells = []
+        for precision in args.precisions:
+            r = rows[method][precision]
+            cells += [f'{r["seconds"]:.3f}', f'{r["peak_mb"]:.0f}']
+        lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    if {'dist', 'dist-gskd'} <= set(args.methods):
+        for precision in args.precisions:
+            with_gskd = rows['dist-gskd'][precision]['seconds']
+            extra = with_gskd - rows['dist'][precision]['seconds']
+            lines.append(f'\nGSKD share of the DIST + GSKD step ({precision}):'
+                         f' {extra * 1e3:.1f} ms, '
+                         f'{100 * extra / with_gskd:.1f} %')
+    if teacher:
+        lines.append(
+            f'\nTeacher forward: loss mode (SingleTeacherDistill) '
+            f'{teacher["loss_mode"]:.3f} s, tensor mode (EvalTeacherDistill)'
+            f' {teacher["tensor_mode"]:.3f} s, saved '
+            f'{teacher["loss_mode"] - teacher["tensor_mode"]:.3f} s per step')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.batch is None:
+        from mmengine.config import Config
+        args.batch = Config.fromfile(args.config).train_dataloader.batch_size
+    if args.batch < 2:
+        # A pooled branch (ASPP's image pool, PSP's 1x1 bin) then has one
+        # value per channel, which BN cannot train on.
+        raise SystemExit('--batch must be at least 2: BN in pooled branches '
+                         'needs two values per channel to train')
+    if args.only:
+        print(json.dumps(child(args)))
+        return
+    bench.sibling_recipes(args.config, args.methods)  # fail early
+    with tempfile.TemporaryDirectory() as tmp:
+        args.data_root = bench.make_data(
+            os.path.join(tmp, 'cityscapes'), args.batch)
+        rows = {}
+        for method in args.methods:
+            rows[method] = {}
+            for precision in args.precisions:
+                rows[method][precision] = isolated(
+                    args, f'{method}:{precision}')
+                print_log(
+                    f'{method} {precision}: '
+                    f'{rows[method][precision]["seconds"]:.3f} s/iter',
+                    logger='current')
+        teacher = isolated(args, 'teacher') if args.teacher else {}
+    print(table(args, rows, teacher))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(
+                dict(
+                    config=args.config,
+                    device=args.device,
+                    batch=args.batch,
+                    crop=args.crop,
+                    steps=rows,
+                    teacher=teacher), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
