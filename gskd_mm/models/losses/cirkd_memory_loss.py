@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .gskd_loss import class_counts, resize_labels
 from .pixel_wise_kd_loss import check_dense_pair
-from .utils import float32_forward
+from .utils import check_labels, float32_forward
 
 
 class MemoryContrastLoss(nn.Module):
@@ -158,22 +158,7 @@ class MemoryContrastLoss(nn.Module):
         Returns:
             tuple[Tensor, Tensor]: (N, h * w) long labels and bool mask.
         """
-        if not isinstance(gt_labels, Tensor):
-            raise TypeError(
-                f'gt_labels must be a torch.Tensor, got {type(gt_labels)}')
-        labels = gt_labels
-        if labels.dim() == 4 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.dim() != 3:
-            raise ValueError('gt_labels must be (N, H, W) or (N, 1, H, W), '
-                             f'got shape {tuple(gt_labels.shape)}')
-        if labels.is_floating_point() or labels.is_complex() \
-                or labels.dtype == torch.bool:
-            raise TypeError(
-                f'gt_labels must be an integer tensor, got {labels.dtype}')
-        if labels.shape[0] != feats.shape[0]:
-            raise ValueError(f'gt_labels has batch size {labels.shape[0]}, '
-                             f'features have {feats.shape[0]}')
+        labels = check_labels(gt_labels, feats.shape[0])
         labels = resize_labels(labels, feats.shape[-2:]).flatten(1)
         valid = labels != self.ignore_index
         if ((labels < 0) | (labels >= self.num_classes))[valid].any():

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import float32_forward
+from .utils import check_labels, float32_forward
 
 VALID_MASKS = ('teacher_correct', 'labeled')
 
@@ -259,20 +259,7 @@ class GSKDLoss(nn.Module):
             raise ValueError(
                 f'logits_T has batch size {logits_T.shape[0]}, '
                 f'features have {preds_S.shape[0]}')
-        labels = gt_labels
-        if labels.dim() == 4 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.dim() != 3:
-            raise ValueError('gt_labels must be (N, H, W) or (N, 1, H, W), '
-                             f'got shape {tuple(gt_labels.shape)}')
-        if labels.is_floating_point() or labels.is_complex() \
-                or labels.dtype == torch.bool:
-            raise TypeError(
-                f'gt_labels must be an integer tensor, got {labels.dtype}')
-        if labels.shape[0] != preds_S.shape[0]:
-            raise ValueError(f'gt_labels has batch size {labels.shape[0]}, '
-                             f'features have {preds_S.shape[0]}')
-        return labels
+        return check_labels(gt_labels, preds_S.shape[0])
 
 
 def resize_labels(labels: Tensor, size: Tuple[int, int]) -> Tensor:

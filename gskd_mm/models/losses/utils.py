@@ -50,3 +50,32 @@ def to_float32(value: Any) -> Any:
     if isinstance(value, Tensor) and value.dtype in LOW_PRECISION:
         return value.float()
     return value
+
+
+def check_labels(gt_labels: Any, batch_size: int) -> Tensor:
+    """Validate segmentation labels and return them as (N, H, W).
+
+    Args:
+        gt_labels (Tensor): Integer labels, (N, H, W) or (N, 1, H, W).
+        batch_size (int): N of the features they label.
+
+    Returns:
+        Tensor: The labels, (N, H, W).
+    """
+    if not isinstance(gt_labels, Tensor):
+        raise TypeError(
+            f'gt_labels must be a torch.Tensor, got {type(gt_labels)}')
+    labels = gt_labels
+    if labels.dim() == 4 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.dim() != 3:
+        raise ValueError('gt_labels must be (N, H, W) or (N, 1, H, W), '
+                         f'got shape {tuple(gt_labels.shape)}')
+    if labels.is_floating_point() or labels.is_complex() \
+            or labels.dtype == torch.bool:
+        raise TypeError(
+            f'gt_labels must be an integer tensor, got {labels.dtype}')
+    if labels.shape[0] != batch_size:
+        raise ValueError(f'gt_labels has batch size {labels.shape[0]}, '
+                         f'features have {batch_size}')
+    return labels
