@@ -11,7 +11,10 @@
 # compile; about 13 MB, at most 60 MB). The check then installs them into
 # a virtual environment on top of the machine's packages, runs
 # tests/test_cuda.py, tools/benchmark_gskd.py and tools/benchmark_step.py
-# on the GPU, and writes one results file (default DIR/gpu_check.md).
+# on the GPU, and writes one results file (default DIR/gpu_check.md). Each
+# stage has a time limit (3 + 1.5 + 4 min), so the whole check stays
+# within 10 minutes and a stage that overruns still leaves the others'
+# results.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
@@ -72,16 +75,16 @@ status=0
   echo
   echo '## CUDA tests (tests/test_cuda.py)'
   echo '```'
-  timeout 240 "$PY" -m pytest tests/test_cuda.py -v -p no:cacheprovider \
+  timeout 180 "$PY" -m pytest tests/test_cuda.py -v -p no:cacheprovider \
     2>&1 | tail -n 25 || status=1
   echo '```'
   echo
   echo '## GSKD loss (tools/benchmark_gskd.py --device cuda)'
-  timeout 120 "$PY" tools/benchmark_gskd.py --device cuda --repeats 20 \
+  timeout 90 "$PY" tools/benchmark_gskd.py --device cuda --repeats 20 \
     2>/dev/null || status=1
   echo
   echo '## Training steps (tools/benchmark_step.py --device cuda)'
-  timeout 300 "$PY" tools/benchmark_step.py "$STEP_RECIPE" --device cuda \
+  timeout 240 "$PY" tools/benchmark_step.py "$STEP_RECIPE" --device cuda \
     --precisions fp32 fp16 --repeats 10 --teacher \
     --out "${RESULTS%.md}_steps.json" 2>/dev/null || status=1
 } > "$RESULTS" 2>&1
