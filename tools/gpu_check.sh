@@ -85,7 +85,7 @@ status=0
   echo
   echo '## Training steps (tools/benchmark_step.py --device cuda)'
   timeout 240 "$PY" tools/benchmark_step.py "$STEP_RECIPE" --device cuda \
-    --precisions fp32 fp16 --repeats 10 --teacher \
+    --precisions fp32 fp16 --repeats 5 --teacher \
     --out "${RESULTS%.md}_steps.json" 2>/dev/null || status=1
 } > "$RESULTS" 2>&1
 cat "$RESULTS"
