@@ -110,7 +110,7 @@ def test_float32_cwd_is_mmrazors_cwd(tau):
     theirs = ChannelWiseDivergence(tau=tau, loss_weight=3.0)
     assert torch.equal(ours(x['feat_S'], x['feat_T']),
                        theirs(x['feat_S'], x['feat_T']))
-    with pytest.raises(ValueError, match='same shape'):
+    with pytest.raises(ValueError, match='same batch size and channels'):
         ours(x['feat_S'], x['feat_T'][:, :8])
 
 

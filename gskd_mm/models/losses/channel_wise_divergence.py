@@ -3,7 +3,7 @@ from mmrazor.models.losses import ChannelWiseDivergence
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import float32_forward
+from .utils import float32_forward, teacher_at_student_size
 
 
 @MODELS.register_module()
@@ -17,8 +17,24 @@ class Float32ChannelWiseDivergence(ChannelWiseDivergence):
     and returns a half-precision loss, off by up to 0.6 % (bfloat16,
     ``tau=4``) from float32 maths on the same inputs; this one casts its
     inputs to float32 and disables autocast (:func:`float32_forward`).
-    Arguments are those of ``ChannelWiseDivergence``.
+    MMRazor's version also ``view``s its inputs, which fails on the
+    non-contiguous maps of a SegFormer head; this one makes them contiguous.
+
+    Args:
+        tau (float): Temperature. Defaults to 1.0.
+        loss_weight (float): Weight of the loss. Defaults to 1.0.
+        resize_teacher (bool): Resize teacher maps of another height x width
+            to the student's (bilinear; see
+            :func:`teacher_at_student_size`). If False, such maps raise a
+            ValueError. Defaults to False.
     """
+
+    def __init__(self,
+                 tau: float = 1.0,
+                 loss_weight: float = 1.0,
+                 resize_teacher: bool = False) -> None:
+        super().__init__(tau=tau, loss_weight=loss_weight)
+        self.resize_teacher = resize_teacher
 
     @float32_forward
     def forward(self, preds_S: Tensor, preds_T: Tensor) -> Tensor:
@@ -26,16 +42,11 @@ class Float32ChannelWiseDivergence(ChannelWiseDivergence):
 
         Args:
             preds_S (Tensor): Student maps, (N, C, H, W).
-            preds_T (Tensor): Teacher maps, (N, C, H, W).
+            preds_T (Tensor): Teacher maps, (N, C, H', W').
 
         Returns:
             Tensor: The weighted loss, a float32 scalar.
         """
-        if preds_S.dim() != 4 or preds_S.shape != preds_T.shape:
-            raise ValueError(
-                'preds_S and preds_T must both be (N, C, H, W) of the same '
-                f'shape, got {tuple(preds_S.shape)} and '
-                f'{tuple(preds_T.shape)}; project student features to the '
-                'teacher width with a connector and record both at the same '
-                'stride')
-        return super().forward(preds_S, preds_T)
+        preds_T = teacher_at_student_size(preds_S, preds_T,
+                                          self.resize_teacher)
+        return super().forward(preds_S.contiguous(), preds_T.contiguous())

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import check_labels, float32_forward
+from .utils import (check_labels, float32_forward,
+                    teacher_at_student_size)
 
 VALID_MASKS = ('teacher_correct', 'labeled')
 
@@ -47,6 +48,11 @@ class GSKDLoss(nn.Module):
             ``'teacher_correct'`` (the teacher's argmax equals the label, as
             the method's authors do) or ``'labeled'`` (every pixel whose
             label is not ``ignore_index``). Defaults to 'teacher_correct'.
+        resize_teacher (bool): Resize teacher features of another height x
+            width to the student's (bilinear; see
+            :func:`teacher_at_student_size`), so that every sampled point is
+            the same image position in both maps. If False, such features
+            raise a ValueError. Defaults to False.
     """
 
     def __init__(self,
@@ -55,7 +61,8 @@ class GSKDLoss(nn.Module):
                  tau: float = 1.0,
                  loss_weight: float = 1.0,
                  ignore_index: int = 255,
-                 valid_mask: str = 'teacher_correct') -> None:
+                 valid_mask: str = 'teacher_correct',
+                 resize_teacher: bool = False) -> None:
         super().__init__()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) \
                 or num_samples < 1:
@@ -78,13 +85,15 @@ class GSKDLoss(nn.Module):
         self.loss_weight = loss_weight
         self.ignore_index = ignore_index
         self.valid_mask = valid_mask
+        self.resize_teacher = resize_teacher
 
     def extra_repr(self) -> str:
         return (f'num_samples={self.num_samples}, '
                 f'group_size={self.group_size}, tau={self.tau}, '
                 f'loss_weight={self.loss_weight}, '
                 f'ignore_index={self.ignore_index}, '
-                f'valid_mask={self.valid_mask!r}')
+                f'valid_mask={self.valid_mask!r}, '
+                f'resize_teacher={self.resize_teacher}')
 
     @float32_forward
     def forward(self, preds_S: Tensor, preds_T: Tensor, logits_T: Tensor,
@@ -94,7 +103,8 @@ class GSKDLoss(nn.Module):
         Args:
             preds_S (Tensor): Student features projected to the teacher's
                 width, (N, C, h, w).
-            preds_T (Tensor): Teacher features, (N, C, h, w).
+            preds_T (Tensor): Teacher features, (N, C, h, w), or of another
+                height x width with ``resize_teacher``.
             logits_T (Tensor): Teacher logits, (N, K, h', w'); resized to
                 (h, w) to find the pixels the teacher gets right.
             gt_labels (Tensor): Integer labels, (N, H, W) or (N, 1, H, W);
@@ -105,6 +115,8 @@ class GSKDLoss(nn.Module):
             of the graph of ``preds_S``, when no image has a valid pixel.
         """
         labels = self._check_inputs(preds_S, preds_T, logits_T, gt_labels)
+        preds_T = teacher_at_student_size(preds_S, preds_T,
+                                          self.resize_teacher)
         steps = self.descriptors(preds_S, preds_T, logits_T, labels)
         if steps is None:
             # Still a function of preds_S, so DDP sees the projector used.
@@ -249,12 +261,6 @@ class GSKDLoss(nn.Module):
             if not tensor.is_floating_point():
                 raise TypeError(
                     f'{name} must be a floating tensor, got {tensor.dtype}')
-        if preds_S.shape != preds_T.shape:
-            raise ValueError(
-                f'preds_S {tuple(preds_S.shape)} and preds_T '
-                f'{tuple(preds_T.shape)} must have the same shape: project '
-                'the student features to the teacher width with a '
-                'connector and record both at the same stride')
         if logits_T.shape[0] != preds_S.shape[0]:
             raise ValueError(
                 f'logits_T has batch size {logits_T.shape[0]}, '

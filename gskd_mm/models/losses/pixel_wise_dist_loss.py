@@ -3,7 +3,7 @@ from mmrazor.models.losses import DISTLoss
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import float32_forward
+from .utils import float32_forward, teacher_at_student_size
 
 
 @MODELS.register_module()
@@ -15,8 +15,21 @@ class PixelWiseDISTLoss(DISTLoss):
     intra-class relation correlates each class over the instances. For
     segmentation the instances are the pixels of the batch, so
     (N, K, H, W) logits become (N * H * W, K) before the relations are
-    taken. Arguments are those of ``DISTLoss``.
+    taken.
+
+    Args:
+        resize_teacher (bool): Resize teacher logits of another height x
+            width to the student's (bilinear; see
+            :func:`teacher_at_student_size`). If False, such logits raise a
+            ValueError. Defaults to False.
+        **kwargs: The arguments of ``DISTLoss`` (``inter_loss_weight``,
+            ``intra_loss_weight``, ``tau``, ``loss_weight``,
+            ``teacher_detach``).
     """
+
+    def __init__(self, resize_teacher: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.resize_teacher = resize_teacher
 
     @float32_forward
     def forward(self, logits_S: Tensor, logits_T: Tensor) -> Tensor:
@@ -24,17 +37,14 @@ class PixelWiseDISTLoss(DISTLoss):
 
         Args:
             logits_S (Tensor): Student logits, (N, K, H, W).
-            logits_T (Tensor): Teacher logits, (N, K, H, W).
+            logits_T (Tensor): Teacher logits, (N, K, H', W').
 
         Returns:
             Tensor: The weighted DIST loss, a scalar.
         """
-        if logits_S.dim() != 4 or logits_S.shape != logits_T.shape:
-            raise ValueError(
-                'logits_S and logits_T must both be (N, K, H, W) of the same '
-                f'shape, got {tuple(logits_S.shape)} and '
-                f'{tuple(logits_T.shape)}; record both at the same stride '
-                '(e.g. decode_head.conv_seg of student and teacher)')
+        logits_T = teacher_at_student_size(logits_S, logits_T,
+                                           self.resize_teacher,
+                                           'logits_S and logits_T')
         num_classes = logits_S.shape[1]
         return super().forward(
             logits_S.permute(0, 2, 3, 1).reshape(-1, num_classes),

@@ -5,6 +5,7 @@ from contextlib import ExitStack
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -79,3 +80,54 @@ def check_labels(gt_labels: Any, batch_size: int) -> Tensor:
         raise ValueError(f'gt_labels has batch size {labels.shape[0]}, '
                          f'features have {batch_size}')
     return labels
+
+
+def teacher_at_student_size(preds_S: Tensor,
+                            preds_T: Tensor,
+                            resize_teacher: bool,
+                            names: str = 'preds_S and preds_T') -> Tensor:
+    """The teacher's maps at the student's height x width.
+
+    Student and teacher maps of different networks can differ in size: a
+    SegFormer decode head works at stride 4, a dilated (d8) CNN at stride 8.
+    The alignment is one rule for every loss that compares maps pixel by
+    pixel: the student's grid is the reference, and the teacher's maps
+    (which need no gradient) are resized to it bilinearly with
+    ``align_corners=False``, MMSeg's convention for logits and features.
+    A resized teacher pixel is then the teacher at the image position of
+    that student pixel. Maps of equal size are returned as they are, so the
+    result is exactly that of a loss without alignment.
+
+    Args:
+        preds_S (Tensor): Student maps, (N, C, h, w).
+        preds_T (Tensor): Teacher maps, (N, C, h', w').
+        resize_teacher (bool): Whether maps of different sizes may be
+            aligned; if not, they raise a ValueError naming the fix.
+        names (str): The arguments' names, for error messages.
+
+    Returns:
+        Tensor: The teacher's maps, (N, C, h, w).
+    """
+    if preds_S.dim() != 4 or preds_T.dim() != 4:
+        raise ValueError(f'{names} must both be (N, C, H, W), got '
+                         f'{tuple(preds_S.shape)} and {tuple(preds_T.shape)}')
+    if preds_S.shape[:2] != preds_T.shape[:2]:
+        raise ValueError(
+            f'{names} must have the same batch size and channels, got '
+            f'{tuple(preds_S.shape)} and {tuple(preds_T.shape)}; project '
+            'student features to the teacher width with a connector '
+            '(in_channels: the student\'s decode_head.channels, '
+            'out_channels: the teacher\'s), and give logits the same '
+            'num_classes')
+    size = preds_S.shape[-2:]
+    if preds_T.shape[-2:] == size:
+        return preds_T
+    if not resize_teacher:
+        raise ValueError(
+            f'{names} differ in height x width, {tuple(preds_S.shape)} and '
+            f'{tuple(preds_T.shape)}: the networks work at different '
+            'strides. Set resize_teacher=True in the loss config to resize '
+            'the teacher maps to the student\'s size (bilinear), as the '
+            'recipes in configs/gskd do')
+    return F.interpolate(
+        preds_T, size=size, mode='bilinear', align_corners=False)

@@ -5,5 +5,8 @@ distiller = dict(
     student_recorders=_base_.student_recorders,
     teacher_recorders=_base_.teacher_recorders,
     distill_losses=dict(
-        loss_dist=dict(type='PixelWiseDISTLoss', tau=1.0, loss_weight=1.0)),
+        loss_dist=dict(type='PixelWiseDISTLoss',
+            tau=1.0,
+            loss_weight=1.0,
+            resize_teacher=True)),
     loss_forward_mappings=dict(loss_dist=_base_.logits_forward_mapping))

@@ -10,5 +10,6 @@ distiller = dict(
             num_samples=8,
             group_size=-1,
             tau=1.0,
-            loss_weight=10.0)),
+            loss_weight=10.0,
+            resize_teacher=True)),
     loss_forward_mappings=dict(loss_gskd=_base_.gskd_forward_mapping))
