@@ -25,9 +25,13 @@ model = dict(
                 memory_size=2000)),
         connectors=dict(
             cirkd_projector=dict(
-                type='GSKDProjector', in_channels=128, out_channels=512),
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels),
             gskd_projector=dict(
-                type='GSKDProjector', in_channels=128, out_channels=512))))
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels))))
 
 # The authors' CIRKD (+ GSKD) schedule on Cityscapes (train_cirkd_gskd.py):
 # 40k iterations with 16 images per step (4 GPUs x 4), SGD lr 0.02,

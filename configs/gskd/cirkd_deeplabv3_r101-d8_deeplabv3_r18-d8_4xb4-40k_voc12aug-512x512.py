@@ -25,4 +25,6 @@ model = dict(
                 memory_size=2000)),
         connectors=dict(
             cirkd_projector=dict(
-                type='GSKDProjector', in_channels=128, out_channels=512))))
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels))))

@@ -14,10 +14,12 @@ model = dict(
         _base_.distiller,
         connectors=dict(
             gskd_projector=dict(
-                type='GSKDProjector', in_channels=128, out_channels=512),
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels),
             cwd_projector=dict(
                 type='ConvModuleConnector',
-                in_channel=128,
-                out_channel=512,
+                in_channel=_base_.model.decode_head.channels,
+                out_channel=_base_.teacher_channels,
                 norm_cfg=None,
                 act_cfg=None))))

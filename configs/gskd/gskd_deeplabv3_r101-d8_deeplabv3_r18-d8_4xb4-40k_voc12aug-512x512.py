@@ -14,4 +14,6 @@ model = dict(
         _base_.distiller,
         connectors=dict(
             gskd_projector=dict(
-                type='GSKDProjector', in_channels=128, out_channels=512))))
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels))))

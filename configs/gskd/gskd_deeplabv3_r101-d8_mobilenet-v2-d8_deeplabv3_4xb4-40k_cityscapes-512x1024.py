@@ -14,7 +14,9 @@ model = dict(
         _base_.distiller,
         connectors=dict(
             gskd_projector=dict(
-                type='GSKDProjector', in_channels=512, out_channels=512))))
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels))))
 
 # The authors' DIST (+ GSKD) schedule on Cityscapes: 40k iterations with
 # 16 images per step (4 GPUs x 4).

@@ -4,3 +4,7 @@ teacher = dict(
     cfg_path='mmseg::pspnet/pspnet_r101-d8_4xb4-40k_voc12aug-512x512.py',
     pretrained=False)
 teacher_ckpt = 'https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-d8_512x512_40k_voc12aug/pspnet_r101-d8_512x512_40k_voc12aug_20200613_161222-bc933b18.pth'  # noqa: E501
+# Width of the features the distillers read (the input of the teacher's
+# decode_head.conv_seg, i.e. its decode_head.channels): the projectors'
+# out_channels.
+teacher_channels = 512
