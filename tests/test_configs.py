@@ -2,6 +2,8 @@
 """Every recipe loads, builds, trains one step, and records real layers."""
 import glob
 import os.path as osp
+import re
+import shutil
 
 import pytest
 import torch
@@ -23,6 +25,18 @@ PAIRS = ('deeplabv3_r101-d8_deeplabv3_r18-d8',
          'deeplabv3_r101-d8_mobilenet-v2-d8_deeplabv3',
          'pspnet_r101-d8_pspnet_r18-d8')
 
+# Pairs across architectures and strides, and more datasets: DIST, CWD and
+# their GSKD recipes.
+NEW_METHODS = ('dist', 'dist-gskd', 'cwd', 'cwd-gskd')
+NEW_PAIRS = {
+    'segformer_mit-b4_segformer_mit-b0': ('cityscapes', 'ade20k'),
+    'segformer_mit-b4_deeplabv3_r18-d8': ('cityscapes', ),
+    'deeplabv3_r101-d8_segformer_mit-b0': ('cityscapes', ),
+    'deeplabv3_r101-d8_deeplabv3_r18-d8': ('coco-stuff164k', ),
+}
+TEACHERS = sorted(
+    glob.glob(osp.join(CONFIG_DIR, '_base_', 'teachers', '*.py')))
+
 register_all_modules(init_default_scope=False)
 
 
@@ -36,6 +50,168 @@ def test_every_method_pair_and_dataset_has_a_recipe():
                     and f'_{dataset}-' in n
                 ]
                 assert len(found) == 1, (method, pair, dataset, found)
+
+
+def test_every_new_pair_and_dataset_has_its_recipes():
+    names = [osp.basename(p) for p in RECIPES]
+    for pair, datasets in NEW_PAIRS.items():
+        for method in NEW_METHODS:
+            for dataset in datasets:
+                found = [
+                    n for n in names if n.startswith(f'{method}_{pair}_')
+                    and f'_{dataset}-' in n
+                ]
+                assert len(found) == 1, (method, pair, dataset, found)
+
+
+@pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
+def test_recipe_widths_come_from_its_bases(path):
+    """No recipe writes a width: swapping a base is the only edit."""
+    with open(path) as f:
+        text = f.read()
+    assert not re.search(r'(in|out)_channels?=\d', text), path
+    cfg = Config.fromfile(path)
+    for name, connector in cfg.model.distiller.get('connectors', {}).items():
+        assert connector.get('in_channels', connector.get('in_channel')) \
+            == cfg.model.architecture.decode_head.channels, name
+        assert connector.get('out_channels', connector.get('out_channel')) \
+            == cfg.teacher_channels, name
+
+
+@pytest.mark.parametrize('path', TEACHERS, ids=osp.basename)
+def test_teacher_channels_is_the_teacher_head_width(path):
+    cfg = Config.fromfile(path)
+    zoo = get_config(cfg.teacher.cfg_path)
+    assert cfg.teacher_channels == zoo.model.decode_head.channels
+
+
+def train_one_step(cfg: Config) -> tuple:
+    """Build a shrunk recipe and train it one step on random data.
+
+    Returns:
+        tuple: The model and the step's losses.
+    """
+    # Random labels rarely match an untrained teacher: sample every
+    # labelled pixel so that GSKD has points and its projector a gradient.
+    for losses_cfg in cfg.model.distiller.distill_losses.values():
+        if losses_cfg.type == 'GSKDLoss':
+            losses_cfg.valid_mask = 'labeled'
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model = MODELS.build(cfg.model)
+    model.train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    batch = random_seg_batch(2, (64, 64), num_classes_of(cfg))
+    return model, model.train_step(batch, optim)
+
+
+SWAP_RECIPE = ('cwd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+               '4xb2-80k_cityscapes-512x1024.py')
+STUDENTS = {
+    'deeplabv3-r18':
+    'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'deeplabv3-mobilenetv2': 'mmseg::mobilenet_v2/'
+    'mobilenet-v2-d8_deeplabv3_4xb2-80k_cityscapes-512x1024.py',
+    'pspnet-r18':
+    'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'segformer-mit-b0':
+    'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
+}
+
+
+@pytest.mark.parametrize('student', STUDENTS.values(), ids=STUDENTS.keys())
+def test_student_swaps_by_one_line(student, tmp_path):
+    """Replace the recipe's first ``_base_`` line and train a step.
+
+    The recipe is copied with the ``_base_`` folder it refers to; only the
+    student line differs. Projector widths follow the new student's head
+    (128, 512, 128 and 256 channels), and SegFormer's stride-4 head meets
+    the teacher's stride-8 one.
+    """
+    shutil.copytree(
+        osp.join(CONFIG_DIR, '_base_'), str(tmp_path / '_base_'))
+    with open(osp.join(CONFIG_DIR, SWAP_RECIPE)) as f:
+        lines = f.read().split('\n')
+    (index, ) = [i for i, line in enumerate(lines) if line.startswith(
+        "    'mmseg::")]
+    swapped = lines.copy()
+    swapped[index] = f"    '{student}',"
+    assert sum(a != b for a, b in zip(lines, swapped)) <= 1
+    path = tmp_path / SWAP_RECIPE
+    path.write_text('\n'.join(swapped))
+
+    cfg = Config.fromfile(str(path))
+    head = get_config(student).model.decode_head
+    assert cfg.model.architecture.decode_head.type == head.type
+    for connector in cfg.model.distiller.connectors.values():
+        assert connector.get('in_channels',
+                             connector.get('in_channel')) == head.channels
+    torch.manual_seed(0)
+    model, losses = train_one_step(shrink_recipe(cfg))
+    assert {k for k in losses if k.startswith('distill.')} == {
+        'distill.loss_cwd_feat', 'distill.loss_cwd_logits',
+        'distill.loss_gskd'
+    }
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses['distill.loss_cwd_feat'] > 0
+
+
+def recorded(manager, name: str) -> torch.Tensor:
+    """The tensor a recorder holds (a module's first input or output)."""
+    data = manager.recorders[name].data_buffer[0]
+    return data[0] if isinstance(data, tuple) else data
+
+
+@pytest.mark.parametrize(
+    'name, last_layer',
+    [('cwd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+      '4xb2-80k_cityscapes-512x1024.py', dict(student='bottleneck',
+                                              teacher='bottleneck')),
+     ('cwd-gskd_pspnet_r101-d8_pspnet_r18-d8_'
+      '4xb2-80k_cityscapes-512x1024.py', dict(student='bottleneck',
+                                              teacher='bottleneck')),
+     ('cwd-gskd_segformer_mit-b4_deeplabv3_r18-d8_'
+      '4xb2-80k_cityscapes-512x1024.py', dict(student='bottleneck',
+                                              teacher='fusion_conv'))],
+    ids=('deeplabv3', 'pspnet', 'segformer-teacher'))
+def test_features_are_the_classifier_input(name, last_layer):
+    """Recorded features: the head's last layer, after its dropout.
+
+    The teacher (eval mode) gives exactly its last layer's output, as the
+    ``decode_head.bottleneck`` recorders of earlier versions did; the
+    student's in training are that output after its ``Dropout2d``: each
+    channel of an image either zero or scaled by ``1 / (1 - p)``. A
+    SegFormer teacher's features are twice the size of a d8 student's.
+    """
+    cfg = shrink_recipe(Config.fromfile(osp.join(CONFIG_DIR, name)))
+    outputs = {}
+
+    def keep(side):
+        def hook(module, inputs, output):
+            outputs[side] = output
+        return hook
+
+    torch.manual_seed(0)
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    for side, network in (('student', model.architecture),
+                          ('teacher', model.teacher)):
+        getattr(network.decode_head,
+                last_layer[side]).register_forward_hook(keep(side))
+    model.train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.0))
+    model.train_step(random_seg_batch(2, (64, 64), 19), optim)
+
+    teacher = recorded(model.distiller.teacher_recorders, 'feat')
+    assert torch.equal(teacher, outputs['teacher'])
+    student = recorded(model.distiller.student_recorders, 'feat')
+    p = model.architecture.decode_head.dropout.p
+    kept = student.flatten(2).abs().sum(2) > 0  # (N, C)
+    assert kept.float().mean() < 1  # some channels dropped
+    torch.testing.assert_close(
+        student[kept], outputs['student'][kept] / (1 - p))
+    if 'segformer' in name:
+        assert teacher.shape[-2:] == tuple(
+            2 * s for s in student.shape[-2:])
 
 
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)

@@ -1,0 +1,25 @@
+_base_ = [
+    'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
+    './_base_/teachers/segformer_mit-b4_cityscapes-1024x1024.py',
+    './_base_/methods/cwd_gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='EvalTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            gskd_projector=dict(
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels),
+            cwd_projector=dict(
+                type='ConvModuleConnector',
+                in_channel=_base_.model.decode_head.channels,
+                out_channel=_base_.teacher_channels,
+                norm_cfg=None,
+                act_cfg=None))))

@@ -1,0 +1,19 @@
+_base_ = [
+    './_base_/students/deeplabv3_r18-d8_4xb4-80k_coco-stuff164k-512x512.py',
+    './_base_/teachers/deeplabv3_r101-d8_coco-stuff164k-512x512.py',
+    './_base_/methods/dist_gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='EvalTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            gskd_projector=dict(
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels))))

@@ -1,0 +1,13 @@
+_base_ = [
+    'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
+    './_base_/teachers/deeplabv3_r101-d8_cityscapes-512x1024.py',
+    './_base_/methods/dist.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='EvalTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=_base_.distiller)
