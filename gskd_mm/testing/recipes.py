@@ -4,9 +4,10 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.hub import get_config
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
+
+from gskd_mm.models.algorithms import teacher_model_config
 
 
 def iter_dicts(node: Any) -> Iterator[dict]:
@@ -105,8 +106,8 @@ def teacher_without_downloads(teacher: ConfigDict) -> ConfigDict:
     (``pretrained='open-mmlab://resnet101_v1c'``). Only a loaded
     ``teacher_ckpt`` stops ``Runner.train()``'s ``init_weights()`` from
     downloading them, so without one the teacher is spelled out as
-    ``get_model`` builds it (same model, same scope) minus that
-    initialisation.
+    ``get_model`` builds it (same model, same scope; see
+    :func:`teacher_model_config`) minus that initialisation.
 
     Args:
         teacher (ConfigDict): ``model.teacher`` of a recipe.
@@ -115,15 +116,7 @@ def teacher_without_downloads(teacher: ConfigDict) -> ConfigDict:
         ConfigDict: The teacher to build.
     """
     if 'cfg_path' in teacher and not teacher.get('type'):
-        package = teacher.cfg_path.split('::')[0]
-        zoo = get_config(teacher.cfg_path, pretrained=False)
-        model = zoo.model
-        if 'data_preprocessor' in zoo:
-            model.data_preprocessor = zoo.data_preprocessor
-        for key, value in teacher.items():  # get_model's default_args
-            if key not in ('cfg_path', 'pretrained'):
-                model.setdefault(key, value)
-        model._scope_ = package
+        model = teacher_model_config(teacher)
     else:
         model = teacher
     if 'pretrained' in model:

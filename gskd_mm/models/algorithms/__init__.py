@@ -1,4 +1,4 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-from .eval_teacher_distill import EvalTeacherDistill
+from .eval_teacher_distill import EvalTeacherDistill, teacher_model_config
 
-__all__ = ['EvalTeacherDistill']
+__all__ = ['EvalTeacherDistill', 'teacher_model_config']

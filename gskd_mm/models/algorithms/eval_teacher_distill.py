@@ -2,6 +2,8 @@
 from typing import List, Optional
 
 import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.hub import get_config
 from mmengine.structures import BaseDataElement
 from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.models.algorithms.base import LossResults
@@ -25,20 +27,35 @@ class EvalTeacherDistill(SingleTeacherDistill):
 
     Modules, recorders and checkpoints (state-dict keys) are those of
     ``SingleTeacherDistill``, whose arguments it takes, except that the
-    teacher cannot be trainable: it computes no loss to train on.
+    teacher cannot be trainable: it computes no loss to train on. A
+    ``cfg_path`` teacher may also be a config file of your own and carry
+    ``cfg_options`` (see :func:`teacher_model_config`), e.g. a teacher
+    trained on your dataset.
 
     Args:
+        teacher (dict | BaseModel): The teacher, as for
+            ``SingleTeacherDistill``.
         teacher_trainable (bool): Must be False. Defaults to False.
-        **kwargs: Arguments of ``SingleTeacherDistill``.
+        **kwargs: Other arguments of ``SingleTeacherDistill``.
     """
 
-    def __init__(self, teacher_trainable: bool = False, **kwargs) -> None:
+    def __init__(self,
+                 teacher,
+                 teacher_trainable: bool = False,
+                 **kwargs) -> None:
         if teacher_trainable:
             raise ValueError(
                 'EvalTeacherDistill runs the teacher for inference only and '
                 'cannot train it; use SingleTeacherDistill with '
                 'teacher_trainable=True to train the teacher too')
-        super().__init__(teacher_trainable=False, **kwargs)
+        if isinstance(teacher, dict) and 'cfg_path' in teacher \
+                and not teacher.get('type') and (
+                    'cfg_options' in teacher
+                    or '::' not in teacher['cfg_path']):
+            # Beyond what MMRazor's get_model builds.
+            teacher = teacher_model_config(teacher)
+        super().__init__(
+            teacher=teacher, teacher_trainable=False, **kwargs)
 
     def loss(
         self,
@@ -93,3 +110,50 @@ class EvalTeacherDistill(SingleTeacherDistill):
         super().train(mode)
         self.teacher.eval()
         return self
+
+
+def teacher_model_config(teacher: dict) -> ConfigDict:
+    """The model config of a ``cfg_path`` teacher, spelled out.
+
+    MMRazor builds ``dict(cfg_path='mmseg::...', pretrained=False)`` with
+    ``mmengine.hub.get_model``, which reads package configs only and cannot
+    change the model (its other keys only fill missing top-level
+    arguments). Here ``cfg_path`` may also be a config file of your own
+    (the one your teacher was trained with), and ``cfg_options`` are
+    merged into that config first, e.g.
+    ``{'model.decode_head.num_classes': 8}`` for a zoo architecture with
+    your classes. Other keys fill missing model arguments, as in
+    ``get_model``.
+
+    Args:
+        teacher (dict): ``cfg_path`` (``'package::path'`` or a file path),
+            optional ``pretrained`` (False: weights come from
+            ``teacher_ckpt``), ``cfg_options`` and model arguments.
+
+    Returns:
+        ConfigDict: The teacher's model config, in its package's scope,
+        with the config's ``data_preprocessor`` (as ``get_model`` builds
+        it).
+    """
+    teacher = dict(teacher)
+    cfg_path = teacher.pop('cfg_path')
+    if teacher.pop('pretrained', False):
+        raise ValueError(
+            'a cfg_path teacher here takes its weights from teacher_ckpt; '
+            'set pretrained=False and teacher_ckpt to the checkpoint')
+    cfg_options = teacher.pop('cfg_options', None)
+    if '::' in cfg_path:
+        cfg = get_config(cfg_path, pretrained=False)
+        scope = cfg_path.split('::')[0]
+    else:
+        cfg = Config.fromfile(cfg_path)
+        scope = cfg.get('default_scope', 'mmseg')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model = cfg.model
+    if 'data_preprocessor' in cfg:
+        model.data_preprocessor = cfg.data_preprocessor
+    for key, value in teacher.items():
+        model.setdefault(key, value)
+    model._scope_ = scope
+    return model
