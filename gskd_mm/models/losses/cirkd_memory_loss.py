@@ -24,8 +24,7 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from .gskd_loss import class_counts, resize_labels
-from .pixel_wise_kd_loss import check_dense_pair
-from .utils import check_labels, float32_forward
+from .utils import check_dense_pair, check_labels, float32_forward
 
 
 class MemoryContrastLoss(nn.Module):

@@ -5,8 +5,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .pixel_wise_kd_loss import check_dense_pair
-from .utils import float32_forward
+from .utils import check_dense_pair, float32_forward
 
 
 @MODELS.register_module()

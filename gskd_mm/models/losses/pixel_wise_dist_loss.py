@@ -43,8 +43,8 @@ class PixelWiseDISTLoss(DISTLoss):
             Tensor: The weighted DIST loss, a scalar.
         """
         logits_T = teacher_at_student_size(logits_S, logits_T,
-                                           self.resize_teacher,
-                                           'logits_S and logits_T')
+                                           self.resize_teacher, 'logits_S',
+                                           'logits_T')
         num_classes = logits_S.shape[1]
         return super().forward(
             logits_S.permute(0, 2, 3, 1).reshape(-1, num_classes),

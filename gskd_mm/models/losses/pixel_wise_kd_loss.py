@@ -4,40 +4,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import float32_forward
-
-
-def check_dense_pair(name_S: str, name_T: str, preds_S: Tensor,
-                     preds_T: Tensor, same_channels: bool = True) -> None:
-    """Check two (N, C, H, W) maps of one batch and stride.
-
-    Args:
-        name_S (str): Name of the student argument, for the message.
-        name_T (str): Name of the teacher argument.
-        preds_S (Tensor): Student map.
-        preds_T (Tensor): Teacher map.
-        same_channels (bool): Whether C must match too. Defaults to True.
-    """
-    for name, tensor in ((name_S, preds_S), (name_T, preds_T)):
-        if not isinstance(tensor, Tensor):
-            raise TypeError(
-                f'{name} must be a torch.Tensor, got {type(tensor)}')
-        if tensor.dim() != 4:
-            raise ValueError(f'{name} must be (N, C, H, W), got shape '
-                             f'{tuple(tensor.shape)}')
-        if not tensor.is_floating_point():
-            raise TypeError(
-                f'{name} must be a floating tensor, got {tensor.dtype}')
-    shape_S, shape_T = tuple(preds_S.shape), tuple(preds_T.shape)
-    if same_channels:
-        mismatch = shape_S != shape_T
-    else:
-        mismatch = shape_S[:1] + shape_S[2:] != shape_T[:1] + shape_T[2:]
-    if mismatch:
-        what = 'shape' if same_channels else 'batch size and H x W'
-        raise ValueError(
-            f'{name_S} {shape_S} and {name_T} {shape_T} must have the same '
-            f'{what}: record student and teacher at the same stride')
+from .utils import check_dense_pair, float32_forward
 
 
 @MODELS.register_module()

@@ -82,10 +82,55 @@ def check_labels(gt_labels: Any, batch_size: int) -> Tensor:
     return labels
 
 
+def check_dense_pair(name_S: str,
+                     name_T: str,
+                     preds_S: Tensor,
+                     preds_T: Tensor,
+                     same_channels: bool = True,
+                     same_size: bool = True) -> None:
+    """Check two (N, C, H, W) maps of one batch.
+
+    Args:
+        name_S (str): Name of the student argument, for the message.
+        name_T (str): Name of the teacher argument.
+        preds_S (Tensor): Student map.
+        preds_T (Tensor): Teacher map.
+        same_channels (bool): Whether C must match too. Defaults to True.
+        same_size (bool): Whether H x W must match too. Defaults to True.
+    """
+    for name, tensor in ((name_S, preds_S), (name_T, preds_T)):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(
+                f'{name} must be a torch.Tensor, got {type(tensor)}')
+        if tensor.dim() != 4:
+            raise ValueError(f'{name} must be (N, C, H, W), got shape '
+                             f'{tuple(tensor.shape)}')
+        if not tensor.is_floating_point():
+            raise TypeError(
+                f'{name} must be a floating tensor, got {tensor.dtype}')
+    shape_S, shape_T = tuple(preds_S.shape), tuple(preds_T.shape)
+    checks = [('batch size', (0, )), ('channels', (1, ) * same_channels),
+              ('H x W', (2, 3) * same_size)]
+    checked = [(what, dims) for what, dims in checks if dims]
+    if any(shape_S[d] != shape_T[d] for _, dims in checked for d in dims):
+        whats = [what for what, _ in checked]
+        what = ', '.join(whats[:-1]) + ' and ' + whats[-1]
+        if same_channels and shape_S[1] != shape_T[1]:
+            fix = ('project student features to the teacher width with a '
+                   'connector (in_channels: the student\'s '
+                   'decode_head.channels, out_channels: the teacher\'s), '
+                   'and give logits the same num_classes')
+        else:
+            fix = 'record student and teacher at the same stride'
+        raise ValueError(f'{name_S} {shape_S} and {name_T} {shape_T} must '
+                         f'have the same {what}: {fix}')
+
+
 def teacher_at_student_size(preds_S: Tensor,
                             preds_T: Tensor,
                             resize_teacher: bool,
-                            names: str = 'preds_S and preds_T') -> Tensor:
+                            name_S: str = 'preds_S',
+                            name_T: str = 'preds_T') -> Tensor:
     """The teacher's maps at the student's height x width.
 
     Student and teacher maps of different networks can differ in size: a
@@ -103,31 +148,23 @@ def teacher_at_student_size(preds_S: Tensor,
         preds_T (Tensor): Teacher maps, (N, C, h', w').
         resize_teacher (bool): Whether maps of different sizes may be
             aligned; if not, they raise a ValueError naming the fix.
-        names (str): The arguments' names, for error messages.
+        name_S (str): Name of the student argument, for messages.
+            Defaults to 'preds_S'.
+        name_T (str): Name of the teacher argument. Defaults to 'preds_T'.
 
     Returns:
         Tensor: The teacher's maps, (N, C, h, w).
     """
-    if preds_S.dim() != 4 or preds_T.dim() != 4:
-        raise ValueError(f'{names} must both be (N, C, H, W), got '
-                         f'{tuple(preds_S.shape)} and {tuple(preds_T.shape)}')
-    if preds_S.shape[:2] != preds_T.shape[:2]:
-        raise ValueError(
-            f'{names} must have the same batch size and channels, got '
-            f'{tuple(preds_S.shape)} and {tuple(preds_T.shape)}; project '
-            'student features to the teacher width with a connector '
-            '(in_channels: the student\'s decode_head.channels, '
-            'out_channels: the teacher\'s), and give logits the same '
-            'num_classes')
+    check_dense_pair(name_S, name_T, preds_S, preds_T, same_size=False)
     size = preds_S.shape[-2:]
     if preds_T.shape[-2:] == size:
         return preds_T
     if not resize_teacher:
         raise ValueError(
-            f'{names} differ in height x width, {tuple(preds_S.shape)} and '
-            f'{tuple(preds_T.shape)}: the networks work at different '
-            'strides. Set resize_teacher=True in the loss config to resize '
-            'the teacher maps to the student\'s size (bilinear), as the '
-            'recipes in configs/gskd do')
+            f'{name_S} {tuple(preds_S.shape)} and {name_T} '
+            f'{tuple(preds_T.shape)} differ in height x width: the networks '
+            'work at different strides. Set resize_teacher=True in the loss '
+            'config to resize the teacher maps to the student\'s size '
+            '(bilinear), as the recipes in configs/gskd do')
     return F.interpolate(
         preds_T, size=size, mode='bilinear', align_corners=False)
