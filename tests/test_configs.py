@@ -13,7 +13,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 
-from gskd_mm.testing import num_classes_of, random_seg_batch, shrink_recipe
+from gskd_mm.testing import (num_classes_of, random_seg_batch, shrink_recipe,
+                             train_one_step)
 from gskd_mm.utils import register_all_modules
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
@@ -83,25 +84,6 @@ def test_teacher_channels_is_the_teacher_head_width(path):
     cfg = Config.fromfile(path)
     zoo = get_config(cfg.teacher.cfg_path)
     assert cfg.teacher_channels == zoo.model.decode_head.channels
-
-
-def train_one_step(cfg: Config) -> tuple:
-    """Build a shrunk recipe and train it one step on random data.
-
-    Returns:
-        tuple: The model and the step's losses.
-    """
-    # Random labels rarely match an untrained teacher: sample every
-    # labelled pixel so that GSKD has points and its projector a gradient.
-    for losses_cfg in cfg.model.distiller.distill_losses.values():
-        if losses_cfg.type == 'GSKDLoss':
-            losses_cfg.valid_mask = 'labeled'
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model = MODELS.build(cfg.model)
-    model.train()
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    batch = random_seg_batch(2, (64, 64), num_classes_of(cfg))
-    return model, model.train_step(batch, optim)
 
 
 SWAP_RECIPE = ('cwd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'

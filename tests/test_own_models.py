@@ -19,13 +19,9 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
-from mmengine.optim import OptimWrapper
-from mmengine.registry import init_default_scope
-from mmrazor.registry import MODELS
 from PIL import Image
 
-from gskd_mm.testing import (random_seg_batch, shrink_recipe,
-                             synthetic_sample)
+from gskd_mm.testing import shrink_recipe, synthetic_sample, train_one_step
 from gskd_mm.utils import register_all_modules
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -88,20 +84,6 @@ def test_teacher_base(configs):
     assert cfg.teacher_channels == zoo.model.decode_head.channels
 
 
-def train_step(cfg: Config) -> dict:
-    """One training step of a shrunk recipe on random data."""
-    for loss in cfg.model.distiller.distill_losses.values():
-        if loss.type == 'GSKDLoss':
-            loss.valid_mask = 'labeled'  # an untrained teacher
-    init_default_scope('mmseg')
-    model = MODELS.build(cfg.model)
-    model.train()
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    num_classes = cfg.model.architecture.decode_head.num_classes
-    return model, model.train_step(
-        random_seg_batch(2, (64, 64), num_classes), optim)
-
-
 def test_swapped_teacher_and_student_train(configs):
     path = osp.join(
         configs, 'configs', 'gskd', 'cwd-gskd_segformer_mit-b2_'
@@ -110,7 +92,7 @@ def test_swapped_teacher_and_student_train(configs):
     projector = cfg.model.distiller.connectors.gskd_projector
     assert (projector.in_channels, projector.out_channels) == (256, 256)
     torch.manual_seed(0)
-    model, losses = train_step(shrink_recipe(cfg))
+    model, losses = train_one_step(shrink_recipe(cfg))
     assert type(model.teacher.backbone).__name__ == 'MixVisionTransformer'
     assert model.teacher.backbone.num_layers == [3, 4, 6, 3]  # MiT-B2
     assert losses['distill.loss_cwd_feat'] > 0

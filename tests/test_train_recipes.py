@@ -25,7 +25,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from gskd_mm.testing import (make_ade20k, make_cityscapes, make_voc12aug,
+from gskd_mm.testing import (make_ade20k, make_cityscapes,
+                             make_coco_stuff164k, make_voc12aug,
                              shrink_recipe)
 from gskd_mm.utils import register_all_modules
 
@@ -49,6 +50,10 @@ ADE20K_RECIPE = ('cwd-gskd_pspnet_r101-d8_pspnet_r18-d8_'
                  '4xb4-80k_ade20k-512x512.py')
 VOC_RECIPE = ('gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
               '4xb4-40k_voc12aug-512x512.py')
+COCO_STUFF_RECIPE = ('dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+                     '4xb4-80k_coco-stuff164k-512x512.py')
+CROSS_STRIDE_RECIPE = ('dist-gskd_deeplabv3_r101-d8_segformer_mit-b0_'
+                       '8xb1-160k_cityscapes-1024x1024.py')
 DDP_RECIPE = ('cwd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
               '4xb2-80k_cityscapes-512x1024.py')
 
@@ -197,12 +202,16 @@ def test_dataset_layouts_are_read_by_mmseg(tmp_path):
     roots = dict(
         cityscapes=make_cityscapes(str(tmp_path / 'cityscapes')),
         ade20k=make_ade20k(str(tmp_path / 'ade')),
-        voc12aug=make_voc12aug(str(tmp_path / 'data')))
+        voc12aug=make_voc12aug(str(tmp_path / 'data')),
+        coco_stuff164k=make_coco_stuff164k(str(tmp_path / 'coco')))
     recipes = dict(
         cityscapes=CITYSCAPES_RECIPE,
         ade20k=ADE20K_RECIPE,
-        voc12aug=VOC_RECIPE)
-    expected_len = dict(cityscapes=(4, 2), ade20k=(4, 2), voc12aug=(4, 2))
+        voc12aug=VOC_RECIPE,
+        coco_stuff164k=COCO_STUFF_RECIPE)
+    expected_len = dict(
+        cityscapes=(4, 2), ade20k=(4, 2), voc12aug=(4, 2),
+        coco_stuff164k=(4, 2))
     for name, recipe in recipes.items():
         cfg = shrink_recipe(
             Config.fromfile(osp.join(CONFIG_DIR, recipe)),
@@ -333,6 +342,23 @@ def test_voc12aug_recipe_with_runner(tmp_path, work_dir):
     runner.train()
     assert runner.iter == RESUMED_ITERS
     check_resumed_run(work_dir, losses)
+
+
+def test_cross_stride_recipe_with_runner(tmp_path, work_dir):
+    """A stride-8 DeepLabV3 teaches a stride-4 SegFormer (AdamW, MMSeg's
+    SegFormer optimizer settings): trains, evaluates and saves."""
+    register_all_modules(init_default_scope=False)
+    root = make_cityscapes(str(tmp_path / 'cityscapes'))
+    config, losses = write_recipe(CROSS_STRIDE_RECIPE, root, str(tmp_path))
+    cfg = Config.fromfile(config)
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    cfg.merge_from_dict(schedule(FIRST_ITERS))
+    cfg.work_dir = work_dir
+    cfg.visualizer.name = f'visualizer:{work_dir}'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == FIRST_ITERS
+    check_first_run(work_dir, losses)
 
 
 def test_two_process_gloo_training_with_dist_train_sh(tmp_path, work_dir):

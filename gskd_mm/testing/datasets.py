@@ -18,11 +18,12 @@ from PIL import Image
 CITYSCAPES_NUM_CLASSES = 19
 ADE20K_NUM_CLASSES = 150
 VOC_NUM_CLASSES = 21
+COCO_STUFF_NUM_CLASSES = 171
 IGNORE_INDEX = 255
 
 __all__ = [
-    'make_cityscapes', 'make_ade20k', 'make_voc12aug', 'synthetic_sample',
-    'voc_palette'
+    'make_cityscapes', 'make_ade20k', 'make_coco_stuff164k', 'make_voc12aug',
+    'synthetic_sample', 'voc_palette'
 ]
 
 
@@ -153,6 +154,45 @@ def make_ade20k(root: str,
             _save(image, osp.join(root, 'images', split, f'{stem}.jpg'),
                   quality=95)
             _save(label, osp.join(root, 'annotations', split, f'{stem}.png'))
+    return root
+
+
+def make_coco_stuff164k(root: str,
+                        num_train: int = 4,
+                        num_val: int = 2,
+                        sizes: Sequence[Tuple[int, int]] = ((64, 96),
+                                                            (80, 64)),
+                        seed: int = 0) -> str:
+    """Write a COCO-Stuff-164k tree as ``COCOStuffDataset`` reads it.
+
+    ``images/{train,val}2017/<12 digits>.jpg`` and
+    ``annotations/{train,val}2017/<12 digits>_labelTrainIds.png`` with the
+    train ids 0..170 and 255 ignored, as MMSeg's ``coco_stuff164k.py``
+    converter writes them.
+
+    Args:
+        root (str): Directory to create (``data/coco_stuff164k`` in MMSeg).
+        num_train (int): Training images. Defaults to 4.
+        num_val (int): Validation images. Defaults to 2.
+        sizes (Sequence[tuple[int, int]]): (h, w) sizes used in turn.
+        seed (int): Random seed. Defaults to 0.
+
+    Returns:
+        str: The data root (``root``).
+    """
+    rng = np.random.default_rng(seed)
+    # A few things and stuff classes, and unlabelled pixels.
+    labels = [0, 2, 56, 92, 105, 170, IGNORE_INDEX]
+    for split, count in (('train2017', num_train), ('val2017', num_val)):
+        for i in range(count):
+            stem = f'{i + 1:012d}'
+            image, label = synthetic_sample(rng, sizes[i % len(sizes)],
+                                            labels)
+            _save(image, osp.join(root, 'images', split, f'{stem}.jpg'),
+                  quality=95)
+            _save(label,
+                  osp.join(root, 'annotations', split,
+                           f'{stem}_labelTrainIds.png'))
     return root
 
 

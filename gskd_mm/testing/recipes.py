@@ -4,7 +4,10 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
+from mmrazor.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from gskd_mm.models.algorithms import teacher_model_config
@@ -153,6 +156,35 @@ def random_seg_batch(num_images: int,
             torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
         batch['data_samples'].append(sample)
     return batch
+
+
+def train_one_step(cfg: Config,
+                   num_images: int = 2,
+                   size: Tuple[int, int] = (64, 64)) -> Tuple[Any, dict]:
+    """Build a shrunk recipe and train it one step on a random batch.
+
+    GSKD samples every labelled pixel (``valid_mask='labeled'``): random
+    labels rarely match an untrained teacher, and GSKD would then have no
+    points and its projector no gradient.
+
+    Args:
+        cfg (Config): A recipe after :func:`shrink_recipe`; its GSKD losses
+            are changed in place.
+        num_images (int): Batch size. Defaults to 2.
+        size (tuple[int, int]): Image (h, w). Defaults to (64, 64).
+
+    Returns:
+        tuple: The distillation model (in train mode) and the step's losses.
+    """
+    for loss in cfg.model.distiller.distill_losses.values():
+        if loss.type == 'GSKDLoss':
+            loss.valid_mask = 'labeled'
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model = MODELS.build(cfg.model)
+    model.train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    batch = random_seg_batch(num_images, size, num_classes_of(cfg))
+    return model, model.train_step(batch, optim)
 
 
 def num_classes_of(cfg: Config) -> int:
