@@ -171,3 +171,30 @@ def test_init_student_of_a_distill_config(tmp_path):
     assert not loaded.training
     for key, value in student.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+# --------------------------------------------------------- visualisation
+def test_dataset_classes_from_mmseg_metainfo():
+    from gskd_mm.datasets import synthetic
+    from gskd_mm.visualization import dataset_classes
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'demo',
+                 'deeplabv3_r18-w8-d4_synthetic-64x64.py'))
+    cfg.test_dataloader.dataset.data_root = '/nonexistent'  # nothing read
+    names, palette = dataset_classes(cfg)
+    assert names == list(synthetic.CLASSES)
+    assert palette == [list(c) for c in synthetic.PALETTE]
+    # Without a palette, MMSeg's fixed random one, one colour per class.
+    cfg = Config(
+        dict(
+            default_scope='mmseg',
+            test_dataloader=dict(
+                dataset=dict(
+                    type='BaseSegDataset',
+                    data_root='/nonexistent',
+                    metainfo=dict(classes=('a', 'b', 'c')),
+                    data_prefix=dict(img_path='i', seg_map_path='s')))))
+    names, palette = dataset_classes(cfg)
+    assert names == ['a', 'b', 'c']
+    assert len(palette) == 3 and palette == dataset_classes(cfg)[1]

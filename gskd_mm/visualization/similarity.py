@@ -225,9 +225,10 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
 def dataset_classes(cfg: Config) -> Tuple[list, list]:
     """Class names and palette of a config's test dataset, as MMSeg has them.
 
-    The dataset is built lazily (no annotation is read), so names and
-    palette are what MMSeg's dataset gives: its ``METAINFO``, the config's
-    ``metainfo``, and MMSeg's fixed random palette where none is defined.
+    The dataset class's ``METAINFO`` updated by the config's ``metainfo``
+    (MMSeg's datasets define both); where no palette is defined, the
+    dataset is built lazily (no annotation is read) for MMSeg's fixed
+    random palette.
 
     Args:
         cfg (Config): Config with a ``test_dataloader``.
@@ -236,8 +237,13 @@ def dataset_classes(cfg: Config) -> Tuple[list, list]:
         tuple[list, list]: Class names and RGB colours.
     """
     from mmseg.registry import DATASETS
-    dataset_cfg = dict(cfg.test_dataloader.dataset, lazy_init=True)
+    dataset_cfg = cfg.test_dataloader.dataset
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', None) or 'mmseg'):
-        metainfo = DATASETS.build(dataset_cfg).metainfo
+        metainfo = dict(
+            getattr(DATASETS.get(dataset_cfg.type), 'METAINFO', {}))
+        metainfo.update(dataset_cfg.get('metainfo') or {})
+        if len(metainfo.get('palette') or []) != len(metainfo['classes']):
+            metainfo = DATASETS.build(dict(dataset_cfg,
+                                           lazy_init=True)).metainfo
     return list(metainfo['classes']), [list(c) for c in metainfo['palette']]
