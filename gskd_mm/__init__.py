@@ -2,7 +2,7 @@
 """gskd-mm: Global Structural Similarity Knowledge Distillation for MMRazor.
 
 Importing the package registers its losses and connectors into MMRazor's
-``MODELS`` registry (configs do it with
+``MODELS`` registry, its hooks into MMEngine's ``HOOKS`` (configs do it with
 ``custom_imports = dict(imports=['gskd_mm'])``) and lets torch's
 weights-only loading read MMEngine checkpoints
 (:func:`gskd_mm.utils.allow_mmengine_checkpoints`).
@@ -12,6 +12,7 @@ weights-only loading read MMEngine checkpoints
 # a bare source tree).
 import gskd_mm_compat  # noqa: F401  isort: skip
 
+from .engine import *  # noqa: F401,F403,E402
 from .models import *  # noqa: F401,F403,E402
 from .utils import allow_mmengine_checkpoints  # noqa: E402
 from .version import __version__  # noqa: E402

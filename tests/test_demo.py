@@ -2,9 +2,9 @@
 """The CPU demo (``make demo``) runs end to end in its smallest setting.
 
 ``tools/demo.py`` runs as the README runs it, in a subprocess, with a few
-iterations, a small generated dataset and the cache and outputs in a
-temporary directory; then its table, figures, teacher cache and the GSKD
-visualisation tool are checked.
+iterations, two seeds, a small generated dataset and the cache and outputs
+in a temporary directory; then its table, paired statistics, figures,
+teacher cache and the GSKD visualisation tool are checked.
 """
 import json
 import os
@@ -17,19 +17,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gskd_mm.apis import (default_annotation, gskd_view, init_distiller,
+                          load_sample)
+from gskd_mm.visualization import read_scalars
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(REPO, 'tools', 'demo.py')
 VISUALIZE = osp.join(REPO, 'tools', 'visualize_gskd.py')
-DIST_GSKD = osp.join(
-    REPO, 'configs', 'demo',
-    'dist-gskd_deeplabv3_r18-w32-d8_deeplabv3_r18-w8-d8_synthetic-64x64.py')
-METHODS = ['no_kd', 'dist', 'dist_gskd', 'cwd', 'cwd_gskd']
+PAIR = 'deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py'
+DIST_GSKD = osp.join(REPO, 'configs', 'demo', f'dist-gskd_{PAIR}')
+# CWD and CWD + GSKD are left out to keep the test short; the CIRKD pair
+# and the DIST pair stand for the paired comparisons.
+METHODS = ['no_kd', 'dist', 'dist_gskd', 'cirkd', 'cirkd_gskd']
 FIGURES = ['loss_curves', 'miou', 'similarity', 'predictions']
 SMALL = [
-    '--iters', '20', '--teacher-iters', '60', '--seeds', '1', '--num-train',
-    '48', '--num-val', '12'
+    '--iters', '6', '--teacher-iters', '40', '--seeds', '2', '--num-train',
+    '32', '--num-val', '8', '--batch-size', '4', '--methods', *METHODS
 ]
-TIMEOUT = 600  # seconds, per subprocess
+TIMEOUT = 900  # seconds, per subprocess
 
 
 def run(cmd: List[str], env: Dict[str, str]) -> str:
@@ -63,35 +68,63 @@ def test_table(demo):
     methods = results['methods']
     assert list(methods) == METHODS
     for key, method in methods.items():
-        assert method['n'] == 1 and len(method['runs']) == 1
-        assert method['miou_std'] is None  # one seed: no spread claimed
+        assert method['n'] == 2 and len(method['runs']) == 2
+        assert [run['seed'] for run in method['runs']] == [0, 1]
         assert 0 <= method['miou_mean'] <= 100
+        assert method['miou_std'] is not None
+        assert method['gap_mean'] > 0  # a student is not its teacher
         assert method['wall_s_mean'] > 0 and method['iter_ms'] > 0
         # Only the GSKD recipes spend time in a GSKD loss.
         assert (method['gskd_ms'] > 0) == key.endswith('gskd')
         assert osp.isfile(method['runs'][0]['checkpoint'])
-    assert set(results['gskd_overhead']) == {'dist_gskd', 'cwd_gskd'}
+    assert results['init_gap']['mean'] > 0
     assert not results['teacher']['cached']
-    assert results['settings']['iters'] == 20
-    assert results['dataset']['num_train'] == 48
+    assert results['settings']['iters'] == 6
+    assert results['dataset']['num_train'] == 32
 
     # The trained teacher beats its own network untrained, and predicting
     # the majority class everywhere.
     teacher = results['teacher']
     assert 0 <= teacher['untrained_miou'] < 20
-    assert teacher['miou'] > teacher['untrained_miou'] + 5
-    baseline = results['majority_class_miou']
-    assert 0 < baseline < 20
-    assert teacher['miou'] > baseline + 5
+    assert teacher['miou'] > teacher['untrained_miou'] + 3
+    assert 0 < results['majority_class_miou'] < 20
 
     with open(osp.join(out_dir, 'results.md')) as f:
         table = f.read()
     for method in methods.values():
         assert f'| student {method["label"]} |' in table
-    assert '| teacher' in table and 'majority class' in table
-    assert f'| teacher network untrained | {teacher["untrained_miou"]:.2f} |' \
-        in table
+    assert '| DIST + GSKD − DIST |' in table
+    assert '| CIRKD + GSKD − CIRKD |' in table
     assert table.strip() in output  # printed at the end too
+
+
+def test_runs_are_paired_by_seed(demo):
+    # Every method of a seed started from the same student and saw the same
+    # first batches; different seeds did not.
+    _, _, results, _ = demo
+    assert results['pairing_check'] == dict(student=True, data=True)
+    runs = [m['runs'] for m in results['methods'].values()]
+    for what in ('student_digest', 'data_digest'):
+        for seed in (0, 1):
+            assert len({r[seed][what] for r in runs}) == 1, (what, seed)
+        assert runs[0][0][what] != runs[0][1][what], what
+
+
+def test_paired_differences(demo):
+    # The table's paired rows are the per-seed differences of the runs.
+    _, _, results, _ = demo
+    methods, paired = results['methods'], results['paired']
+    assert set(paired) == {'dist_gskd', 'cirkd_gskd'}
+    for gskd, d in paired.items():
+        base = d['baseline']
+        for metric in ('miou', 'gap'):
+            diffs = [
+                a[metric] - b[metric]
+                for a, b in zip(methods[gskd]['runs'], methods[base]['runs'])
+            ]
+            assert d[metric]['n'] == 2
+            assert d[metric]['mean'] == pytest.approx(np.mean(diffs))
+            assert d[metric]['low'] <= d[metric]['mean'] <= d[metric]['high']
 
 
 def test_figures(demo):
@@ -111,8 +144,6 @@ def test_figures(demo):
 
 def test_loss_curves_read_every_term(demo):
     # Every loss term the runs logged is there to plot.
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    from demo import read_scalars
     _, _, results, _ = demo
     terms = {
         key: set(read_scalars(method['runs'][0]['scalars'])) - {'iter'}
@@ -122,8 +153,9 @@ def test_loss_curves_read_every_term(demo):
     assert terms['dist_gskd'] == {
         'decode.loss_ce', 'distill.loss_dist', 'distill.loss_gskd'
     }
-    assert terms['cwd_gskd'] == {
-        'decode.loss_ce', 'distill.loss_cwd_feat', 'distill.loss_cwd_logits',
+    assert terms['cirkd_gskd'] == {
+        'decode.loss_ce', 'distill.loss_kd', 'distill.loss_minibatch_p2p',
+        'distill.loss_memory_p2p', 'distill.loss_memory_p2r',
         'distill.loss_gskd'
     }
 
@@ -132,27 +164,27 @@ def test_teacher_is_cached(demo, tmp_path):
     # A second run with the same teacher setting reuses its checkpoint.
     out_dir, env, results, _ = demo
     again = str(tmp_path / 'again')
+    small = SMALL[:SMALL.index('--methods')]
     output = run([
-        sys.executable, DEMO, *SMALL, '--methods', 'no_kd', '--iters', '2',
-        '--out-dir', again
+        sys.executable, DEMO, *small, '--methods', 'no_kd', '--iters', '2',
+        '--seeds', '1', '--out-dir', again
     ], env)
     assert 'Teacher: cached' in output
     with open(osp.join(again, 'results.json')) as f:
         second = json.load(f)
     assert second['teacher']['cached']
     assert second['teacher']['miou'] == results['teacher']['miou']
-    assert second['teacher']['untrained_miou'] == \
-        results['teacher']['untrained_miou']
     assert second['teacher']['checkpoint'] == results['teacher']['checkpoint']
     assert not osp.exists(osp.join(again, 'teacher'))  # nothing retrained
     assert list(second['methods']) == ['no_kd']
+    assert second['paired'] == {}
     assert 'similarity' not in second['figures']  # no GSKD run to show
 
 
 def test_visualize_gskd_matches_the_loss(demo, tmp_path):
     out_dir, env, results, _ = demo
     ckpt = results['methods']['dist_gskd']['runs'][0]['checkpoint']
-    data_root = osp.join(env['GSKD_MM_CACHE'], 'synthetic_scenes_48-12')
+    data_root = osp.join(env['GSKD_MM_CACHE'], 'synthetic_scenes_32-8')
     image = osp.join(data_root, 'img_dir', 'val', 'val_00000.png')
 
     # The command line tool writes the figure.
@@ -161,15 +193,18 @@ def test_visualize_gskd_matches_the_loss(demo, tmp_path):
     assert osp.getsize(out) > 20_000
 
     # What it plots is what GSKDLoss computes for the same draws.
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    from visualize_gskd import (build_distiller, default_annotation,
-                                gskd_similarity, load_sample)
-    model, cfg = build_distiller(DIST_GSKD, ckpt)
-    ann = default_annotation(cfg, image)
-    assert ann == osp.join(data_root, 'ann_dir', 'val', 'val_00000.png')
-    result = gskd_similarity(model, load_sample(cfg, image, ann), seed=3)
+    os.environ['GSKD_MM_CACHE'] = env['GSKD_MM_CACHE']
+    try:
+        model, cfg = init_distiller(DIST_GSKD, ckpt)
+        ann = default_annotation(cfg, image)
+        assert ann == osp.join(data_root, 'ann_dir', 'val', 'val_00000.png')
+        result = gskd_view(model, load_sample(cfg, image, ann), seed=3)
+        labelled = gskd_view(model, load_sample(cfg, image), seed=3)
+    finally:
+        del os.environ['GSKD_MM_CACHE']
     assert result['loss'] == pytest.approx(
-        result['loss_reference'], rel=1e-4, abs=1e-6)
+        result['loss_reference'], rel=1e-5, abs=1e-7)
+    assert result['loss'] == pytest.approx(result['desc_kl'].mean())
     b = len(result['index'])
     assert b == 8 * len(result['classes'])  # N = 8 per present class
     assert result['V_t'].shape == result['V_s'].shape == (b, b)
@@ -183,7 +218,6 @@ def test_visualize_gskd_matches_the_loss(demo, tmp_path):
     assert result['feat_valid'].reshape(-1)[result['index']].all()
 
     # Without labels, the teacher's prediction stands in for them.
-    result = gskd_similarity(model, load_sample(cfg, image), seed=3)
-    assert result['pseudo_labels']
-    assert result['loss'] == pytest.approx(
-        result['loss_reference'], rel=1e-4, abs=1e-6)
+    assert labelled['pseudo_labels']
+    assert labelled['loss'] == pytest.approx(
+        labelled['loss_reference'], rel=1e-5, abs=1e-7)

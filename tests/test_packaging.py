@@ -19,7 +19,7 @@ import zipfile
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RECIPE = ('gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
           '4xb4-40k_cityscapes-512x1024.py')
-DEMO_RECIPE = ('demo/dist-gskd_deeplabv3_r18-w32-d8_deeplabv3_r18-w8-d8_'
+DEMO_RECIPE = ('demo/dist-gskd_deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_'
                'synthetic-64x64.py')
 TIMEOUT = 300  # seconds, per subprocess
 

@@ -12,7 +12,6 @@
 * ``tools/train.py`` and ``tools/test.py`` start.
 """
 import os.path as osp
-import runpy
 import subprocess
 import sys
 
@@ -366,23 +365,6 @@ def test_student_converter_keeps_logits(tmp_path):
     expected = inference_model(arch, img)
     assert torch.equal(result.seg_logits.data, expected.seg_logits.data)
     assert torch.equal(result.pred_sem_seg.data, expected.pred_sem_seg.data)
-
-
-def test_student_state_dict_strips_only_leading_prefix():
-    converter = runpy.run_path(CONVERTER)
-    weight = torch.ones(1)
-    converted = converter['student_checkpoint'](
-        dict(
-            meta=dict(iter=3),
-            state_dict={
-                'architecture.head.architecture.w': weight,
-                'teacher.architecture.w': weight,
-                'distiller.connectors.p.architecture.w': weight,
-            }))
-    assert converted == dict(
-        meta=dict(iter=3), state_dict={'head.architecture.w': weight})
-    with pytest.raises(ValueError, match='architecture'):
-        converter['student_checkpoint'](dict(state_dict={'w': weight}))
 
 
 # ---------------------------------------------------------------- tools

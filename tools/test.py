@@ -1,7 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Test (and evaluate) a model: a distillation algorithm or a segmentor.
 
-MMSeg's ``tools/test.py`` for a gskd-mm source checkout. A distillation
+MMSeg's ``tools/test.py`` for gskd-mm (installed, e.g. by ``make setup``
+or ``pip install -e .``; ``tools/dist_test.sh`` puts the checkout on
+``PYTHONPATH``). A distillation
 config tests its student (``EvalTeacherDistill`` predicts with its
 ``architecture``); the student config written by
 ``tools/model_converters/distill_to_student.py`` tests the same student as a
@@ -14,21 +16,15 @@ Example::
     bash tools/dist_test.sh <config>.py <ckpt>.pth 4  # 4 GPUs
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-if importlib.util.find_spec('gskd_mm') is None:
-    # A source checkout that is not installed: import gskd_mm from it.
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 # Importing gskd_mm keeps MMRazor importable on torch 2 and lets torch's
 # weights-only loading (``--resume``, ``load_from``) read MMEngine checkpoints.
-from gskd_mm.utils import register_all_modules  # noqa: E402
+from gskd_mm.utils import register_all_modules
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,8 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Train a model (a distillation algorithm or a plain segmentor).
 
-MMRazor's ``tools/train.py`` for a gskd-mm source checkout: it needs
-neither ``mim`` nor an installed gskd-mm, and it imports ``gskd_mm`` before
+MMRazor's ``tools/train.py`` for gskd-mm (installed, e.g. by ``make setup``
+or ``pip install -e .``; ``tools/dist_train.sh`` puts the checkout on
+``PYTHONPATH``): it needs no ``mim``, and it imports ``gskd_mm`` before
 MMRazor, which keeps MMRazor importable on torch 2.
 
 Example::
@@ -13,11 +14,9 @@ Example::
 """
 import argparse
 import datetime
-import importlib.util
 import logging
 import os
 import os.path as osp
-import sys
 
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
@@ -25,13 +24,9 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-if importlib.util.find_spec('gskd_mm') is None:
-    # A source checkout that is not installed: import gskd_mm from it.
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 # Importing gskd_mm keeps MMRazor importable on torch 2 and lets torch's
 # weights-only loading (``--resume``, ``load_from``) read MMEngine checkpoints.
-from gskd_mm.utils import register_all_modules  # noqa: E402
+from gskd_mm.utils import register_all_modules
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,5 +1,8 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""Let ``torch.load(..., weights_only=True)`` read MMEngine checkpoints.
+"""Reading checkpoints: MMEngine's with weights-only loading; students.
+
+``torch.load(..., weights_only=True)`` reads MMEngine checkpoints once
+:func:`allow_mmengine_checkpoints` ran.
 
 Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``, which only
 unpickles allow-listed globals. MMEngine 0.10 calls ``torch.load`` with the
@@ -10,7 +13,7 @@ arrays of logged values, plus their statistics methods, which pickle as
 ``getattr(HistoryBuffer, 'mean')``) and numpy scalars such as the ETA.
 """
 import pickle
-from typing import Any, Callable, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,6 +28,8 @@ except ImportError:  # pragma: no cover  older numpy
 # The statistics methods that ``HistoryBuffer`` registers by default and
 # pickles with its state.
 HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+# MMRazor's algorithms hold the student as `architecture`.
+STUDENT_PREFIX = 'architecture.'
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Callable:
@@ -102,3 +107,62 @@ def allow_mmengine_checkpoints() -> bool:
     registered = set(torch.serialization.get_safe_globals())
     add_safe_globals([g for g in safe_globals if g not in registered])
     return True
+
+
+def read_checkpoint(checkpoint: str) -> Dict[str, Any]:
+    """Read a checkpoint file on the CPU, weights-only.
+
+    Read with ``weights_only=True`` after :func:`allow_mmengine_checkpoints`,
+    so MMEngine Runner checkpoints load and nothing else is unpickled.
+
+    Args:
+        checkpoint (str): Checkpoint file.
+
+    Returns:
+        dict: The file's content (``state_dict``, ``meta``, ... or a bare
+        state dict).
+    """
+    allow_mmengine_checkpoints()
+    return torch.load(checkpoint, map_location='cpu', weights_only=True)
+
+
+def load_state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
+    """The weights of a checkpoint file, read weights-only.
+
+    Args:
+        checkpoint (str): Checkpoint file.
+
+    Returns:
+        dict[str, Tensor]: Its ``state_dict`` (or the file's content if it
+        is a bare state dict).
+    """
+    state = read_checkpoint(checkpoint)
+    return state.get('state_dict', state)
+
+
+def student_state_dict(
+        state_dict: Dict[str, torch.Tensor],
+        prefix: str = STUDENT_PREFIX) -> Dict[str, torch.Tensor]:
+    """The student's weights of a distillation state dict.
+
+    Args:
+        state_dict (dict[str, Tensor]): State dict of a distillation
+            algorithm, whose student keys start with ``prefix``.
+        prefix (str): Prefix of the student's keys. Defaults to
+            ``'architecture.'`` (MMRazor's name of the student).
+
+    Returns:
+        dict[str, Tensor]: The student's weights, prefix removed.
+
+    Raises:
+        ValueError: If no key starts with ``prefix``.
+    """
+    student = {
+        key[len(prefix):]: value
+        for key, value in state_dict.items() if key.startswith(prefix)
+    }
+    if not student:
+        raise ValueError(f'no "{prefix}*" weights in the state dict: is it '
+                         'a distillation checkpoint? A plain model\'s '
+                         'checkpoint loads without stripping a prefix.')
+    return student

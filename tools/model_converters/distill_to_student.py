@@ -22,25 +22,16 @@ Example::
         work_dirs/<config>/student
 """
 import argparse
-import importlib.util
 import os.path as osp
-import sys
-from typing import Dict, Tuple
+from typing import Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.utils import mkdir_or_exist
 
-if importlib.util.find_spec('gskd_mm') is None:
-    # A source checkout that is not installed: import gskd_mm from it.
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from gskd_mm.utils import read_checkpoint, student_state_dict
 
-# Lets torch's weights-only loading read MMEngine checkpoints.
-import gskd_mm  # noqa: F401,E402
-
-STUDENT_PREFIX = 'architecture.'
 # What testing the student reads from the distillation config, besides the
 # model (training keys, teacher and distiller are left behind).
 TEST_KEYS = ('custom_imports', 'test_pipeline', 'test_dataloader',
@@ -71,29 +62,6 @@ def parse_args() -> argparse.Namespace:
     if args.out_dir is None:
         parser.error('the output directory (out_dir or --out) is required')
     return args
-
-
-def student_checkpoint(checkpoint: Dict) -> Dict:
-    """The student part of a distillation checkpoint.
-
-    Args:
-        checkpoint (dict): A checkpoint of a distillation algorithm (a
-            ``state_dict`` whose student keys start with ``architecture.``,
-            and ``meta``).
-
-    Returns:
-        dict: ``state_dict`` (the student's weights, prefix removed) and
-        ``meta`` (the input's, unchanged).
-    """
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    student = {
-        key[len(STUDENT_PREFIX):]: value
-        for key, value in state_dict.items() if key.startswith(STUDENT_PREFIX)
-    }
-    if not student:
-        raise ValueError(f'no "{STUDENT_PREFIX}*" weights in the checkpoint: '
-                         'is it a distillation checkpoint?')
-    return dict(meta=checkpoint.get('meta', {}), state_dict=student)
 
 
 def student_config(cfg: Config) -> Config:
@@ -136,11 +104,16 @@ def convert(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]:
     Returns:
         tuple[str, str]: The paths of ``student.pth`` and ``student.py``.
     """
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    ckpt = read_checkpoint(checkpoint)
     mkdir_or_exist(out_dir)
     ckpt_path = osp.join(out_dir, 'student.pth')
     cfg_path = osp.join(out_dir, 'student.py')
-    torch.save(student_checkpoint(ckpt), ckpt_path)
+    # Teacher, connectors and optimizer states are dropped.
+    torch.save(
+        dict(
+            meta=ckpt.get('meta', {}),
+            state_dict=student_state_dict(ckpt.get('state_dict', ckpt))),
+        ckpt_path)
     student_config(Config.fromfile(config)).dump(cfg_path)
     return ckpt_path, cfg_path
 

@@ -121,10 +121,39 @@ class GSKDLoss(nn.Module):
         if steps is None:
             # Still a function of preds_S, so DDP sees the projector used.
             return preds_S.sum() * 0.0
-        return self.loss_weight * descriptor_kl(
+        return self.reduce(self.descriptor_losses(steps), steps)
+
+    def descriptor_losses(self, steps: Dict[str, Tensor]) -> Tensor:
+        """The weighted KL term of every descriptor.
+
+        Args:
+            steps (dict[str, Tensor]): Output of :meth:`descriptors`.
+
+        Returns:
+            Tensor: (N, G) ``loss_weight * KL * tau**2 / length`` of each
+            image's descriptors, zero for padding groups; :meth:`reduce`
+            averages them into the loss.
+        """
+        return self.loss_weight * descriptor_kl_terms(
             steps['shuffled_S'], steps['shuffled_T'], steps['rows_valid'],
-            steps['columns_valid'], steps['groups_per_img'],
-            steps['num_present'] > 0, self.tau)
+            steps['columns_valid'], self.tau)
+
+    @staticmethod
+    def reduce(terms: Tensor, steps: Dict[str, Tensor]) -> Tensor:
+        """Average descriptor terms per image, then over images.
+
+        Args:
+            terms (Tensor): (N, G) terms, see :meth:`descriptor_losses`.
+            steps (dict[str, Tensor]): Output of :meth:`descriptors`.
+
+        Returns:
+            Tensor: Scalar: the mean over each image's descriptors, averaged
+            over the images that have samples.
+        """
+        per_img = terms.sum(1) / steps['groups_per_img'].clamp(min=1)
+        img_valid = steps['num_present'] > 0
+        # Sum and count rather than boolean indexing: no host sync.
+        return (per_img * img_valid).sum() / img_valid.sum()
 
     def descriptors(self, preds_S: Tensor, preds_T: Tensor, logits_T: Tensor,
                     labels: Tensor) -> Optional[Dict[str, Tensor]]:
@@ -472,14 +501,12 @@ def gather_normalized(feats: Tensor, index: Tensor) -> Tensor:
     return F.normalize(picked.float().transpose(1, 2), dim=2)
 
 
-def descriptor_kl(sim_S: Tensor, sim_T: Tensor, rows_valid: Tensor,
-                  columns_valid: Tensor, groups_per_img: Tensor,
-                  img_valid: Tensor, tau: float) -> Tensor:
-    """KL between teacher and student descriptors, averaged as in GSKD.
+def descriptor_kl_terms(sim_S: Tensor, sim_T: Tensor, rows_valid: Tensor,
+                        columns_valid: Tensor, tau: float) -> Tensor:
+    """KL between every teacher and student descriptor, as in GSKD.
 
     Each descriptor is flattened, softmax-ed with temperature ``tau`` and
-    compared with ``KL(teacher || student) * tau**2 / length``; descriptors
-    are averaged per image, then over the images that have samples.
+    compared with ``KL(teacher || student) * tau**2 / length``.
 
     Args:
         sim_S (Tensor): (N, B, G * S) student similarities, shuffled and
@@ -487,12 +514,10 @@ def descriptor_kl(sim_S: Tensor, sim_T: Tensor, rows_valid: Tensor,
         sim_T (Tensor): The teacher's, same layout.
         rows_valid (Tensor): (N, B) mask of real rows.
         columns_valid (Tensor): (N, G, S) mask of real columns.
-        groups_per_img (Tensor): (N,) number of descriptors of each image.
-        img_valid (Tensor): (N,) mask of the images that have samples.
         tau (float): Temperature.
 
     Returns:
-        Tensor: Scalar loss.
+        Tensor: (N, G) terms; zero for groups with no entry (padding).
     """
     num_imgs, rows, _ = sim_S.shape
     max_groups, max_width = columns_valid.shape[1:]
@@ -512,8 +537,4 @@ def descriptor_kl(sim_S: Tensor, sim_T: Tensor, rows_valid: Tensor,
     log_p_T = F.log_softmax(
         (group_major(sim_T) / tau).masked_fill(~mask, floor), dim=2)
     kl = torch.where(mask, log_p_T.exp() * (log_p_T - log_p_S), 0.0).sum(2)
-    length = mask.sum(2)
-    per_group = kl * tau**2 / length.clamp(min=1)
-    per_img = per_group.sum(1) / groups_per_img.clamp(min=1)
-    # Sum and count rather than boolean indexing: no host sync.
-    return (per_img * img_valid).sum() / img_valid.sum()
+    return kl * tau**2 / mask.sum(2).clamp(min=1)

@@ -3,7 +3,7 @@
 # demo's student (first base, with data, schedule and the teacher's model).
 # tools/demo.py sets `model.teacher_ckpt` to the trained teacher.
 _base_ = [
-    './deeplabv3_r18-w8-d8_synthetic-64x64.py',
+    './deeplabv3_r18-w8-d4_synthetic-64x64.py',
     '../gskd/_base_/methods/dist.py',
 ]
 model = dict(

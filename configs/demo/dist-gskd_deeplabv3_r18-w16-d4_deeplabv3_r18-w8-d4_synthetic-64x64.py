@@ -1,11 +1,11 @@
-# Demo: CWD on features (50) and logits (3): the baseline of cwd-gskd.
+# Demo: DIST (1.0) + GSKD (10.0, N = 8, S = -1, T = 1): the authors' weights.
 # The project's distillation pieces (configs/gskd/_base_/methods) on the
 # demo's student (first base, with data, schedule and the teacher's model);
-# the projector maps the student's ASPP width (16) to the teacher's (64).
+# the projectors map the student's ASPP width (16) to the teacher's (32).
 # tools/demo.py sets `model.teacher_ckpt` to the trained teacher.
 _base_ = [
-    './deeplabv3_r18-w8-d8_synthetic-64x64.py',
-    '../gskd/_base_/methods/cwd.py',
+    './deeplabv3_r18-w8-d4_synthetic-64x64.py',
+    '../gskd/_base_/methods/dist_gskd.py',
 ]
 model = dict(
     _delete_=True,
@@ -17,9 +17,5 @@ model = dict(
     distiller=dict(
         _base_.distiller,
         connectors=dict(
-            cwd_projector=dict(
-                type='ConvModuleConnector',
-                in_channel=16,
-                out_channel=64,
-                norm_cfg=None,
-                act_cfg=None))))
+            gskd_projector=dict(
+                type='GSKDProjector', in_channels=16, out_channels=32))))

@@ -1,0 +1,131 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""What GSKD compares on one image, computed by the distiller's own loss."""
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.dataset import pseudo_collate
+from mmengine.model import BaseModel
+from mmengine.structures import PixelData
+
+from ..models.losses import GSKDLoss
+
+
+def find_gskd_loss(model: BaseModel) -> Tuple[str, GSKDLoss]:
+    """The name and module of a distiller's GSKD loss.
+
+    Args:
+        model (BaseModel): A distillation algorithm.
+
+    Returns:
+        tuple[str, GSKDLoss]: The loss's name in the distiller, and the loss.
+
+    Raises:
+        ValueError: If the distiller has no ``GSKDLoss``.
+    """
+    for name, loss in model.distiller.distill_losses.items():
+        if isinstance(loss, GSKDLoss):
+            return name, loss
+    raise ValueError('the distiller has no GSKDLoss (losses: '
+                     f'{list(model.distiller.distill_losses)}); use a '
+                     'config of a recipe with GSKD')
+
+
+@torch.no_grad()
+def gskd_view(model: BaseModel,
+              sample: dict,
+              seed: int = 0) -> Dict[str, np.ndarray]:
+    """Compute what GSKD compares for one image.
+
+    Student and teacher run as in training (inside the distiller's
+    recorders), the loss inputs are read through the loss's own forward
+    mapping (student features through the trained projector), and sampling,
+    similarity, grouping and the KL terms are the loss's own
+    (:meth:`GSKDLoss.descriptors`, :meth:`GSKDLoss.descriptor_losses`).
+
+    Args:
+        model (BaseModel): A distiller with a ``GSKDLoss``, in eval mode.
+        sample (dict): One packed sample (see
+            :func:`gskd_mm.apis.load_sample`). Without ``gt_sem_seg``, the
+            teacher's prediction is used as labels.
+        seed (int): Seed of the random sampling and shuffling.
+
+    Returns:
+        dict: numpy arrays: ``image`` (H, W, 3) RGB, ``labels`` (H, W),
+        ``feat_valid`` (h, w) mask of the pixels that may be sampled,
+        ``index`` (B,) sampled pixels (flat, at h x w), ``sample_class``
+        (B,), ``classes`` (present classes, ascending), ``V_t`` and ``V_s``
+        (B, B), ``desc_t`` and ``desc_s`` (G, B, S) descriptors,
+        ``desc_kl`` (G,) their weighted KL terms; floats ``loss`` (the mean
+        of ``desc_kl``), ``loss_reference`` (what ``GSKDLoss`` returns for
+        the same draws: the same value), ``num_samples``, ``tau``,
+        ``loss_weight``; bool ``pseudo_labels``.
+
+    Raises:
+        ValueError: If the distiller has no ``GSKDLoss``, or if no pixel of
+            the image can be sampled.
+    """
+    name, loss = find_gskd_loss(model)
+    mapping = model.distiller.loss_forward_mappings[name]
+    data = model.data_preprocessor(pseudo_collate([sample]), False)
+    inputs, samples = data['inputs'], data['data_samples']
+    pseudo = 'gt_sem_seg' not in samples[0]
+    if pseudo:
+        logits = model.teacher(inputs, samples, mode='tensor')
+        logits = F.interpolate(logits, size=inputs.shape[-2:], mode='bilinear')
+        samples[0].gt_sem_seg = PixelData(data=logits.argmax(1))
+    with model.distiller.teacher_recorders:
+        model.teacher(inputs, samples, mode='loss')
+    with model.distiller.student_recorders:
+        model.architecture(inputs, samples, mode='loss')
+    kwargs = {
+        key: model.distiller.get_record(**record)
+        for key, record in mapping.items()
+    }
+    gt = kwargs['gt_labels']
+    labels = gt[:, 0] if gt.dim() == 4 else gt
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        reference = float(loss(**kwargs))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # the same draws, step by step
+        steps = loss.descriptors(kwargs['preds_S'], kwargs['preds_T'],
+                                 kwargs['logits_T'], labels)
+    if steps is None:
+        raise ValueError('no pixel of this image can be sampled (none is '
+                         'labelled and predicted right by the teacher)')
+    terms = loss.descriptor_losses(steps)
+    num_groups = int(steps['groups_per_img'][0])
+    width = steps['columns_valid'].shape[2]
+
+    def descriptors(shuffled: torch.Tensor) -> np.ndarray:
+        b = shuffled.shape[1]
+        out = shuffled[0].view(b, -1, width).transpose(0, 1)[:num_groups]
+        # Missing columns of a partial last group show as NaN (blank).
+        mask = steps['columns_valid'][0, :num_groups, None, :].expand_as(out)
+        return torch.where(mask, out, float('nan')).numpy()
+
+    image = sample['inputs'].flip(0).permute(1, 2, 0).numpy()  # BGR->RGB
+    padded = np.zeros(tuple(inputs.shape[-2:]) + (3, ), dtype=np.uint8)
+    padded[:image.shape[0], :image.shape[1]] = image
+    present = torch.nonzero(steps['counts'][0] > 0)[:, 0].numpy()
+    return dict(
+        image=padded,
+        labels=labels[0].numpy(),
+        feat_valid=steps['valid'][0].view(
+            kwargs['preds_S'].shape[-2:]).numpy(),
+        index=steps['index'][0].numpy(),
+        sample_class=np.repeat(present, loss.num_samples),
+        classes=present,
+        V_t=steps['sim_T'][0].numpy(),
+        V_s=steps['sim_S'][0].numpy(),
+        desc_t=descriptors(steps['shuffled_T']),
+        desc_s=descriptors(steps['shuffled_S']),
+        desc_kl=terms[0, :num_groups].numpy(),
+        loss=float(loss.reduce(terms, steps)),
+        loss_reference=reference,
+        num_samples=loss.num_samples,
+        tau=loss.tau,
+        loss_weight=loss.loss_weight,
+        pseudo_labels=pseudo)
