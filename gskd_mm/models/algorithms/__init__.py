@@ -1,4 +1,5 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
+from .adversarial_distill import AdversarialEvalTeacherDistill
 from .eval_teacher_distill import EvalTeacherDistill
 
-__all__ = ['EvalTeacherDistill']
+__all__ = ['AdversarialEvalTeacherDistill', 'EvalTeacherDistill']
