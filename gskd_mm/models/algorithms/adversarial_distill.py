@@ -1,7 +1,7 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 from typing import Dict, List, Optional, Union
 
-import torch
+import torch.nn as nn
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.structures import BaseDataElement
@@ -30,7 +30,9 @@ class AdversarialEvalTeacherDistill(EvalTeacherDistill):
       Adam in the recipes), logging ``distill.loss_adv_d``.
 
     Build the optimizer wrappers with
-    :class:`~gskd_mm.engine.DiscriminatorOptimWrapperConstructor`. The
+    :class:`~gskd_mm.engine.DiscriminatorOptimWrapperConstructor`, and wrap
+    the algorithm with :class:`AdversarialDistillDataParallel` for
+    distributed training. The
     discriminator is a module of the algorithm: checkpoints hold its
     weights, and the runner saves and resumes its optimizer with the
     others. Under ``StopDistillHook`` both adversarial terms stop with the
@@ -121,11 +123,31 @@ class AdversarialEvalTeacherDistill(EvalTeacherDistill):
         Returns:
             dict[str, Tensor]: The logged losses.
         """
+        return self.adversarial_train_step(self, data, optim_wrapper)
+
+    def adversarial_train_step(self, forward_module: nn.Module,
+                               data: Union[dict, tuple, list],
+                               optim_wrapper: OptimWrapperDict
+                               ) -> Dict[str, Tensor]:
+        """The student step through ``forward_module``, then the
+        discriminator step.
+
+        Args:
+            forward_module (nn.Module): This algorithm, or the DDP wrapper
+                around it (:class:`AdversarialDistillDataParallel`), whose
+                forward computes the losses.
+            data (dict | tuple | list): A batch from the dataloader.
+            optim_wrapper (OptimWrapperDict): ``architecture`` and
+                ``discriminator``.
+
+        Returns:
+            dict[str, Tensor]: The logged losses.
+        """
         student_optim, discriminator_optim = self.split_optim_wrapper(
             optim_wrapper)
-        with student_optim.optim_context(self):
+        with student_optim.optim_context(forward_module):
             data = self.data_preprocessor(data, True)
-            losses = self._run_forward(data, mode='loss')
+            losses = forward_module._run_forward(data, mode='loss')
         parsed_losses, log_vars = self.parse_losses(losses)
         student_optim.update_params(parsed_losses)
         if not self.distillation_stopped:
