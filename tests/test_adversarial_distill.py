@@ -2,10 +2,15 @@
 """Adversarial distillation: discriminator, hinge losses, its optimizer
 inside MMEngine's loop, checkpoints and resume."""
 import copy
+import gc
+import os
 import os.path as osp
+import socket
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
@@ -14,6 +19,7 @@ from mmengine.runner import Runner
 from mmrazor.registry import MODELS
 from torch.nn.utils.parametrize import is_parametrized
 
+from gskd_mm.models import AdversarialDistillDataParallel
 from gskd_mm.testing import random_seg_batch
 from gskd_mm.utils import register_all_modules
 
@@ -186,3 +192,54 @@ def test_discriminator_and_its_optimizer_are_resumed(tmp_path):
     assert resumed.optim_wrapper['architecture'].get_lr() == \
         first.optim_wrapper['architecture'].get_lr()
     assert resumed.optim_wrapper['discriminator'].get_lr()['lr'] == [4e-4]
+
+
+def ddp_worker(rank: int, port: int, out: str) -> None:
+    """Two training steps of the wrapped algorithm on this rank's data."""
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    register_all_modules(init_default_scope=False)
+    init_default_scope('mmseg')
+    cfg = adversarial_cfg()
+    cfg.model.discriminator.norm_cfg = dict(type='BN')  # CPU DDP: no SyncBN
+    torch.manual_seed(0)  # the same initial weights on both ranks
+    model = MODELS.build(cfg.model)
+    model.train()
+    initial = copy.deepcopy(dict(model.discriminator.named_parameters()))
+    wrapped = AdversarialDistillDataParallel(
+        module=model, broadcast_buffers=False)
+    optim = build_optim_wrapper(wrapped, copy.deepcopy(cfg.optim_wrapper))
+    torch.manual_seed(1 + rank)  # different images on each rank
+    for _ in range(2):
+        log_vars = wrapped.train_step(random_seg_batch(2, (64, 64), 7), optim)
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    torch.save(
+        dict(params=params, initial=initial,
+             loss_adv_d=float(log_vars['distill.loss_adv_d'])),
+        osp.join(out, f'rank{rank}.pth'))
+    del wrapped, optim
+    gc.collect()
+    dist.destroy_process_group()
+
+
+def test_ranks_stay_identical_under_ddp(tmp_path):
+    """Student, connectors and discriminator are the same on both ranks
+    after steps on different images: every gradient is averaged."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    mp.spawn(ddp_worker, args=(port, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
+    # The ranks saw different batches (their losses differ) ...
+    assert ranks[0]['loss_adv_d'] != ranks[1]['loss_adv_d']
+    # ... and still hold the same weights, which the steps changed.
+    for name, value in ranks[0]['params'].items():
+        assert torch.equal(value, ranks[1]['params'][name]), name
+    changed = [
+        name for name, value in ranks[0]['initial'].items() if not
+        torch.equal(value, ranks[0]['params'][f'discriminator.{name}'])
+    ]
+    # (The last bias keeps a zero gradient while all scores are in
+    # (-1, 1): the hinge terms' slopes cancel.)
+    assert 'stages.0.0.parametrizations.weight.original' in changed
+    assert len(changed) >= len(ranks[0]['initial']) - 1
