@@ -123,8 +123,8 @@ def test_loss_curves_read_every_term(demo):
         'decode.loss_ce', 'distill.loss_dist', 'distill.loss_gskd'
     }
     assert terms['cwd_gskd'] == {
-        'decode.loss_ce', 'distill.loss_cwd_feat', 'distill.loss_cwd_logits',
-        'distill.loss_gskd'
+        'decode.loss_ce', 'distill.loss_kd', 'distill.loss_cwd_feat',
+        'distill.loss_cwd_logits', 'distill.loss_gskd'
     }
 
 
