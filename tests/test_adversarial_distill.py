@@ -152,7 +152,8 @@ def test_discriminator_learns_from_its_own_loss_only(model_and_optim):
 def test_a_single_optimizer_is_refused(model_and_optim):
     model, _ = model_and_optim
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    with pytest.raises(TypeError, match='DiscriminatorOptimWrapperConstructor'):
+    with pytest.raises(TypeError,
+                       match='DiscriminatorOptimWrapperConstructor'):
         model.train_step(random_seg_batch(2, (64, 64), 7), optim)
 
 
