@@ -20,7 +20,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.optim import OptimWrapper
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmrazor.models.losses import ChannelWiseDivergence
 from mmrazor.registry import MODELS
@@ -149,7 +149,8 @@ def test_recipe_step_under_autocast_matches_float32(name, dtype):
     losses = {}
     for precision in ('fp32', dtype):
         copy_ = copy.deepcopy(model)
-        optim = OptimWrapper(torch.optim.SGD(copy_.parameters(), lr=0.01))
+        # The recipe's optimizers (two with adversarial distillation).
+        optim = build_optim_wrapper(copy_, copy.deepcopy(cfg.optim_wrapper))
         torch.manual_seed(1)
         with torch.autocast('cpu', dtype=dtype, enabled=precision is dtype):
             losses[precision] = copy_.train_step(batch, optim)
@@ -157,8 +158,19 @@ def test_recipe_step_under_autocast_matches_float32(name, dtype):
     assert set(amp) == set(ref)
     assert {f'distill.{k}' for k in cfg.model.distiller.distill_losses} \
         <= set(amp)
+    # Adversarial terms are weight x means of discriminator scores that
+    # nearly cancel at initialisation; a rounded student moves them by a
+    # small share of their weight, not of their value.
+    adversarial = {
+        'distill.loss_adv_g': cfg.model.get('generator_loss'),
+        'distill.loss_adv_d': cfg.model.get('discriminator_loss')
+    }
     for key, value in amp.items():
         assert torch.isfinite(value), (key, value)
-        if 'loss' in key:  # not acc_seg: an untrained net's argmax flips
+        if key in adversarial:
+            weight = adversarial[key].loss_weight
+            assert abs(float(value) - float(ref[key])) <= 0.25 * weight, (
+                key, float(value), float(ref[key]))
+        elif 'loss' in key:  # not acc_seg: an untrained net's argmax flips
             torch.testing.assert_close(
                 value.float(), ref[key], rtol=5e-2, atol=1e-4, msg=key)

@@ -69,9 +69,10 @@ def write_recipe(name: str,
         cfg, crop=CROP, sync_bn_to_bn=sync_bn_to_bn, data_root=data_root)
     path = osp.join(out_dir, name)
     cfg.dump(path)
-    losses = sorted(f'distill.{k}'
-                    for k in cfg.model.distiller.distill_losses)
-    return path, losses
+    losses = [f'distill.{k}' for k in cfg.model.distiller.distill_losses]
+    if 'discriminator' in cfg.model:  # adversarial distillation
+        losses += ['distill.loss_adv_g', 'distill.loss_adv_d']
+    return path, sorted(losses)
 
 
 def schedule(max_iters: int) -> Dict[str, int]:
@@ -377,6 +378,10 @@ def test_two_process_gloo_training_with_dist_train_sh(tmp_path, work_dir):
     assert cfg.model.teacher.backbone.norm_cfg.type == 'BN'
     connectors = cfg.model.distiller.connectors
     assert connectors.gskd_projector.norm_cfg.type == 'BN'
+    assert cfg.model.discriminator.norm_cfg.type == 'BN'
+    # Both steps (student, discriminator) run under DDP.
+    assert cfg.model_wrapper_cfg.type == \
+        'mmrazor.AdversarialDistillDataParallel'
     port = free_port()
     iters = INTERVAL
     options = cfg_options(

@@ -1,4 +1,5 @@
-# Demo: CWD (50 / 3) + GSKD (2.0, N = 8, S = -1, T = 1): the authors' weights.
+# Demo: CWD (50 / 3, T 4) + KD (1.0) + GSKD (2.0, N = 8, S = -1, T = 1): the
+# authors' weights, without adversarial distillation (see the cwd demo).
 # The project's distillation pieces (configs/gskd/_base_/methods) on the
 # demo's student (first base, with data, schedule and the teacher's model);
 # the projectors map the student's ASPP width (16) to the teacher's (32).

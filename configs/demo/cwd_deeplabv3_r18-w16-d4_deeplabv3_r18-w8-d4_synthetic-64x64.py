@@ -1,4 +1,6 @@
-# Demo: CWD on features (50) and logits (3): the baseline of cwd-gskd.
+# Demo: CWD on features (50) and logits (3), T 4, and per-pixel KD (1.0): the
+# baseline of cwd-gskd without adversarial distillation, whose discriminator
+# needs larger logits than the demo's 8x8.
 # The project's distillation pieces (configs/gskd/_base_/methods) on the
 # demo's student (first base, with data, schedule and the teacher's model);
 # the projector maps the student's ASPP width (16) to the teacher's (32).

@@ -2,6 +2,7 @@ _base_ = [
     'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     './_base_/teachers/deeplabv3_r101-d8_cityscapes-512x1024.py',
     './_base_/methods/cirkd_gskd.py',
+    './_base_/schedules/cirkd_cityscapes-40k.py',
 ]
 model = dict(
     _delete_=True,
@@ -33,18 +34,9 @@ model = dict(
                 in_channels=_base_.model.decode_head.channels,
                 out_channels=_base_.teacher_channels))))
 
-# The authors' CIRKD (+ GSKD) schedule on Cityscapes (train_cirkd_gskd.py):
-# 40k iterations with 16 images per step (4 GPUs x 4), SGD lr 0.02,
-# weight decay 1e-4, poly decay (power 0.9) to 0.
-train_dataloader = dict(batch_size=4)
-train_cfg = dict(max_iters=40000)
-optim_wrapper = dict(optimizer=dict(lr=0.02, weight_decay=1e-4))
-param_scheduler = [
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=0.9,
-        begin=0,
-        end=40000,
-        by_epoch=False)
-]
+# The training protocol of this recipe family on this dataset
+# (./_base_/schedules/; configs/gskd/README.md, "Fidelity").
+train_dataloader = dict(batch_size=_base_.protocol_batch_size)
+train_cfg = dict(max_iters=_base_.protocol_max_iters)
+optim_wrapper = _base_.protocol_optim_wrapper
+param_scheduler = _base_.protocol_param_scheduler

@@ -2,12 +2,13 @@ _base_ = [
     './_base_/students/mobilenet-v2-d8_deeplabv3_4xb4-40k_voc12aug-512x512.py',
     './_base_/teachers/deeplabv3_r101-d8_voc12aug-512x512.py',
     './_base_/methods/cirkd.py',
+    './_base_/schedules/cirkd_voc12aug-40k.py',
 ]
 model = dict(
     _delete_=True,
     _scope_='mmrazor',
     type='EvalTeacherDistill',
-    architecture=_base_.model,
+    architecture=dict(_base_.model, auxiliary_head=None),
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     distiller=dict(
@@ -28,3 +29,10 @@ model = dict(
                 type='GSKDProjector',
                 in_channels=_base_.model.decode_head.channels,
                 out_channels=_base_.teacher_channels))))
+
+# The training protocol of this recipe family on this dataset
+# (./_base_/schedules/; configs/gskd/README.md, "Fidelity").
+train_dataloader = dict(batch_size=_base_.protocol_batch_size)
+train_cfg = dict(max_iters=_base_.protocol_max_iters)
+optim_wrapper = _base_.protocol_optim_wrapper
+param_scheduler = _base_.protocol_param_scheduler

@@ -2,12 +2,13 @@ _base_ = [
     'mmseg::mobilenet_v2/mobilenet-v2-d8_deeplabv3_4xb2-80k_cityscapes-512x1024.py',
     './_base_/teachers/deeplabv3_r101-d8_cityscapes-512x1024.py',
     './_base_/methods/dist_gskd.py',
+    './_base_/schedules/dist_cityscapes-40k.py',
 ]
 model = dict(
     _delete_=True,
     _scope_='mmrazor',
     type='EvalTeacherDistill',
-    architecture=_base_.model,
+    architecture=dict(_base_.model, auxiliary_head=None),
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     distiller=dict(
@@ -18,16 +19,9 @@ model = dict(
                 in_channels=_base_.model.decode_head.channels,
                 out_channels=_base_.teacher_channels))))
 
-# The authors' DIST (+ GSKD) schedule on Cityscapes: 40k iterations with
-# 16 images per step (4 GPUs x 4).
-train_dataloader = dict(batch_size=4)
-train_cfg = dict(max_iters=40000)
-param_scheduler = [
-    dict(
-        type='PolyLR',
-        eta_min=1e-4,
-        power=0.9,
-        begin=0,
-        end=40000,
-        by_epoch=False)
-]
+# The training protocol of this recipe family on this dataset
+# (./_base_/schedules/; configs/gskd/README.md, "Fidelity").
+train_dataloader = dict(batch_size=_base_.protocol_batch_size)
+train_cfg = dict(max_iters=_base_.protocol_max_iters)
+optim_wrapper = _base_.protocol_optim_wrapper
+param_scheduler = _base_.protocol_param_scheduler

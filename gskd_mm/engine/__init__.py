@@ -1,2 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-from .hooks import *  # noqa: F401,F403
+from .discriminator_optim_constructor import \
+    DiscriminatorOptimWrapperConstructor
+from .hooks import RunFingerprintHook, StepTimerHook
+
+__all__ = [
+    'DiscriminatorOptimWrapperConstructor', 'RunFingerprintHook',
+    'StepTimerHook'
+]

@@ -1,5 +1,6 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Run the real recipes small: CPU-sized crops, no downloads, random data."""
+import math
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
@@ -37,7 +38,9 @@ def shrink_recipe(cfg: Config,
     (teacher checkpoint and ImageNet initialisation of student and teacher
     off; a ``cfg_path`` teacher is spelled out as its model config, see
     :func:`teacher_without_downloads`); data loading runs in the main
-    process. Everything else of the recipe stays as written.
+    process. A discriminator of adversarial distillation gets as many
+    stride-2 stages as the crop's stride-8 logits take (its recipes' four
+    need 512 x 512 crops). Everything else of the recipe stays as written.
 
     Args:
         cfg (Config): A loaded recipe; modified in place.
@@ -61,6 +64,10 @@ def shrink_recipe(cfg: Config,
     student.backbone.init_cfg = None
     if crop is not None:
         student.data_preprocessor.size = crop
+        if 'discriminator' in cfg.model:
+            # Logits of crop / 8; each stage halves them, down to >= 4.
+            cfg.model.discriminator.num_stages = max(
+                1, min(4, int(math.log2(min(crop) // 8 // 4))))
     for node in iter_dicts(cfg._cfg_dict):
         kind = node.get('type')
         if kind == 'SyncBN' and sync_bn_to_bn:

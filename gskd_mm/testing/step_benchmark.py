@@ -13,6 +13,7 @@ CPU, where that wrapper refuses to start, the step runs inside
 ``torch.autocast('cpu')``.
 """
 import contextlib
+import copy
 import glob
 import os.path as osp
 import resource
@@ -148,6 +149,10 @@ def optim_wrapper_for(cfg: Config, model: torch.nn.Module, precision: str,
                       device: str):
     """The recipe's optimizer wrapper; ``AmpOptimWrapper`` for AMP on CUDA.
 
+    Adversarial recipes have two wrappers (``architecture`` and
+    ``discriminator``): both become ``AmpOptimWrapper``, and a student
+    alone gets the ``architecture`` one.
+
     Args:
         cfg (Config): The recipe.
         model (nn.Module): The model to optimise.
@@ -155,12 +160,19 @@ def optim_wrapper_for(cfg: Config, model: torch.nn.Module, precision: str,
         device (str): Torch device.
 
     Returns:
-        OptimWrapper: The wrapper.
+        OptimWrapper | OptimWrapperDict: The wrapper(s).
     """
-    wrapper_cfg = cfg.optim_wrapper.copy()
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    wrappers = [wrapper_cfg]
+    if 'constructor' in wrapper_cfg and 'discriminator' in wrapper_cfg:
+        if hasattr(model, 'discriminator'):
+            wrappers = [wrapper_cfg.architecture, wrapper_cfg.discriminator]
+        else:
+            wrapper_cfg = wrappers[0] = wrapper_cfg.architecture
     if precision != 'fp32' and device.startswith('cuda'):
-        wrapper_cfg.type = 'AmpOptimWrapper'
-        wrapper_cfg.dtype = str(AMP_DTYPES[precision]).split('.')[-1]
+        for wrapper in wrappers:
+            wrapper.type = 'AmpOptimWrapper'
+            wrapper.dtype = str(AMP_DTYPES[precision]).split('.')[-1]
     return build_optim_wrapper(model, wrapper_cfg)
 
 

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import check_dense_pair, float32_forward
+from .utils import float32_forward, teacher_at_student_size
 
 
 @MODELS.register_module()
@@ -18,17 +18,25 @@ class PixelWiseKDLoss(nn.Module):
     Args:
         tau (float): Temperature T. Defaults to 1.0.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
+        resize_teacher (bool): Resize teacher logits of another height x
+            width to the student's (bilinear); without it, different sizes
+            raise an error. Defaults to False.
     """
 
-    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 tau: float = 1.0,
+                 loss_weight: float = 1.0,
+                 resize_teacher: bool = False) -> None:
         super().__init__()
         if not tau > 0:
             raise ValueError(f'tau must be > 0, got {tau!r}')
         self.tau = float(tau)
         self.loss_weight = loss_weight
+        self.resize_teacher = resize_teacher
 
     def extra_repr(self) -> str:
-        return f'tau={self.tau}, loss_weight={self.loss_weight}'
+        return (f'tau={self.tau}, loss_weight={self.loss_weight}, '
+                f'resize_teacher={self.resize_teacher}')
 
     @float32_forward
     def forward(self, logits_S: Tensor, logits_T: Tensor) -> Tensor:
@@ -36,12 +44,15 @@ class PixelWiseKDLoss(nn.Module):
 
         Args:
             logits_S (Tensor): Student logits, (N, K, H, W).
-            logits_T (Tensor): Teacher logits, (N, K, H, W); detached.
+            logits_T (Tensor): Teacher logits, (N, K, H', W'); detached.
+                Of another size only with ``resize_teacher``.
 
         Returns:
             Tensor: The weighted loss, a scalar.
         """
-        check_dense_pair('logits_S', 'logits_T', logits_S, logits_T)
+        logits_T = teacher_at_student_size(logits_S, logits_T,
+                                           self.resize_teacher, 'logits_S',
+                                           'logits_T')
         log_p_S = F.log_softmax(logits_S / self.tau, dim=1)
         log_p_T = F.log_softmax(logits_T.detach() / self.tau, dim=1)
         kl = F.kl_div(log_p_S, log_p_T, reduction='none',

@@ -1,5 +1,5 @@
-# CWD + GSKD: the authors' recipe (CWD features 50, logits 3; GSKD 2.0,
-# N = 8, S = -1, T = 1).
+# CWD + GSKD: the authors' recipe: cwd.py (CWD features 50, logits 3, T 4;
+# KD 1.0; adversarial 0.001 / 0.1) plus GSKD 2.0, N = 8, S = -1, T = 1.
 _base_ = ['./cwd.py']
 distiller = dict(
     distill_losses=dict(

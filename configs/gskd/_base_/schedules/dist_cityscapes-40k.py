@@ -1,0 +1,8 @@
+# Cityscapes: the authors' 40k iterations with 16 images per step (4 GPUs x
+# 4).
+_base_ = './dist.py'
+protocol_batch_size = 4
+protocol_max_iters = 40000
+protocol_param_scheduler = [
+    dict(_base_.protocol_poly, end=protocol_max_iters)
+]

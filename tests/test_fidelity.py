@@ -1,0 +1,123 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Every recipe holds the values of the fidelity table of its README."""
+import ast
+import fnmatch
+import glob
+import os.path as osp
+import re
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+from mmengine.config import Config
+
+CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
+README = osp.join(CONFIG_DIR, 'README.md')
+RECIPES = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
+COLUMNS = ['recipes', 'setting', 'config key', 'authors', 'where', 'ours',
+           'why it differs']
+# Settings no recipe may leave out of the table.
+REQUIRED = ('optimizer.lr', 'optimizer.weight_decay', 'optimizer.momentum',
+            '.power', '.eta_min', 'train_cfg.max_iters',
+            'train_dataloader.batch_size', 'model.type')
+
+
+def fidelity_rows() -> List[Dict[str, str]]:
+    """The rows of the README's fidelity table, cells stripped of `."""
+    with open(README) as f:
+        text = f.read()
+    section = text.split('\n## Fidelity\n', 1)[1]
+    lines = [line for line in section.splitlines() if line.startswith('|')]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    assert header == COLUMNS, header
+    rows = []
+    for line in lines[2:]:
+        cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip('|'))]
+        assert len(cells) == len(COLUMNS), line
+        rows.append(dict(zip(COLUMNS, cells)))
+    return rows
+
+
+def unquote(cell: str) -> str:
+    return cell[1:-1] if cell.startswith('`') and cell.endswith('`') \
+        else cell
+
+
+def lookup(cfg: Any, key: str) -> Any:
+    """``cfg`` at a dotted key; list indices are numbers."""
+    node = cfg
+    for part in key.split('.'):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def normalise(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(normalise(v) for v in value)
+    return value
+
+
+def matches(row: Dict[str, str], name: str) -> bool:
+    return any(
+        fnmatch.fnmatchcase(name, pattern)
+        for pattern in unquote(row['recipes']).split())
+
+
+ROWS = fidelity_rows()
+
+
+def test_the_table_has_rows_for_every_family():
+    assert len(ROWS) > 50
+    for prefix in ('gskd_', 'dist_', 'dist-gskd_', 'cwd_', 'cwd-gskd_',
+                   'cirkd_', 'cirkd-gskd_'):
+        assert any(
+            matches(row, next(osp.basename(p) for p in RECIPES
+                              if osp.basename(p).startswith(prefix)))
+            and row['config key'] for row in ROWS), prefix
+
+
+@pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
+def test_recipe_holds_the_table(path):
+    name = osp.basename(path)
+    cfg = Config.fromfile(path)
+    checked = []
+    for row in ROWS:
+        if not matches(row, name) or not row['config key']:
+            continue
+        key = unquote(row['config key'])
+        expected = ast.literal_eval(unquote(row['ours']))
+        try:
+            value = lookup(cfg, key)
+        except (KeyError, IndexError, TypeError) as error:
+            raise AssertionError(f'{name} has no {key} ({row["setting"]})'
+                                 ) from error
+        assert normalise(value) == normalise(expected), (
+            f'{name}: {key} is {value!r}, the fidelity table says '
+            f'{expected!r} ({row["setting"]})')
+        checked.append(key)
+    for required in REQUIRED:
+        assert any(required in key for key in checked), (
+            f'the fidelity table has no {required} row for {name}')
+
+
+def test_metafile_lists_every_recipe_with_its_teacher():
+    with open(osp.join(CONFIG_DIR, 'metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    models = {m['Name']: m for m in meta['Models']}
+    names = [osp.basename(p)[:-3] for p in RECIPES]
+    assert sorted(models) == names, (
+        'configs/gskd/metafile.yml and the recipes differ: '
+        f'{sorted(set(names) ^ set(models))}')
+    repo = osp.dirname(osp.dirname(CONFIG_DIR))
+    for name, model in models.items():
+        assert model['Config'] == f'configs/gskd/{name}.py'
+        cfg = Config.fromfile(osp.join(repo, model['Config']))
+        teacher = model['Metadata']['Teacher']
+        assert teacher['Weights'] == cfg.model.teacher_ckpt, name
+        assert teacher['Config'] == cfg.model.teacher.cfg_path, name
+        student = model['Metadata']['Student']['Config']
+        assert student.startswith('mmseg::') or osp.isfile(
+            osp.join(repo, student)), student
+        # The only figures are the authors', and say so.
+        for result in model.get('Results', []):
+            assert 'published by the GSKD authors' in result['Notes']
