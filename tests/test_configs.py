@@ -131,8 +131,8 @@ def test_student_swaps_by_one_line(student, tmp_path):
     torch.manual_seed(0)
     model, losses = train_one_step(shrink_recipe(cfg))
     assert {k for k in losses if k.startswith('distill.')} == {
-        'distill.loss_cwd_feat', 'distill.loss_cwd_logits',
-        'distill.loss_gskd'
+        'distill.loss_kd', 'distill.loss_cwd_feat', 'distill.loss_cwd_logits',
+        'distill.loss_adv_g', 'distill.loss_adv_d', 'distill.loss_gskd'
     }
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses['distill.loss_cwd_feat'] > 0
@@ -181,7 +181,7 @@ def test_features_are_the_classifier_input(name, last_layer):
         getattr(network.decode_head,
                 last_layer[side]).register_forward_hook(keep(side))
     model.train()
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.0))
+    optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     model.train_step(random_seg_batch(2, (64, 64), 19), optim)
 
     teacher = recorded(model.distiller.teacher_recorders, 'feat')

@@ -2,7 +2,7 @@
 """Teacher and student maps of different height x width (resize_teacher).
 
 A SegFormer head works at stride 4, a dilated CNN at stride 8. With
-``resize_teacher=True`` GSKD, CWD and DIST resize the teacher's maps to the
+``resize_teacher=True`` GSKD, CWD, DIST and per-pixel KD resize the teacher's maps to the
 student's bilinearly; maps of equal size give exactly the loss without it,
 and different sizes without it fail with an error that names the fix.
 """
@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from gskd_mm.models.losses import (Float32ChannelWiseDivergence, GSKDLoss,
-                                   PixelWiseDISTLoss)
+                                   PixelWiseDISTLoss, PixelWiseKDLoss)
 
-LOSSES = ('gskd', 'cwd', 'dist')
+LOSSES = ('gskd', 'cwd', 'dist', 'kd')
 
 
 def build(name, resize_teacher):
@@ -23,6 +23,8 @@ def build(name, resize_teacher):
     if name == 'cwd':
         return Float32ChannelWiseDivergence(
             tau=4.0, loss_weight=3.0, resize_teacher=resize_teacher)
+    if name == 'kd':
+        return PixelWiseKDLoss(tau=2.0, resize_teacher=resize_teacher)
     return PixelWiseDISTLoss(resize_teacher=resize_teacher)
 
 
@@ -50,7 +52,7 @@ def run(name, loss, x, feat_T=None, logits_T=None):
 
 
 def teacher_arg(name):
-    return 'logits_T' if name == 'dist' else 'feat_T'
+    return 'logits_T' if name in ('dist', 'kd') else 'feat_T'
 
 
 @pytest.mark.parametrize('name', LOSSES)
@@ -90,7 +92,7 @@ def test_a_coarser_teacher_trains_the_student(name):
     """A stride-8 teacher against a stride-4 student: the loss is finite
     and non-zero, and its gradient reaches the student."""
     x = maps(size_S=(16, 16), size_T=(8, 8))
-    student = 'logits_S' if name == 'dist' else 'feat_S'
+    student = 'logits_S' if name in ('dist', 'kd') else 'feat_S'
     x[student].requires_grad_(True)
     value = run(name, build(name, True), x)
     assert torch.isfinite(value) and value > 0

@@ -1,11 +1,12 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Run the real recipes small: CPU-sized crops, no downloads, random data."""
+import copy
 import math
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.optim import OptimWrapper
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmrazor.registry import MODELS
@@ -189,7 +190,8 @@ def train_one_step(cfg: Config,
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
     model.train()
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    # The recipe's own optimizers (two with adversarial distillation).
+    optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     batch = random_seg_batch(num_images, size, num_classes_of(cfg))
     return model, model.train_step(batch, optim)
 

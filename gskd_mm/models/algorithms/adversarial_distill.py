@@ -9,6 +9,7 @@ from mmrazor.models.algorithms.base import LossResults
 from mmrazor.registry import MODELS
 from torch import Tensor
 
+from ..losses.utils import teacher_at_student_size
 from .eval_teacher_distill import EvalTeacherDistill
 
 
@@ -181,7 +182,8 @@ class AdversarialEvalTeacherDistill(EvalTeacherDistill):
 
         The student step's generator loss left gradients on the
         discriminator; they are dropped first, so the discriminator learns
-        from its own loss only. Across processes its gradients are
+        from its own loss only. Teacher logits of another height x width
+        (networks of different strides) are resized to the student's. Across processes its gradients are
         averaged.
 
         Args:
@@ -191,11 +193,16 @@ class AdversarialEvalTeacherDistill(EvalTeacherDistill):
             Tensor: The (detached) discriminator loss.
         """
         logits = self._recorded_logits()
+        # A teacher of another stride is scored at the student's size (the
+        # losses' rule; equal sizes are used as they are).
+        teacher = teacher_at_student_size(
+            logits['student'], logits['teacher'].detach(), True,
+            'student logits', 'teacher logits')
         optim_wrapper.zero_grad()
         with optim_wrapper.optim_context(self.discriminator):
             loss = self.discriminator_loss(
                 self.discriminator(logits['student'].detach()),
-                self.discriminator(logits['teacher'].detach()))
+                self.discriminator(teacher))
         optim_wrapper.backward(optim_wrapper.scale_loss(loss))
         if get_world_size() > 1:
             for param in self.discriminator.parameters():
