@@ -2,11 +2,15 @@ _base_ = [
     './_base_/students/deeplabv3_r18-d8_4xb4-80k_coco-stuff164k-512x512.py',
     './_base_/teachers/deeplabv3_r101-d8_coco-stuff164k-512x512.py',
     './_base_/methods/cwd_gskd.py',
+    './_base_/schedules/cwd_coco-stuff164k-80k.py',
 ]
 model = dict(
     _delete_=True,
     _scope_='mmrazor',
-    type='EvalTeacherDistill',
+    type='AdversarialEvalTeacherDistill',
+    discriminator=_base_.discriminator,
+    generator_loss=_base_.generator_loss,
+    discriminator_loss=_base_.discriminator_loss,
     architecture=_base_.model,
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
@@ -23,3 +27,10 @@ model = dict(
                 out_channel=_base_.teacher_channels,
                 norm_cfg=None,
                 act_cfg=None))))
+
+# The training protocol of this recipe family on this dataset
+# (./_base_/schedules/; configs/gskd/README.md, "Fidelity").
+train_dataloader = dict(batch_size=_base_.protocol_batch_size)
+train_cfg = dict(max_iters=_base_.protocol_max_iters)
+optim_wrapper = _base_.protocol_optim_wrapper
+param_scheduler = _base_.protocol_param_scheduler

@@ -2,11 +2,15 @@ _base_ = [
     'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py',
     './_base_/teachers/segformer_mit-b4_ade20k-512x512.py',
     './_base_/methods/cwd.py',
+    './_base_/schedules/cwd.py',
 ]
 model = dict(
     _delete_=True,
     _scope_='mmrazor',
-    type='EvalTeacherDistill',
+    type='AdversarialEvalTeacherDistill',
+    discriminator=_base_.discriminator,
+    generator_loss=_base_.generator_loss,
+    discriminator_loss=_base_.discriminator_loss,
     architecture=_base_.model,
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
@@ -19,3 +23,12 @@ model = dict(
                 out_channel=_base_.teacher_channels,
                 norm_cfg=None,
                 act_cfg=None))))
+
+# SegFormer students keep MMSeg's own optimizer and schedule (AdamW, its
+# warm-up and poly decay): the authors trained CNN students only, and SGD at
+# lr 0.02 is not how MiT backbones are trained. The discriminator has the
+# CWD protocol's own Adam (./_base_/schedules/cwd.py).
+optim_wrapper = dict(
+    _base_.protocol_optim_wrapper, architecture=_base_.optim_wrapper)
+param_scheduler = dict(
+    _delete_=True, architecture=_base_.param_scheduler, discriminator=[])

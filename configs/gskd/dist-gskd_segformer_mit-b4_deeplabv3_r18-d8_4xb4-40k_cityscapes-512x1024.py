@@ -2,6 +2,7 @@ _base_ = [
     'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     './_base_/teachers/segformer_mit-b4_cityscapes-1024x1024.py',
     './_base_/methods/dist_gskd.py',
+    './_base_/schedules/dist_cityscapes-40k.py',
 ]
 model = dict(
     _delete_=True,
@@ -31,3 +32,10 @@ param_scheduler = [
         end=40000,
         by_epoch=False)
 ]
+
+# The training protocol of this recipe family on this dataset
+# (./_base_/schedules/; configs/gskd/README.md, "Fidelity").
+train_dataloader = dict(batch_size=_base_.protocol_batch_size)
+train_cfg = dict(max_iters=_base_.protocol_max_iters)
+optim_wrapper = _base_.protocol_optim_wrapper
+param_scheduler = _base_.protocol_param_scheduler
