@@ -9,11 +9,9 @@ step by step as they compute them.
 import pytest
 import torch
 import torch.nn.functional as F
-from mmrazor.registry import MODELS
 
-from gskd_mm.utils import register_all_modules
-
-register_all_modules(init_default_scope=False)
+from gskd_mm.models.losses import (Float32ChannelWiseDivergence,
+                                   PixelWiseKDLoss)
 
 
 def authors_cwd(preds_S, preds_T, temperature):
@@ -41,13 +39,12 @@ def authors_kd(pred, soft, temperature):
 def test_mmrazor_cwd_with_tau_is_the_authors_cwd(shape, tau):
     torch.manual_seed(0)
     preds_S, preds_T = torch.randn(shape) * 3, torch.randn(shape) * 3
-    ours = MODELS.build(
-        dict(type='Float32ChannelWiseDivergence', tau=tau, loss_weight=1.0))
+    ours = Float32ChannelWiseDivergence(tau=tau, loss_weight=1.0)
     expected = authors_cwd(preds_S.double(), preds_T.double(), tau)
     assert torch.allclose(ours(preds_S, preds_T).double(), expected,
                           rtol=1e-5)
     if tau != 1.0:  # the temperature matters: MMRazor's default differs
-        default = MODELS.build(dict(type='Float32ChannelWiseDivergence'))
+        default = Float32ChannelWiseDivergence()
         assert not torch.allclose(default(preds_S, preds_T).double(),
                                   expected, rtol=1e-2)
 
@@ -56,7 +53,7 @@ def test_mmrazor_cwd_with_tau_is_the_authors_cwd(shape, tau):
 def test_pixel_wise_kd_is_the_authors_kd(tau):
     torch.manual_seed(0)
     logits_S, logits_T = torch.randn(2, 19, 8, 16), torch.randn(2, 19, 8, 16)
-    ours = MODELS.build(dict(type='PixelWiseKDLoss', tau=tau))
+    ours = PixelWiseKDLoss(tau=tau)
     assert torch.allclose(
         ours(logits_S, logits_T).double(),
         authors_kd(logits_S.double(), logits_T.double(), tau),
