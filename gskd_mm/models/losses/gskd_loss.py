@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import (check_labels, float32_forward,
+from .utils import (check_dense_pair, check_labels, float32_forward,
                     teacher_at_student_size)
 
 VALID_MASKS = ('teacher_correct', 'labeled')
@@ -275,25 +275,13 @@ class GSKDLoss(nn.Module):
 
     def _check_inputs(self, preds_S: Tensor, preds_T: Tensor,
                       logits_T: Tensor, gt_labels: Tensor) -> Tensor:
-        """Validate the inputs and return labels as (N, H, W)."""
-        for name, tensor in (('preds_S', preds_S), ('preds_T', preds_T),
-                             ('logits_T', logits_T), ('gt_labels',
-                                                      gt_labels)):
-            if not isinstance(tensor, Tensor):
-                raise TypeError(
-                    f'{name} must be a torch.Tensor, got {type(tensor)}')
-        for name, tensor in (('preds_S', preds_S), ('preds_T', preds_T),
-                             ('logits_T', logits_T)):
-            if tensor.dim() != 4:
-                raise ValueError(f'{name} must be (N, C, H, W), got shape '
-                                 f'{tuple(tensor.shape)}')
-            if not tensor.is_floating_point():
-                raise TypeError(
-                    f'{name} must be a floating tensor, got {tensor.dtype}')
-        if logits_T.shape[0] != preds_S.shape[0]:
-            raise ValueError(
-                f'logits_T has batch size {logits_T.shape[0]}, '
-                f'features have {preds_S.shape[0]}')
+        """Validate the inputs and return labels as (N, H, W).
+
+        ``preds_T`` is checked against ``preds_S`` where it is aligned
+        (:func:`teacher_at_student_size`).
+        """
+        check_dense_pair('preds_S', 'logits_T', preds_S, logits_T,
+                         same_channels=False, same_size=False)
         return check_labels(gt_labels, preds_S.shape[0])
 
 
