@@ -8,7 +8,7 @@
 #   make test       set up, then run the test suite
 #   make demo       set up, then run the CPU demo (tools/demo.py)
 #   make benchmark  set up, then time the GSKD loss and the CIRKD terms
-#                   (tools/benchmark_gskd.py, tools/benchmark_cirkd.py)
+#                   (tools/analysis_tools/benchmark_gskd.py, tools/analysis_tools/benchmark_cirkd.py)
 PYTHON ?= python3
 VENV ?= .venv
 MMCV ?= lite
@@ -52,8 +52,8 @@ demo: setup
 	$(PY) tools/demo.py
 
 benchmark: setup
-	$(PY) tools/benchmark_gskd.py
-	$(PY) tools/benchmark_cirkd.py
+	$(PY) tools/analysis_tools/benchmark_gskd.py
+	$(PY) tools/analysis_tools/benchmark_cirkd.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info gskd_mm/.mim

@@ -5,12 +5,10 @@ import copy
 import gc
 import os
 import os.path as osp
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
@@ -20,10 +18,10 @@ from mmrazor.registry import MODELS
 from torch.nn.utils.parametrize import is_parametrized
 
 from gskd_mm.models import AdversarialDistillDataParallel
-from gskd_mm.testing import random_seg_batch
 from gskd_mm.utils import register_all_modules
 
-register_all_modules(init_default_scope=False)
+from helpers import random_seg_batch, spawn_with_deadline
+
 ROOT = osp.dirname(osp.dirname(__file__))
 DEMO_CWD = osp.join(
     ROOT, 'configs', 'demo',
@@ -226,10 +224,7 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
 def test_ranks_stay_identical_under_ddp(tmp_path):
     """Student, connectors and discriminator are the same on both ranks
     after steps on different images: every gradient is averaged."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    mp.spawn(ddp_worker, args=(port, str(tmp_path)), nprocs=2)
+    spawn_with_deadline(ddp_worker, (str(tmp_path), ))
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
     # The ranks saw different batches (their losses differ) ...
     assert ranks[0]['loss_adv_d'] != ranks[1]['loss_adv_d']

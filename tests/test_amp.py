@@ -27,8 +27,8 @@ from mmrazor.registry import MODELS
 
 from gskd_mm.models.losses import (Float32ChannelWiseDivergence, GSKDLoss,
                                    PixelWiseDISTLoss)
-from gskd_mm.testing import num_classes_of, random_seg_batch, shrink_recipe
-from gskd_mm.utils import register_all_modules
+
+from helpers import num_classes_of, random_seg_batch, shrink_recipe
 
 DTYPES = [torch.float16, torch.bfloat16]
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
@@ -38,8 +38,6 @@ RECIPES = [
     'cwd-gskd_deeplabv3_r101-d8_mobilenet-v2-d8_deeplabv3_'
     '4xb2-80k_cityscapes-512x1024.py',
 ]
-
-register_all_modules(init_default_scope=False)
 
 
 def seg_inputs(seed=0, num_imgs=2, channels=32, size=(16, 16), classes=6):

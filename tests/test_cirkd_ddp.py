@@ -7,19 +7,17 @@ when the ranks hold different numbers of images.
 """
 import gc
 import os
-import socket
-import time
 
-import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gskd_mm.models import (CIRKDMemoryPixelLoss, CIRKDMemoryRegionLoss,
                             GSKDProjector)
-from gskd_mm.testing.cirkd_loop_reference import LoopMemory
+
+from cirkd_loop_reference import LoopMemory
+from helpers import spawn_with_deadline
 
 WORLD_SIZE = 2
 STEPS = 3
@@ -87,24 +85,9 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_queues_gather_every_rank_and_stay_identical(tmp_path):
-    context = mp.spawn(
-        worker,
-        args=(free_port(), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False)
-    deadline = time.monotonic() + TIMEOUT
-    while not context.join(timeout=max(deadline - time.monotonic(), 1)):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f'DDP workers still running after {TIMEOUT} s')
+    spawn_with_deadline(
+        worker, (str(tmp_path), ), nprocs=WORLD_SIZE, timeout=TIMEOUT)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(WORLD_SIZE)]
 
     # One process, loop version: every step enqueues rank 0's batch, then

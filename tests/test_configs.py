@@ -14,9 +14,9 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 
-from gskd_mm.testing import (num_classes_of, random_seg_batch, shrink_recipe,
+
+from helpers import (num_classes_of, random_seg_batch, shrink_recipe,
                              train_one_step)
-from gskd_mm.utils import register_all_modules
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
 RECIPES = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
@@ -38,8 +38,6 @@ NEW_PAIRS = {
 }
 TEACHERS = sorted(
     glob.glob(osp.join(CONFIG_DIR, '_base_', 'teachers', '*.py')))
-
-register_all_modules(init_default_scope=False)
 
 
 def test_every_method_pair_and_dataset_has_a_recipe():

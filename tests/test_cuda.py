@@ -13,9 +13,9 @@ from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 
 from gskd_mm.models.losses import GSKDLoss
-from gskd_mm.testing import num_classes_of, random_seg_batch, shrink_recipe
-from gskd_mm.testing.step_benchmark import optim_wrapper_for
-from gskd_mm.utils import register_all_modules
+
+from benchmark_step import optim_wrapper_for
+from helpers import num_classes_of, random_seg_batch, shrink_recipe
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs a CUDA GPU')
@@ -106,7 +106,6 @@ def test_loss_forward_backward_under_cuda_autocast(dtype):
 @pytest.mark.parametrize('name', RECIPES)
 @pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
 def test_recipe_step_with_amp_optim_wrapper(name, dtype):
-    register_all_modules(init_default_scope=False)
     cfg = shrink_recipe(Config.fromfile(osp.join(CONFIG_DIR, name)),
                         crop=(128, 256))
     for loss_cfg in cfg.model.distiller.distill_losses.values():

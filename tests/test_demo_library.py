@@ -12,9 +12,10 @@ from mmengine.registry import MODELS, DefaultScope
 from gskd_mm.apis import init_student, structural_gap
 from gskd_mm.demo import paired_differences, pairing_check
 from gskd_mm.models.losses import GSKDLoss
-from gskd_mm.testing import random_seg_batch
 from gskd_mm.utils import (paired_t_interval, register_all_modules,
                            student_state_dict)
+
+from helpers import random_seg_batch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS_BASE = osp.join(REPO, 'configs', 'demo', '_base_', 'models',

@@ -11,15 +11,13 @@ from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 from torch import nn
 
-from gskd_mm.testing import num_classes_of, random_seg_batch, shrink_recipe
-from gskd_mm.utils import register_all_modules
+
+from helpers import num_classes_of, random_seg_batch, shrink_recipe
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
 RECIPE = osp.join(
     CONFIG_DIR, 'dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
     '4xb4-40k_cityscapes-512x1024.py')
-
-register_all_modules(init_default_scope=False)
 
 
 def recipe_cfg(algorithm: str = 'EvalTeacherDistill') -> Config:

@@ -2,18 +2,16 @@
 """GSKD under DDP (two CPU processes, gloo): gradients reach the student."""
 import gc
 import os
-import socket
-import time
 
-import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from gskd_mm.models import GSKDLoss, GSKDProjector
+
+from helpers import spawn_with_deadline
 
 WORLD_SIZE = 2
 TIMEOUT = 300  # seconds for the workers
@@ -80,24 +78,9 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_gskd_changes_student_gradients_on_every_rank(tmp_path):
-    context = mp.spawn(
-        worker,
-        args=(free_port(), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False)
-    deadline = time.monotonic() + TIMEOUT
-    while not context.join(timeout=max(deadline - time.monotonic(), 1)):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f'DDP workers still running after {TIMEOUT} s')
+    spawn_with_deadline(
+        worker, (str(tmp_path), ), nprocs=WORLD_SIZE, timeout=TIMEOUT)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(WORLD_SIZE)]
 
     # What each rank computes alone on its own images, then averaged: DDP

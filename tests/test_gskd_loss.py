@@ -8,7 +8,8 @@ from gskd_mm.models.losses import GSKDLoss
 from gskd_mm.models.losses.gskd_loss import (class_balanced_sample,
                                              class_counts, resize_labels,
                                              valid_pixel_mask)
-from gskd_mm.testing import loop_reference
+
+import loop_reference
 
 
 def features(num_imgs=2, channels=16, size=(8, 8), seed=0):

@@ -10,8 +10,6 @@ import os
 import os.path as osp
 import re
 import shutil
-import subprocess
-import sys
 from typing import Dict, List
 
 import numpy as np
@@ -21,13 +19,12 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from PIL import Image
 
-from gskd_mm.testing import shrink_recipe, synthetic_sample, train_one_step
-from gskd_mm.utils import register_all_modules
+
+from helpers import (run_with_deadline, shrink_recipe, synthetic_sample,
+                     train_one_step)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SECTION = '## Your own models and data'
-
-register_all_modules(init_default_scope=False)
 
 
 def readme_section() -> str:
@@ -142,12 +139,10 @@ def test_your_dataset_trains_and_exports_its_student(configs, tmp_path,
                 'work_dirs/mydata', work_dir).replace('iter_40000', 'iter_2')
             for a in args
         ]
-        result = subprocess.run([sys.executable, *args, *extra],
-                                cwd=REPO,
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT,
-                                text=True,
-                                timeout=600)
+        result = run_with_deadline([*args, *extra],
+                                   600,
+                                   python=True,
+                                   cwd=REPO)
         assert result.returncode == 0, result.stdout[-4000:]
     assert not glob.glob(str(tmp_path / 'torch_home' / '**' / '*.pth'),
                          recursive=True), 'downloaded weights'

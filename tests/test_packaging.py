@@ -12,9 +12,11 @@ uses as a site directory.
 import os
 import os.path as osp
 import shutil
-import subprocess
 import sys
 import zipfile
+
+from helpers import run_with_deadline
+
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RECIPE = ('gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
@@ -25,12 +27,7 @@ TIMEOUT = 300  # seconds, per subprocess
 
 
 def run(*cmd: str) -> str:
-    result = subprocess.run(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT)
+    result = run_with_deadline(cmd, TIMEOUT)
     assert result.returncode == 0, result.stdout[-5000:]
     return result.stdout
 

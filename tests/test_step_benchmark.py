@@ -1,17 +1,19 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""tools/benchmark_step.py on the CPU, at a small crop."""
+"""tools/analysis_tools/benchmark_step.py on the CPU, at a small crop."""
+import filecmp
 import json
+import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 from mmengine.config import Config
 
-from gskd_mm.testing import step_benchmark as bench
+import benchmark_step as bench
+from helpers import make_cityscapes, run_with_deadline
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'gskd')
+TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_step.py')
 RECIPE = osp.join(
     CONFIG_DIR, 'dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
     '4xb4-40k_cityscapes-512x1024.py')
@@ -50,20 +52,34 @@ def test_load_recipe_keeps_the_real_crop_unless_asked(tmp_path):
     assert Config.fromfile(RECIPE).model.teacher_ckpt  # as shipped
 
 
+def test_data_is_the_cityscapes_data_of_the_tests(tmp_path, monkeypatch):
+    """The tool writes its own data (it cannot import the tests): the same
+    files as ``make_cityscapes`` writes, at a small size here."""
+    monkeypatch.setattr(bench, 'CITYSCAPES_SIZE', (64, 128))
+    ours = bench.make_data(str(tmp_path / 'tool'), 3)
+    tests = make_cityscapes(
+        str(tmp_path / 'tests'), num_train=3, num_val=0, size=(64, 128))
+    files = sorted(
+        osp.relpath(osp.join(d, f), ours) for d, _, fs in os.walk(ours)
+        for f in fs)
+    assert len(files) == 6
+    match, mismatch, errors = filecmp.cmpfiles(
+        ours, tests, files, shallow=False)
+    assert match == files, (mismatch, errors)
+
+
 def test_tool_times_steps_and_teacher_on_cpu(tmp_path):
     out = tmp_path / 'steps.json'
-    result = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'benchmark_step.py'), RECIPE, '--methods',
-        'student', 'dist-gskd', '--precisions', 'fp32', 'bf16', '--crop',
-        '64', '128', '--batch', '2', '--repeats', '1', '--teacher', '--out',
+    result = run_with_deadline([
+        TOOL, RECIPE, '--methods', 'student', 'dist-gskd', '--precisions',
+        'fp32', 'bf16', '--crop', '64', '128', '--batch', '2', '--repeats',
+        '1', '--teacher', '--out',
         str(out)
     ],
-                            cwd=REPO,
-                            capture_output=True,
-                            text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
+                               timeout=900,
+                               python=True,
+                               cwd=REPO)
+    assert result.returncode == 0, result.stdout[-4000:]
     assert '| dist-gskd |' in result.stdout
     assert 'Teacher forward' in result.stdout
     report = json.loads(out.read_text())
@@ -82,13 +98,9 @@ def test_tool_times_steps_and_teacher_on_cpu(tmp_path):
 
 
 def test_tool_refuses_a_batch_of_one():
-    result = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'benchmark_step.py'), RECIPE, '--batch', '1'
-    ],
-                            cwd=REPO,
-                            capture_output=True,
-                            text=True,
-                            timeout=300)
+    result = run_with_deadline([TOOL, RECIPE, '--batch', '1'],
+                               timeout=300,
+                               python=True,
+                               cwd=REPO)
     assert result.returncode != 0
-    assert 'at least 2' in result.stderr
+    assert 'at least 2' in result.stdout

@@ -13,7 +13,6 @@
 """
 import os.path as osp
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,7 +25,10 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, save_checkpoint
 from mmseg.apis import inference_model, init_model
 
-from gskd_mm.utils import allow_mmengine_checkpoints, register_all_modules
+from gskd_mm.utils import allow_mmengine_checkpoints
+
+from helpers import run_with_deadline
+
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
@@ -36,12 +38,8 @@ TIMEOUT = 300  # seconds, per subprocess
 
 def run(*args: str) -> subprocess.CompletedProcess:
     """Run ``python *args`` from outside the repository."""
-    return subprocess.run([sys.executable, *args],
-                          cwd=osp.dirname(REPO),
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=TIMEOUT)
+    return run_with_deadline(
+        args, TIMEOUT, python=True, cwd=osp.dirname(REPO))
 
 
 # ------------------------------------------------- MMEngine checkpoints
@@ -301,7 +299,6 @@ def seg_batch(num: int, seed: int) -> dict:
 
 def test_student_converter_keeps_logits(tmp_path):
     from mmrazor.registry import MODELS
-    register_all_modules(init_default_scope=False)
     cfg = distill_config()
     with DefaultScope.overwrite_default_scope('mmrazor'):
         torch.manual_seed(0)

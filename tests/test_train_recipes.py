@@ -2,7 +2,7 @@
 """Real recipes train, evaluate, checkpoint and resume on tiny datasets.
 
 Each dataset is written with its real layout and file naming (see
-``gskd_mm.testing.datasets``) and read by MMSeg's own dataset class and the
+``tests/helpers/datasets.py``) and read by MMSeg's own dataset class and the
 recipe's own pipelines; the recipes are changed only where the CPU needs it
 (``shrink_recipe``: crop, data root, no downloads, no loader workers) and in
 their schedule (batch, iterations, intervals). Runs go through every entry
@@ -16,7 +16,6 @@ import json
 import math
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 from typing import Dict, List, Sequence, Tuple
@@ -25,10 +24,10 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from gskd_mm.testing import (make_ade20k, make_cityscapes,
-                             make_coco_stuff164k, make_voc12aug,
-                             shrink_recipe)
-from gskd_mm.utils import register_all_modules
+
+from helpers import (free_port, make_ade20k, make_cityscapes,
+                     make_coco_stuff164k, make_voc12aug, run_with_deadline,
+                     shrink_recipe)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'gskd')
@@ -92,17 +91,11 @@ def cfg_options(max_iters: int, **extra) -> List[str]:
 
 
 def run(cmd: Sequence[str], **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        list(cmd),
-        cwd=REPO,
-        env={
+    result = run_with_deadline(
+        cmd, TIMEOUT, cwd=REPO, env={
             **os.environ,
             **env
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT)
+        })
     assert result.returncode == 0, (
         f'{" ".join(cmd)} exited with {result.returncode}:\n'
         f'{result.stdout[-6000:]}')
@@ -172,12 +165,6 @@ def check_resumed_run(work_dir: str, distill_losses: Sequence[str]) -> None:
     assert osp.isfile(osp.join(work_dir, f'iter_{RESUMED_ITERS}.pth'))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def work_dir(tmp_path, monkeypatch):
     """A work dir whose checkpoints (~0.5 GB each) go after the test.
@@ -199,7 +186,6 @@ def work_dir(tmp_path, monkeypatch):
 def test_dataset_layouts_are_read_by_mmseg(tmp_path):
     """The generated trees are what MMSeg's dataset configs index."""
     from mmseg.registry import DATASETS
-    register_all_modules(init_default_scope=False)
     roots = dict(
         cityscapes=make_cityscapes(str(tmp_path / 'cityscapes')),
         ade20k=make_ade20k(str(tmp_path / 'ade')),
@@ -238,7 +224,6 @@ def test_shrunk_teacher_is_the_cfg_path_model():
     from mmengine.hub import get_model
     from mmengine.registry import init_default_scope
     from mmrazor.registry import MODELS
-    register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(osp.join(CONFIG_DIR, VOC_RECIPE))
     zoo = get_model(**cfg.model.teacher)
     shrink_recipe(cfg, crop=CROP)
@@ -317,7 +302,6 @@ def test_ade20k_recipe_with_tools_train(tmp_path, work_dir):
 
 def test_voc12aug_recipe_with_runner(tmp_path, work_dir):
     """In process: ``Runner.from_cfg``, then ``resume=True`` + load_from."""
-    register_all_modules(init_default_scope=False)
     root = make_voc12aug(str(tmp_path / 'data'))
     config, losses = write_recipe(VOC_RECIPE, root, str(tmp_path))
 
@@ -348,7 +332,6 @@ def test_voc12aug_recipe_with_runner(tmp_path, work_dir):
 def test_cross_stride_recipe_with_runner(tmp_path, work_dir):
     """A stride-8 DeepLabV3 teaches a stride-4 SegFormer (AdamW, MMSeg's
     SegFormer optimizer settings): trains, evaluates and saves."""
-    register_all_modules(init_default_scope=False)
     root = make_cityscapes(str(tmp_path / 'cityscapes'))
     config, losses = write_recipe(CROSS_STRIDE_RECIPE, root, str(tmp_path))
     cfg = Config.fromfile(config)

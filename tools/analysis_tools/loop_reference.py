@@ -12,6 +12,9 @@ Randomness comes only from ``torch.randperm`` with an optional
 ``torch.Generator``, so ``torch.manual_seed`` makes a call repeatable. The
 generator may live on a different device than the data: permutations are
 drawn on the generator's device and then moved to the data's device.
+
+A module of the benchmarks beside it, not a tool (no command line); the
+tests import it too (``tests/conftest.py`` puts this folder on the path).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 

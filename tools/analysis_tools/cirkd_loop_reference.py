@@ -6,7 +6,10 @@ images, image pairs and classes, as the authors' code does, so that it is
 easy to check by eye. They are the references the vectorised losses of
 ``gskd_mm.models.losses`` are tested against and the baselines they are
 timed against; they are not used in training. Labels are resized with
-``F.interpolate(mode='nearest')`` (see :mod:`.loop_reference`).
+``F.interpolate(mode='nearest')`` (see :mod:`loop_reference`).
+
+A module of the benchmarks beside it, not a tool (no command line); the
+tests import it too (``tests/conftest.py`` puts this folder on the path).
 """
 from typing import List, Optional
 
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .loop_reference import resize_labels
+from loop_reference import resize_labels
 
 __all__ = [
     'pixel_kd_loss_loop', 'minibatch_pixel_loss_loop', 'LoopMemory',

@@ -1,0 +1,21 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Helpers of the tests: data writers, recipe runners, process harnesses.
+
+They are not part of the package. The loop references the losses are
+checked against live with the benchmarks that time them, in
+``tools/analysis_tools`` (``tests/conftest.py`` puts that folder on the
+path).
+"""
+from .datasets import (make_ade20k, make_cityscapes, make_coco_stuff164k,
+                       make_voc12aug, synthetic_sample, voc_palette)
+from .processes import free_port, run_with_deadline, spawn_with_deadline
+from .recipes import (iter_dicts, num_classes_of, random_seg_batch,
+                      shrink_recipe, train_one_step)
+
+__all__ = [
+    'free_port', 'iter_dicts', 'make_ade20k', 'make_cityscapes',
+    'make_coco_stuff164k', 'make_voc12aug', 'num_classes_of',
+    'random_seg_batch', 'run_with_deadline', 'shrink_recipe',
+    'spawn_with_deadline', 'synthetic_sample', 'train_one_step',
+    'voc_palette'
+]
