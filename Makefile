@@ -5,10 +5,13 @@
 #   make setup MMCV=full
 #                   the same with the full mmcv 2.1.0, built once from
 #                   source (tools/build_mmcv.sh), for models that run its ops
-#   make test       set up, then run the test suite
+#   make test       set up, then run the fast tier of the tests (not those
+#                   marked slow: see docs/en/get_started.md, "The tests")
+#   make test-all   set up, then run every test
 #   make demo       set up, then run the CPU demo (tools/demo.py)
 #   make benchmark  set up, then time the GSKD loss and the CIRKD terms
-#                   (tools/analysis_tools/benchmark_gskd.py, tools/analysis_tools/benchmark_cirkd.py)
+#                   (tools/analysis_tools/benchmark_gskd.py and
+#                   benchmark_cirkd.py)
 PYTHON ?= python3
 VENV ?= .venv
 MMCV ?= lite
@@ -30,7 +33,7 @@ else
 $(error MMCV must be lite or full, not "$(MMCV)")
 endif
 
-.PHONY: setup test demo benchmark clean
+.PHONY: setup test test-all demo benchmark clean
 
 setup: $(STAMP)
 
@@ -46,6 +49,9 @@ $(STAMP): setup.py requirements/*.txt tools/build_mmcv.sh gskd_mm_compat.pth
 	touch $@
 
 test: setup
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: setup

@@ -1,9 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""The README's "Your own models and data", block by block.
+"""The guide "Your own models and data", block by block.
 
 Its Python blocks are written where their first line says, into a copy of
 ``configs/gskd``; its commands run on the shrunk recipe (CPU crop, a tiny
-dataset in the README's layout, 2 iterations).
+dataset in the guide's layout, 2 iterations).
 """
 import glob
 import os
@@ -24,32 +24,29 @@ from helpers import (run_with_deadline, shrink_recipe, synthetic_sample,
                      train_one_step)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SECTION = '## Your own models and data'
+GUIDE = osp.join(REPO, 'docs', 'en', 'user_guides', 'own_models.md')
 
 
-def readme_section() -> str:
-    with open(osp.join(REPO, 'README.md')) as f:
-        text = f.read()
-    start = text.index(SECTION)
-    end = text.find('\n## ', start + len(SECTION))
-    return text[start:end]
+def guide() -> str:
+    with open(GUIDE) as f:
+        return f.read()
 
 
 def python_blocks() -> Dict[str, str]:
-    """The section's Python blocks, by the path on their first line."""
-    blocks = re.findall(r'```python\n# (\S+)\n(.*?)```', readme_section(),
+    """The guide's Python blocks, by the path on their first line."""
+    blocks = re.findall(r'```python\n# (\S+)\n(.*?)```', guide(),
                         re.S)
     return {path: code for path, code in blocks}
 
 
 def commands() -> List[str]:
-    (block, ) = re.findall(r'```bash\n(.*?)```', readme_section(), re.S)
+    (block, ) = re.findall(r'```bash\n(.*?)```', guide(), re.S)
     return [line for line in block.splitlines() if line.strip()]
 
 
 @pytest.fixture
 def configs(tmp_path) -> str:
-    """A copy of the repository's configs with the README's files added."""
+    """A copy of the repository's configs with the guide's files added."""
     root = tmp_path / 'repo'
     shutil.copytree(
         osp.join(REPO, 'configs', 'gskd'), str(root / 'configs' / 'gskd'))
@@ -58,7 +55,7 @@ def configs(tmp_path) -> str:
     return str(root)
 
 
-def test_the_section_has_its_blocks():
+def test_the_guide_has_its_blocks():
     assert sorted(python_blocks()) == [
         'configs/gskd/_base_/teachers/segformer_mit-b2_cityscapes-'
         '1024x1024.py',
@@ -97,7 +94,7 @@ def test_swapped_teacher_and_student_train(configs):
 
 
 def make_mydata(root: str, num_classes: int) -> None:
-    """The README's layout: {img_dir,ann_dir}/{train,val}/*.png."""
+    """The guide's layout: {img_dir,ann_dir}/{train,val}/*.png."""
     rng = np.random.default_rng(0)
     for split, count in (('train', 4), ('val', 2)):
         for i in range(count):
@@ -122,7 +119,7 @@ def test_your_dataset_trains_and_exports_its_student(configs, tmp_path,
     assert cfg.model.teacher.decode_head.num_classes == num_classes
     assert cfg.model.teacher.backbone.depth == 101
 
-    # The README's commands, on the shrunk recipe, for 2 iterations.
+    # The guide's commands, on the shrunk recipe, for 2 iterations.
     config = str(tmp_path / name)
     cfg.dump(config)
     work_dir = str(tmp_path / 'work_dirs' / 'mydata')
