@@ -1,5 +1,10 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""Every recipe loads, builds, trains one step, and records real layers."""
+"""Every recipe loads, builds, trains one step, and records real layers.
+
+Every recipe is checked statically here; the one-step training of every
+recipe is ``slow`` but for one representative recipe per method base and
+per algorithm (``REPRESENTATIVES``), which the fast tier trains.
+"""
 import copy
 import glob
 import os.path as osp
@@ -38,6 +43,62 @@ NEW_PAIRS = {
 }
 TEACHERS = sorted(
     glob.glob(osp.join(CONFIG_DIR, '_base_', 'teachers', '*.py')))
+METHOD_BASES = sorted(
+    osp.splitext(osp.basename(p))[0]
+    for p in glob.glob(osp.join(CONFIG_DIR, '_base_', 'methods', '*.py')))
+
+# The recipes the fast tier trains a step of: one per method base, which
+# together cover every algorithm, over pairs and datasets (cheap CNN pairs:
+# a SegFormer MiT-B4 teacher alone costs seconds to build).
+REPRESENTATIVES = {
+    'gskd': 'gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+    '4xb4-40k_cityscapes-512x1024.py',
+    'dist': 'dist_pspnet_r101-d8_pspnet_r18-d8_4xb4-80k_ade20k-512x512.py',
+    'dist_gskd': 'dist-gskd_deeplabv3_r101-d8_mobilenet-v2-d8_deeplabv3_'
+    '4xb4-40k_voc12aug-512x512.py',
+    'cwd': 'cwd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+    '4xb4-80k_coco-stuff164k-512x512.py',
+    'cwd_gskd': 'cwd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+    '4xb2-80k_cityscapes-512x1024.py',
+    'cirkd': 'cirkd_pspnet_r101-d8_pspnet_r18-d8_'
+    '4xb4-40k_cityscapes-512x1024.py',
+    'cirkd_gskd': 'cirkd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+    '4xb4-80k_ade20k-512x512.py',
+}
+# The student alone (an MMSeg segmentor, as the step benchmark's baseline
+# trains it) of an adversarial recipe: its optimizer is one of two.
+STUDENT_REPRESENTATIVE = REPRESENTATIVES['cwd_gskd']
+
+
+def method_base(path: str) -> str:
+    """The method base a recipe names in its ``_base_`` list."""
+    with open(path) as f:
+        (base, ) = re.findall(r"'\./_base_/methods/(\w+)\.py'", f.read())
+    return base
+
+
+def algorithm(path: str) -> str:
+    """The algorithm a recipe writes as its ``model.type``."""
+    with open(path) as f:
+        (kind, ) = re.findall(r"^    type='(\w+)',$", f.read(), re.M)
+    return kind
+
+
+def one_step_param(path: str):
+    """A recipe as a parameter: ``slow`` unless it is a representative."""
+    fast = osp.basename(path) in REPRESENTATIVES.values()
+    return pytest.param(path, marks=() if fast else pytest.mark.slow)
+
+
+def test_representatives_cover_every_method_base_and_algorithm():
+    assert set(REPRESENTATIVES) == set(METHOD_BASES) == {
+        method_base(p) for p in RECIPES
+    }, 'give every method base a representative in REPRESENTATIVES'
+    paths = [osp.join(CONFIG_DIR, n) for n in REPRESENTATIVES.values()]
+    assert [method_base(p) for p in paths] == list(REPRESENTATIVES)
+    assert {algorithm(p) for p in paths} == {
+        algorithm(p) for p in RECIPES
+    }, 'a new algorithm needs a representative recipe'
 
 
 def test_every_method_pair_and_dataset_has_a_recipe():
@@ -71,6 +132,7 @@ def test_recipe_widths_come_from_its_bases(path):
         text = f.read()
     assert not re.search(r'(in|out)_channels?=\d', text), path
     cfg = Config.fromfile(path)
+    assert cfg.model.type == algorithm(path)  # what REPRESENTATIVES covers
     for name, connector in cfg.model.distiller.get('connectors', {}).items():
         assert connector.get('in_channels', connector.get('in_channel')) \
             == cfg.model.architecture.decode_head.channels, name
@@ -195,7 +257,8 @@ def test_features_are_the_classifier_input(name, last_layer):
             2 * s for s in student.shape[-2:])
 
 
-@pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
+@pytest.mark.parametrize(
+    'path', [one_step_param(p) for p in RECIPES], ids=osp.basename)
 def test_recipe_trains_one_step(path):
     torch.manual_seed(0)
     cfg = shrink_recipe(Config.fromfile(path))
@@ -232,6 +295,28 @@ def test_recipe_trains_one_step(path):
         after = dict(model.distiller.named_parameters())[name]
         if after.requires_grad and after.dim() > 1:
             assert not torch.equal(before, after), name
+
+
+def test_student_alone_trains_one_step():
+    """The recipe's student as an MMSeg segmentor, with its optimizer."""
+    torch.manual_seed(0)
+    cfg = shrink_recipe(
+        Config.fromfile(osp.join(CONFIG_DIR, STUDENT_REPRESENTATIVE)))
+    init_default_scope('mmseg')
+    student = MODELS.build(cfg.model.architecture)
+    student.train()
+    assert type(student).__name__ == 'EncoderDecoder'
+    # An adversarial recipe has two optimizers; the student's is the first.
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    optim = build_optim_wrapper(student, optim_cfg.get('architecture',
+                                                       optim_cfg))
+    before = student.decode_head.conv_seg.weight.detach().clone()
+    losses = student.train_step(
+        random_seg_batch(2, (64, 64), num_classes_of(cfg)), optim)
+    assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)
+    assert not any(k.startswith('distill.') for k in losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert not torch.equal(before, student.decode_head.conv_seg.weight)
 
 
 # Queue sizes per class: the authors' for Cityscapes (and VOC, whose class
