@@ -10,11 +10,11 @@
 # everything else into DIR/wheels (mmcv-lite instead of mmcv: nothing to
 # compile; about 13 MB, at most 60 MB). The check then installs them into
 # a virtual environment on top of the machine's packages, runs
-# tests/test_cuda.py, tools/analysis_tools/benchmark_gskd.py and tools/analysis_tools/benchmark_step.py
-# on the GPU, and writes one results file (default DIR/gpu_check.md). Each
-# stage has a time limit (3 + 1.5 + 4 min), so the whole check stays
-# within 10 minutes and a stage that overruns still leaves the others'
-# results.
+# tests/test_cuda.py, tools/analysis_tools/benchmark_gskd.py and
+# tools/analysis_tools/benchmark_step.py on the GPU, and writes one
+# results file (default DIR/gpu_check.md). Each stage has a time limit
+# (3 + 1.5 + 4 min), so the whole check stays within 10 minutes and a
+# stage that overruns still leaves the others' results.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
@@ -80,12 +80,12 @@ status=0
   echo '```'
   echo
   echo '## GSKD loss (tools/analysis_tools/benchmark_gskd.py --device cuda)'
-  timeout 90 "$PY" tools/analysis_tools/benchmark_gskd.py --device cuda --repeats 20 \
-    2>/dev/null || status=1
+  timeout 90 "$PY" tools/analysis_tools/benchmark_gskd.py --device cuda \
+    --repeats 20 2>/dev/null || status=1
   echo
   echo '## Training steps (tools/analysis_tools/benchmark_step.py --device cuda)'
-  timeout 240 "$PY" tools/analysis_tools/benchmark_step.py "$STEP_RECIPE" --device cuda \
-    --precisions fp32 fp16 --repeats 5 --teacher \
+  timeout 240 "$PY" tools/analysis_tools/benchmark_step.py "$STEP_RECIPE" \
+    --device cuda --precisions fp32 fp16 --repeats 5 --teacher \
     --out "${RESULTS%.md}_steps.json" 2>/dev/null || status=1
 } > "$RESULTS" 2>&1
 cat "$RESULTS"
