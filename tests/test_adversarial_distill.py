@@ -221,6 +221,7 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ranks_stay_identical_under_ddp(tmp_path):
     """Student, connectors and discriminator are the same on both ranks
     after steps on different images: every gradient is averaged."""

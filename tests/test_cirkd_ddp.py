@@ -8,6 +8,7 @@ when the ranks hold different numbers of images.
 import gc
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -85,6 +86,7 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_queues_gather_every_rank_and_stay_identical(tmp_path):
     spawn_with_deadline(
         worker, (str(tmp_path), ), nprocs=WORLD_SIZE, timeout=TIMEOUT)

@@ -3,6 +3,7 @@
 import gc
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -78,6 +79,7 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gskd_changes_student_gradients_on_every_rank(tmp_path):
     spawn_with_deadline(
         worker, (str(tmp_path), ), nprocs=WORLD_SIZE, timeout=TIMEOUT)

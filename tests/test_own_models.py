@@ -78,6 +78,7 @@ def test_teacher_base(configs):
     assert cfg.teacher_channels == zoo.model.decode_head.channels
 
 
+@pytest.mark.slow
 def test_swapped_teacher_and_student_train(configs):
     path = osp.join(
         configs, 'configs', 'gskd', 'cwd-gskd_segformer_mit-b2_'
@@ -106,6 +107,7 @@ def make_mydata(root: str, num_classes: int) -> None:
                     osp.join(root, folder, split, f'{i:04d}.png'))
 
 
+@pytest.mark.slow
 def test_your_dataset_trains_and_exports_its_student(configs, tmp_path,
                                                      monkeypatch):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))

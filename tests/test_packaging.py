@@ -15,6 +15,8 @@ import shutil
 import sys
 import zipfile
 
+import pytest
+
 from helpers import run_with_deadline
 
 
@@ -32,6 +34,7 @@ def run(*cmd: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_wheel_install_ships_configs_tools_and_startup_hook(tmp_path):
     source = str(tmp_path / 'source')
     shutil.copytree(

@@ -68,6 +68,7 @@ def test_data_is_the_cityscapes_data_of_the_tests(tmp_path, monkeypatch):
     assert match == files, (mismatch, errors)
 
 
+@pytest.mark.slow
 def test_tool_times_steps_and_teacher_on_cpu(tmp_path):
     out = tmp_path / 'steps.json'
     result = run_with_deadline([
@@ -97,6 +98,7 @@ def test_tool_times_steps_and_teacher_on_cpu(tmp_path):
     assert report['teacher']['tensor_mode'] > 0
 
 
+@pytest.mark.slow
 def test_tool_refuses_a_batch_of_one():
     result = run_with_deadline([TOOL, RECIPE, '--batch', '1'],
                                timeout=300,

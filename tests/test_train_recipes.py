@@ -255,6 +255,7 @@ def test_shrunk_teacher_is_the_cfg_path_model():
     assert pretrained_inits(teacher) == []
 
 
+@pytest.mark.slow
 def test_cityscapes_recipe_with_mim_train_mmrazor(tmp_path, work_dir):
     """``mim train mmrazor``: MMRazor's train.py, gskd_mm via the config."""
     assert osp.isfile(MIM), MIM
@@ -272,6 +273,7 @@ def test_cityscapes_recipe_with_mim_train_mmrazor(tmp_path, work_dir):
     check_resumed_run(work_dir, losses)
 
 
+@pytest.mark.slow
 def test_ade20k_recipe_with_tools_train(tmp_path, work_dir):
     """``python tools/train.py``, then ``--resume``, then tools/test.py."""
     assert osp.isfile(TRAIN_PY), TRAIN_PY
@@ -300,6 +302,7 @@ def test_ade20k_recipe_with_tools_train(tmp_path, work_dir):
     assert metrics['mIoU'] == pytest.approx(val[-1]['mIoU'], abs=0.01)
 
 
+@pytest.mark.slow
 def test_voc12aug_recipe_with_runner(tmp_path, work_dir):
     """In process: ``Runner.from_cfg``, then ``resume=True`` + load_from."""
     root = make_voc12aug(str(tmp_path / 'data'))
@@ -329,6 +332,7 @@ def test_voc12aug_recipe_with_runner(tmp_path, work_dir):
     check_resumed_run(work_dir, losses)
 
 
+@pytest.mark.slow
 def test_cross_stride_recipe_with_runner(tmp_path, work_dir):
     """A stride-8 DeepLabV3 teaches a stride-4 SegFormer (AdamW, MMSeg's
     SegFormer optimizer settings): trains, evaluates and saves."""
@@ -345,6 +349,7 @@ def test_cross_stride_recipe_with_runner(tmp_path, work_dir):
     check_first_run(work_dir, losses)
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training_with_dist_train_sh(tmp_path, work_dir):
     """``tools/dist_train.sh``: torchrun, two CPU processes (gloo).
 
