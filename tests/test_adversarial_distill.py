@@ -155,6 +155,7 @@ def test_a_single_optimizer_is_refused(model_and_optim):
         model.train_step(random_seg_batch(2, (64, 64), 7), optim)
 
 
+@pytest.mark.slow
 def test_discriminator_and_its_optimizer_are_resumed(tmp_path):
     def runner(work_dir, **kwargs):
         cfg = adversarial_cfg()

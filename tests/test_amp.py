@@ -131,6 +131,7 @@ def test_connectors_under_autocast(dtype):
             atol=5e-2 * reference.abs().max().item())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', RECIPES)
 @pytest.mark.parametrize('dtype', DTYPES)
 def test_recipe_step_under_autocast_matches_float32(name, dtype):

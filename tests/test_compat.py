@@ -58,6 +58,7 @@ def test_gskd_mm_registers_into_mmrazor():
     assert loss.num_samples == 4
 
 
+@pytest.mark.slow
 def test_mmrazor_and_mmseg_models_import_in_fresh_interpreter():
     # No gskd_mm import here: the .pth start-up hook alone must do it.
     result = run_python(
@@ -79,6 +80,7 @@ def test_startup_hook_imports_nothing_heavy():
     assert result.stdout.split() == ['False', 'False', 'True']
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     digit_version(torch.__version__) < digit_version('2.0.0'),
     reason='MMRazor imports without help before torch 2.0')
@@ -90,6 +92,7 @@ def test_switch_off_shows_the_original_failure(switch):
     assert 'Error' in result.stderr
 
 
+@pytest.mark.slow
 def test_mmrazor_train_py_gets_past_registration(tmp_path):
     # MMRazor's own tools/train.py imports and registers everything first;
     # a config that does not exist must then be the only complaint.

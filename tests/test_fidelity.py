@@ -9,7 +9,8 @@ from typing import Any, Dict, List
 
 import pytest
 import yaml
-from mmengine.config import Config
+
+from helpers import load_config
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
 README = osp.join(CONFIG_DIR, 'README.md')
@@ -85,7 +86,7 @@ def test_the_table_has_rows_for_every_family():
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
 def test_recipe_holds_the_table(path):
     name = osp.basename(path)
-    cfg = Config.fromfile(path)
+    cfg = load_config(path)
     checked = []
     for row in ROWS:
         if not matches(row, name) or not row['config key']:
@@ -118,7 +119,7 @@ def test_metafile_lists_every_recipe_with_its_teacher():
     repo = osp.dirname(osp.dirname(CONFIG_DIR))
     for name, model in models.items():
         assert model['Config'] == f'configs/gskd/{name}.py'
-        cfg = Config.fromfile(osp.join(repo, model['Config']))
+        cfg = load_config(osp.join(repo, model['Config']))
         teacher = model['Metadata']['Teacher']
         assert teacher['Weights'] == cfg.model.teacher_ckpt, name
         assert teacher['Config'] == cfg.model.teacher.cfg_path, name

@@ -1,11 +1,14 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Run the real recipes small: CPU-sized crops, no downloads, random data."""
 import copy
+import functools
 import math
+import os.path as osp
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
@@ -13,6 +16,46 @@ from mmrazor.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from gskd_mm.models.algorithms import teacher_model_config
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(path: str) -> Config:
+    return Config.fromfile(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _zoo(cfg_path: str, pretrained: bool) -> Config:
+    return get_config(cfg_path, pretrained=pretrained)
+
+
+def load_config(path: str) -> Config:
+    """``Config.fromfile``, parsed once per test run.
+
+    Parsing a recipe (its ``mmseg::`` bases included) takes about a second;
+    several tests read every recipe. Each call returns a copy of its own,
+    which the caller may change.
+
+    Args:
+        path (str): Config file.
+
+    Returns:
+        Config: The loaded config.
+    """
+    return copy.deepcopy(_parse(osp.abspath(path)))
+
+
+def zoo_config(cfg_path: str, pretrained: bool = False) -> Config:
+    """``mmengine.hub.get_config``, parsed once per test run (a copy).
+
+    Args:
+        cfg_path (str): E.g. ``'mmseg::pspnet/pspnet_r18-d8_....py'``.
+        pretrained (bool): Also read the config's weights (``model_path``).
+            Defaults to False.
+
+    Returns:
+        Config: The loaded config.
+    """
+    return copy.deepcopy(_zoo(cfg_path, pretrained))
 
 
 def iter_dicts(node: Any) -> Iterator[dict]:
