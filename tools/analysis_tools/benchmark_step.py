@@ -15,6 +15,11 @@ Example::
 
     python tools/analysis_tools/benchmark_step.py configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py --device cuda
     python tools/analysis_tools/benchmark_step.py CONFIG --crop 128 256 --batch 2  # CPU
+
+The tool is self-contained (tools import neither other tools nor the
+tests): it writes its own data, the same files the tests' Cityscapes writer
+does (``tests/test_step_benchmark.py`` checks it), and runs the recipe
+offline with :func:`offline_recipe`.
 """  # noqa: E501
 import argparse
 import contextlib
@@ -164,10 +169,12 @@ def make_data(root: str, batch: int, seed: int = 0) -> str:
         for folder, suffix, array in (
                 ('leftImg8bit', 'leftImg8bit', image.clip(0, 255)),
                 ('gtFine', 'gtFine_labelTrainIds', label)):
-            path = osp.join(root, folder, 'train', city, f'{stem}_{suffix}.png')
+            path = osp.join(root, folder, 'train', city,
+                            f'{stem}_{suffix}.png')
             os.makedirs(osp.dirname(path), exist_ok=True)
             Image.fromarray(array.astype(np.uint8)).save(path)
     return root
+
 
 def first_batch(cfg: Config) -> dict:
     """The first batch of the recipe's training dataloader."""
