@@ -11,6 +11,16 @@ difference between DIST + GSKD and DIST. ``--teacher`` also times the
 teacher's forward as ``SingleTeacherDistill`` and ``EvalTeacherDistill``
 run it.
 
+A recipe's student, teacher, losses, pipeline and optimizer are used as
+written; only what cannot run offline changes (no checkpoint or ImageNet
+download: weights stay at their initialisation, which costs the same time)
+and, on request, the crop. One batch comes from the recipe's own
+dataloader, and ``train_step`` runs on it repeatedly: data loading, which
+workers overlap with training, is not timed. Mixed precision is MMEngine's
+``AmpOptimWrapper`` on CUDA, as ``tools/train.py --amp`` sets it up; on a
+CPU, where that wrapper refuses to start, the step runs inside
+``torch.autocast('cpu')``.
+
 Example::
 
     python tools/analysis_tools/benchmark_step.py configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py --device cuda
