@@ -680,6 +680,26 @@ def test_descriptor_of_only_the_diagonal_does_not_count():
         assert alone == 0 and torch.equal(x.grad, torch.zeros_like(x))
 
 
+@pytest.mark.parametrize('exclude_diagonal', [False, True])
+@pytest.mark.parametrize('normalize', ['length', 'descriptor', 'row'])
+def test_descriptor_terms_average_to_the_loss_with_options(
+        normalize, exclude_diagonal):
+    # The visualiser (gskd_mm.apis.gskd_view) shows descriptor_losses and
+    # reduce's mean as the loss: they must be the loss for every option.
+    f_s, f_t, logits, labels = padded_batch(seed=2)
+    loss = GSKDLoss(num_samples=3, group_size=2, tau=0.1, loss_weight=3.0,
+                    valid_mask='labeled', normalize=normalize,
+                    exclude_diagonal=exclude_diagonal)
+    torch.manual_seed(5)
+    expected = loss(f_s, f_t, logits, labels)
+    torch.manual_seed(5)
+    steps = loss.descriptors(f_s, f_t, logits, labels)
+    terms = loss.descriptor_losses(steps)
+    assert terms.shape == steps['columns_valid'].shape[:2]
+    assert (terms >= 0).all() and (terms[~steps['descriptor_valid']] == 0).all()
+    assert torch.equal(loss.reduce(terms, steps), expected)
+
+
 def test_descriptor_kl_terms_rejects_unknown_normalization():
     mask = torch.ones(1, 2, dtype=torch.bool)
     with pytest.raises(ValueError, match='normalize must be one of'):
