@@ -124,11 +124,11 @@ def main() -> None:
     MMLogger.get_current_instance().setLevel('WARNING')
     torch.manual_seed(args.seed)
     model, trained = build_for_gradients(cfg, args.checkpoint, args.device)
-    data, data_text = batches(cfg, args, crop)
 
     runs, times = [], dict(forward=0.0, measure=0.0, backward=0.0)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', None) or 'mmseg'):
+        data, data_text = batches(cfg, args, crop)  # the dataset's scope
         for _ in range(args.iters):
             batch = next(data)
             start = time.perf_counter()
