@@ -28,6 +28,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
+from mmengine.runner import set_random_seed
 
 from gskd_mm.apis.loss_gradients import (STUDENT, average_norms,
                                          build_for_gradients, format_norms,
@@ -91,6 +92,8 @@ def batches(cfg: Config, args: argparse.Namespace, crop):
         loader_cfg.update(batch_size=args.batch,
                           num_workers=0,
                           persistent_workers=False)
+        # The same batches every run (Infinite/DefaultSampler take a seed).
+        loader_cfg.sampler = dict(loader_cfg.sampler, seed=args.seed)
         loader = Runner.build_dataloader(loader_cfg, seed=args.seed)
         return iter(loader), f'the recipe\'s training data ({data_root})'
     decode_head = cfg.model.architecture.decode_head
@@ -122,7 +125,8 @@ def main() -> None:
         crop = recipe_crop(cfg)
     # Quiet: init_weights logs every parameter at INFO.
     MMLogger.get_current_instance().setLevel('WARNING')
-    torch.manual_seed(args.seed)
+    # Python, numpy (the pipeline's random transforms) and torch.
+    set_random_seed(args.seed)
     model, trained = build_for_gradients(cfg, args.checkpoint, args.device)
 
     runs, times = [], dict(forward=0.0, measure=0.0, backward=0.0)
@@ -155,6 +159,14 @@ def main() -> None:
     print()
     print(format_norms(results))
     print()
+    if args.iters > 1:
+        # A mean can hide one batch's spike: show each batch's share.
+        print('share % per batch:')
+        width = max(len(name) for name in results)
+        for name in results:
+            shares = ' '.join(f'{100 * r[name]["share"]:.3g}' for r in runs)
+            print(f'  {name.ljust(width)}  {shares}')
+        print()
     print('share: the term\'s student-gradient norm over that of '
           f'{args.reference!r}. grad <connector>: norm over that '
           'connector\'s parameters.')
