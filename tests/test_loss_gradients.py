@@ -268,3 +268,142 @@ def test_tool_prints_every_term(path, crop):
     assert 'valid_mask=labeled' in out
     if 'discriminator' in Config.fromfile(path).model:
         assert 'discriminator: 1 stages instead of 4' in out
+
+
+# ---------------------------------------------------------------------------
+# DDP: each rank measures its own local gradients; DDP's step is unchanged
+
+WORLD_SIZE = 2
+
+
+class ToyForward(ToyDistiller):
+    """The toy with a loss-mode forward, as a segmentor's."""
+
+    def forward(self, images, labels, teacher, mode='loss'):
+        return self.losses(images, labels, teacher)
+
+
+def rank_batch(rank: int):
+    gen = torch.Generator().manual_seed(100 + rank)
+    return (torch.randn(2, 3, 8, 8, generator=gen),
+            torch.randint(0, 4, (2, 8, 8), generator=gen),
+            torch.randn(2, 16, 8, 8, generator=gen))
+
+
+def ddp_worker(rank: int, port: int, out: str) -> None:
+    import gc
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
+    results = {}
+    for hooked in (False, True):
+        torch.manual_seed(0)  # the same weights on both ranks
+        model = DistributedDataParallel(ToyForward())
+        hook = LossGradientHook(interval=1)
+        runner = SimpleNamespace(
+            model=model,
+            iter=0,
+            message_hub=MessageHub.get_instance(f'ddp-{rank}-{hooked}'))
+        if hooked:
+            hook.before_train_iter(runner, 0)
+        losses = model(*rank_batch(rank), mode='loss')
+        sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items()
+            if 'loss' in k).backward()
+        if hooked:
+            hook.after_train_iter(runner, 0)
+        results[hooked] = dict(grads={
+            n: p.grad.clone()
+            for n, p in model.module.named_parameters()
+        },
+                               norms=hook.last)
+        del model
+        gc.collect()  # see tests/test_gskd_ddp.py: no reducer left behind
+    torch.save(results, osp.join(out, f'rank{rank}.pth'))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_hook_under_ddp_measures_local_gradients(tmp_path):
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    context = mp.spawn(ddp_worker,
+                       args=(port, str(tmp_path)),
+                       nprocs=WORLD_SIZE,
+                       join=False)
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=max(deadline - time.monotonic(), 1)):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail('DDP workers still running after 300 s')
+    for rank in range(WORLD_SIZE):
+        result = torch.load(tmp_path / f'rank{rank}.pth')
+        # DDP's averaged gradients are the same with the hook.
+        for name, grad in result[False]['grads'].items():
+            assert torch.equal(grad, result[True]['grads'][name]), name
+        # The measured norms are this rank's own, before the all-reduce.
+        torch.manual_seed(0)
+        local = ToyForward()
+        expected = term_gradient_norms(local,
+                                       local(*rank_batch(rank), mode='loss'))
+        measured = result[True]['norms']
+        assert measured.keys() == expected.keys()
+        for term in expected:
+            for key, value in expected[term].items():
+                assert measured[term][key] == pytest.approx(
+                    value, rel=1e-5), (rank, term, key)
+    # The ranks' batches differ, so their local norms do too.
+    norms = [
+        torch.load(tmp_path / f'rank{r}.pth')[True]['norms']
+        for r in range(WORLD_SIZE)
+    ]
+    assert norms[0]['distill.loss_connector']['connector.projector'] != \
+        norms[1]['distill.loss_connector']['connector.projector']
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_hook_under_amp_gives_unscaled_norms_and_the_same_step():
+    """AmpOptimWrapper (CUDA only): the loss scaler (65536 to start) is not
+    in the norms, and the step is bit-identical with the hook."""
+    cfg = recipe(DIST_GSKD)
+    cfg.optim_wrapper = dict(cfg.optim_wrapper,
+                             type='AmpOptimWrapper',
+                             loss_scale='dynamic')
+    torch.manual_seed(2)
+    batch = random_seg_batch(2, CROP, num_classes(cfg))
+
+    def step(hook):
+        model = build(cfg).cuda()
+        optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+        runner = SimpleNamespace(
+            model=model,
+            iter=0,
+            message_hub=MessageHub.get_instance(f'amp-{uuid.uuid4()}'))
+        torch.manual_seed(3)
+        if hook is not None:
+            hook.before_train_iter(runner, 0, batch)
+        model.train_step(batch, optim)
+        if hook is not None:
+            hook.after_train_iter(runner, 0, batch)
+        return model.state_dict()
+
+    hook = LossGradientHook(interval=1)
+    without, with_hook = step(None), step(hook)
+    for name, value in without.items():
+        assert torch.equal(value, with_hook[name]), name
+    # The same batch in float32, without any scaler.
+    model = build(cfg).cuda()
+    torch.manual_seed(3)
+    fp32 = loss_gradient_norms(model, batch)
+    # Half precision changes the networks' outputs a little; a scaled norm
+    # would be thousands of times larger.
+    term = 'student.decode.loss_ce'
+    assert hook.last[term]['student'] == pytest.approx(fp32[term]['student'],
+                                                       rel=0.1)

@@ -16,7 +16,7 @@ generated data of the recipe's crop and classes otherwise. Without
 Example::
 
     python tools/analysis_tools/loss_gradients.py \\
-        configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py \\
+        configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_*cityscapes*.py \\
         --crop 256 512 --batch 2 --cfg-options \\
         model.distiller.distill_losses.loss_gskd.valid_mask=labeled
 """
