@@ -407,3 +407,43 @@ def test_hook_under_amp_gives_unscaled_norms_and_the_same_step():
     term = 'student.decode.loss_ce'
     assert hook.last[term]['student'] == pytest.approx(fp32[term]['student'],
                                                        rel=0.1)
+
+
+@pytest.mark.slow
+def test_hook_values_reach_the_log_and_scalars_json(tmp_path):
+    """With a Runner: the text log and vis_data/scalars.json hold them."""
+    import json
+
+    from mmengine.runner import Runner
+
+    from gskd_mm.datasets.synthetic import generate_synthetic_scenes
+    cfg = recipe(DIST_GSKD)
+    data_root = generate_synthetic_scenes(
+        str(tmp_path / 'data'), num_train=4, num_val=2, img_size=64)
+    cfg.train_dataloader.dataset.data_root = data_root
+    cfg.train_dataloader.batch_size = 2
+    cfg.val_dataloader.dataset.data_root = data_root
+    cfg.test_dataloader.dataset.data_root = data_root
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=4,
+                         val_interval=100)
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger.interval = 2
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100)
+    cfg.custom_hooks = [dict(type='LossGradientHook', interval=2)]
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.visualizer.name = f'lg-{uuid.uuid4()}'
+    cfg.experiment_name = f'lg-{uuid.uuid4()}'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    scalars = [
+        json.loads(line) for line in open(
+            osp.join(runner.log_dir, 'vis_data', 'scalars.json'))
+    ]
+    logged = [s for s in scalars if 'grad_share/distill.loss_gskd' in s]
+    assert [s['iter'] for s in logged] == [2, 4]
+    for entry in logged:
+        assert entry['grad_share/student.decode.loss_ce'] == 1
+        assert entry['grad_norm/distill.loss_dist'] > 0
+        assert entry['grad_norm/gskd_projector/distill.loss_gskd'] > 0
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        assert 'grad_share/distill.loss_gskd' in f.read()
