@@ -8,8 +8,9 @@ and its gradient norm over each connector (:mod:`gskd_mm.apis.loss_gradients`).
 A term whose share is under about 1 % barely steers the student (see
 docs/en/user_guides/loss_gradients.md).
 
-It runs on the recipe's training data when its ``data_root`` exists, and on
-generated data of the recipe's crop and classes otherwise. Without
+It runs on the recipe's training data when its ``data_root`` exists (or is
+None: the dataset's own default, e.g. the demo's), and on generated data of
+the recipe's crop and classes otherwise. Without
 ``--checkpoint`` the networks are untrained, unless the recipe's
 ``teacher_ckpt`` is a file that exists (it is never downloaded).
 
@@ -86,7 +87,9 @@ def batches(cfg: Config, args: argparse.Namespace, crop):
     """
     dataset = cfg.train_dataloader.dataset
     data_root = dataset.get('data_root')
-    if data_root and osp.isdir(data_root):
+    # No data_root: the dataset class has its own (the demo's generates its
+    # data into the gskd-mm cache).
+    if data_root is None or osp.isdir(osp.expanduser(data_root)):
         from mmengine.runner import Runner
         loader_cfg = cfg.train_dataloader.copy()
         loader_cfg.update(batch_size=args.batch,
@@ -95,7 +98,8 @@ def batches(cfg: Config, args: argparse.Namespace, crop):
         # The same batches every run (Infinite/DefaultSampler take a seed).
         loader_cfg.sampler = dict(loader_cfg.sampler, seed=args.seed)
         loader = Runner.build_dataloader(loader_cfg, seed=args.seed)
-        return iter(loader), f'the recipe\'s training data ({data_root})'
+        where = data_root or 'the dataset\'s default root'
+        return iter(loader), f'the recipe\'s training data ({where})'
     decode_head = cfg.model.architecture.decode_head
     num_classes = decode_head.num_classes
     generator = torch.Generator().manual_seed(args.seed)
@@ -104,8 +108,7 @@ def batches(cfg: Config, args: argparse.Namespace, crop):
         while True:
             yield generated_batch(args.batch, crop, num_classes, generator)
 
-    where = f'{data_root} absent' if data_root else 'no data_root'
-    return generate(), (f'generated data ({where}): '
+    return generate(), (f'generated data ({data_root} absent): '
                         f'{num_classes} classes, {crop[0]}x{crop[1]}')
 
 
