@@ -185,7 +185,6 @@ def train(cfg: Config, hook, steps: int = 3):
     return model.state_dict(), runner.message_hub, hooked
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('path', [DIST_GSKD, CIRKD_GSKD, CWD_GSKD],
                          ids=['dist-gskd', 'cirkd-gskd', 'cwd-gskd-adv'])
 def test_hook_leaves_training_bit_identical(path):
