@@ -251,3 +251,34 @@ def test_pspnet_dist_recipe_trains_with_auxiliary_logits():
     losses = model.train_step(batch, optim)
     assert {'distill.loss_dist', 'distill.loss_dist_aux'} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+# ------------------------------------------------- mismatched classes
+def test_teacher_with_other_classes_says_so():
+    """A teacher predicting other classes than the student fails with the
+    numbers and the fix, not with advice to add a connector."""
+    cfg = recipe_cfg()
+    classes = num_classes_of(cfg)
+    for head in ('decode_head', 'auxiliary_head'):
+        cfg.model.teacher[head].num_classes = classes + 2
+    model = build(cfg).train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    batch = random_seg_batch(2, (64, 64), classes)
+    with pytest.raises(ValueError) as error:
+        model.train_step(batch, optim)
+    message = str(error.value)
+    assert (f'different numbers of classes ({classes} and {classes + 2})'
+            in message)
+    assert "'model.decode_head.num_classes'" in message
+    assert 'connector' not in message
+
+
+def test_channel_mismatch_messages():
+    from gskd_mm.models.losses.utils import check_dense_pair
+    a, b = torch.zeros(2, 19, 4, 4), torch.zeros(2, 21, 4, 4)
+    with pytest.raises(ValueError, match=r'classes \(19 and 21\)') as error:
+        check_dense_pair('logits_S', 'logits_T', a, b)
+    assert 'connector' not in str(error.value)
+    # Names that do not say which: both fixes.
+    with pytest.raises(ValueError, match='if these are logits.*connector'):
+        check_dense_pair('preds_S', 'preds_T', a, b)
