@@ -158,7 +158,8 @@ def test_enable_amp_turns_every_wrapper():
         enable_amp(single, dtype='float8')
     other = Config(dict(optim_wrapper=dict(
         type='MyWrapper', optimizer=dict(type='SGD'))))
-    with pytest.raises(ValueError, match='needs OptimWrapper in optim_wrapper'):
+    with pytest.raises(ValueError,
+                       match='needs OptimWrapper in optim_wrapper'):
         enable_amp(other)
 
 

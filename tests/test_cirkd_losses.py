@@ -97,7 +97,8 @@ def test_minibatch_without_gradient_and_bad_block_size():
     with torch.no_grad():
         value = CIRKDMiniBatchPixelLoss(block_size=5)(f_s, f_t)
     assert not value.requires_grad
-    torch.testing.assert_close(value, loop.minibatch_pixel_loss_dense(f_s, f_t))
+    torch.testing.assert_close(value,
+                               loop.minibatch_pixel_loss_dense(f_s, f_t))
     with pytest.raises(ValueError, match='block_size must be'):
         CIRKDMiniBatchPixelLoss(block_size=0)
 

@@ -1,7 +1,7 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Automatic mixed precision for every recipe, one or several optimizers."""
 import logging
-from typing import Dict, List, Optional, Union
+from typing import Dict, Optional
 
 from mmengine.config import Config
 from mmengine.logging import print_log
