@@ -1,9 +1,10 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
+from .amp import enable_amp
 from .discriminator_optim_constructor import \
     DiscriminatorOptimWrapperConstructor
 from .hooks import LossGradientHook, RunFingerprintHook, StepTimerHook
 
 __all__ = [
     'DiscriminatorOptimWrapperConstructor', 'LossGradientHook',
-    'RunFingerprintHook', 'StepTimerHook'
+    'RunFingerprintHook', 'StepTimerHook', 'enable_amp'
 ]
