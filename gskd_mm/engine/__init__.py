@@ -1,9 +1,5 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 from .discriminator_optim_constructor import \
     DiscriminatorOptimWrapperConstructor
-from .hooks import RunFingerprintHook, StepTimerHook
 
-__all__ = [
-    'DiscriminatorOptimWrapperConstructor', 'RunFingerprintHook',
-    'StepTimerHook'
-]
+__all__ = ['DiscriminatorOptimWrapperConstructor']

@@ -6,7 +6,7 @@ cache), a wider DeepLabV3-R18 teacher is trained once (its checkpoint is
 cached), then a narrow DeepLabV3-R18 student is trained without
 distillation and with DIST, DIST + GSKD, CWD, CWD + GSKD, CIRKD and
 CIRKD + GSKD, for several seeds; runs of one seed share the student's
-initial weights and the data order. The recipes (``configs/demo``) use the
+initial weights and the data order. The recipes (``configs/``) use the
 project's own distillation pieces and the authors' loss weights; only the
 networks, data and schedule are small. Besides mIoU, every student's
 structural gap to the teacher is measured (GSKD's descriptor KL on the
@@ -14,34 +14,38 @@ validation images), and each GSKD recipe is compared with its base recipe,
 paired by seed, with a 95 % t interval. It writes a table (markdown and
 JSON) and figures into ``--out-dir``: ``loss_curves.png``, ``miou.png``
 (mIoU and structural gap), ``similarity.png`` (what GSKD compares on one
-image) and ``predictions.png``. The work is done by :mod:`gskd_mm.demo`.
+image) and ``predictions.png``. The work is done by
+``projects/gskd_demo/gskd_demo``.
 
 Example::
 
-    python tools/demo.py                     # the defaults of make demo
-    python tools/demo.py --seeds 8 --iters 600 --batch-size 8
+    python projects/gskd_demo/demo.py        # the defaults of make demo
+    python projects/gskd_demo/demo.py --seeds 8 --iters 600 --batch-size 8
 """
 import argparse
 import json
 import os
 import os.path as osp
+import sys
 import time
 import warnings
 
 import matplotlib
 
+# The repository root, from which the demo's module and its configs' dataset
+# type are imported (``projects.gskd_demo.gskd_demo``), as MMSeg's projects.
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
 matplotlib.use('Agg')
 
 from mmengine.logging import MMLogger, print_log  # noqa: E402
 
-from gskd_mm.demo import (
-    LOGGER,
-    METHODS,
-    QuietFilter,  # noqa: E402
-    draw_figures,
-    markdown_table,
-    run_demo)
 from gskd_mm.utils import register_all_modules  # noqa: E402
+from projects.gskd_demo.gskd_demo import (LOGGER, METHODS,  # noqa: E402
+                                          QuietFilter, draw_figures,
+                                          markdown_table, run_demo)
 
 
 def parse_args() -> argparse.Namespace:

@@ -8,7 +8,7 @@ import numpy as np
 from mmengine.logging import print_log
 from PIL import Image
 
-from ..datasets import synthetic
+from . import synthetic
 from .runs import DATA_SEED, IMG_SIZE, LOGGER
 
 

@@ -12,11 +12,10 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 from scipy import ndimage
 
-import gskd_mm.datasets.synthetic as synthetic
-from gskd_mm.datasets.synthetic import (CLASSES, IGNORE_INDEX, PALETTE,
-                                        RENDER_COLOURS, SyntheticScenesDataset,
-                                        class_pixel_counts, default_cache_dir,
-                                        generate_synthetic_scenes)
+import projects.gskd_demo.gskd_demo.synthetic as synthetic
+from projects.gskd_demo.gskd_demo.synthetic import (
+    CLASSES, IGNORE_INDEX, PALETTE, RENDER_COLOURS, SyntheticScenesDataset,
+    class_pixel_counts, default_cache_dir, generate_synthetic_scenes)
 
 NUM_CLASSES = len(CLASSES)
 BACKGROUND, WATER, TILES, TENT, BOAT, FLOWERS, GRAVEL = range(NUM_CLASSES)

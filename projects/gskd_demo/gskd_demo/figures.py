@@ -8,7 +8,7 @@ import torch
 from matplotlib import pyplot as plt
 from torch import nn
 
-from .similarity import class_legend, colorize
+from gskd_mm.visualization.similarity import class_legend, colorize
 
 # Colour of each demo method in every figure.
 METHOD_COLOURS = {

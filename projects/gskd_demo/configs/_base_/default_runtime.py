@@ -1,6 +1,6 @@
 # MMSeg's runtime, for a single CPU process. The visualizer has no fixed
 # name, so that the Runner names it after the experiment: several runs in
-# one process (tools/demo.py) then each log to their own work_dir.
+# one process (projects/gskd_demo/demo.py) then each log to their own work_dir.
 default_scope = 'mmseg'
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -3,10 +3,10 @@
 # The project's distillation pieces (configs/gskd/_base_/methods) on the
 # demo's student (first base, with data, schedule and the teacher's model);
 # the projectors map the student's ASPP width (16) to the teacher's (32).
-# tools/demo.py sets `model.teacher_ckpt` to the trained teacher.
+# projects/gskd_demo/demo.py sets `model.teacher_ckpt` to the trained teacher.
 _base_ = [
     './deeplabv3_r18-w8-d4_synthetic-64x64.py',
-    '../gskd/_base_/methods/cwd_gskd.py',
+    '../../../configs/gskd/_base_/methods/cwd_gskd.py',
 ]
 model = dict(
     _delete_=True,

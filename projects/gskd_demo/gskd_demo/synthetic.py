@@ -518,7 +518,7 @@ class SyntheticScenesDataset(BaseSegDataset):
     """Synthetic Scenes, generated on first use.
 
     Classes depend on texture and (``tent`` vs. ``boat``) on context, not
-    on colour; see :mod:`gskd_mm.datasets.synthetic`.
+    on colour; see :mod:`.synthetic`.
 
     Args:
         data_root (str, optional): Dataset directory. Defaults to

@@ -1,7 +1,7 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The CPU demo (``make demo``) runs end to end in its smallest setting.
 
-``tools/demo.py`` runs as the README runs it, in a subprocess, with a few
+``projects/gskd_demo/demo.py`` runs as the README runs it, in a subprocess, with a few
 iterations, two seeds, a small generated dataset and the cache and outputs
 in a temporary directory; then its table, paired statistics, figures,
 teacher cache and the GSKD visualisation tool are checked.
@@ -19,13 +19,14 @@ from PIL import Image
 
 from gskd_mm.apis import (default_annotation, gskd_view, init_distiller,
                           load_sample)
-from gskd_mm.visualization import read_scalars
+from projects.gskd_demo.gskd_demo.figures import read_scalars
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(REPO, 'tools', 'demo.py')
+PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(PROJECT))
+DEMO = osp.join(PROJECT, 'demo.py')
 VISUALIZE = osp.join(REPO, 'tools', 'visualize_gskd.py')
 PAIR = 'deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py'
-DIST_GSKD = osp.join(REPO, 'configs', 'demo', f'dist-gskd_{PAIR}')
+DIST_GSKD = osp.join(PROJECT, 'configs', f'dist-gskd_{PAIR}')
 # CWD and CWD + GSKD are left out to keep the test short; the CIRKD pair
 # and the DIST pair stand for the paired comparisons.
 METHODS = ['no_kd', 'dist', 'dist_gskd', 'cirkd', 'cirkd_gskd']

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..utils import paired_t_interval
+from .stats import paired_t_interval
 from .runs import GSKD_PAIRS, METHODS
 
 
@@ -178,7 +178,7 @@ def markdown_table(summary: dict) -> str:
         'structural gap: mean ± sample std over seeds. Structural gap: '
         'GSKD\'s descriptor KL (N 8, S -1, T 1, labelled pixels, fixed '
         'draws) between the student\'s own decode-head features and the '
-        'teacher\'s on the val images (gskd_mm.apis.structural_gap); 0 '
+        'teacher\'s on the val images (gskd_demo.structural_gap); 0 '
         'means the same structure. Paired rows: mean difference over seeds '
         'with a Student t 95 % interval; every method of a seed starts '
         'from the same student weights and sees the same batches (checked: '

@@ -3,11 +3,11 @@
 
 On the built-in Synthetic Scenes data, a DeepLabV3-R18 teacher is trained
 once (cached, keyed by its config and the data), then a narrower student is
-trained without distillation and with every recipe of ``configs/demo``, for
+trained without distillation and with every recipe of ``projects/gskd_demo/configs``, for
 several seeds. Runs of one seed are paired: every method starts from the
 same student weights (written once per seed, loaded through the student's
 ``init_cfg``) and sees the same batches in the same order; a
-:class:`~gskd_mm.engine.RunFingerprintHook` checks both.
+:class:`~.RunFingerprintHook` checks both.
 """
 import copy
 import hashlib
@@ -25,10 +25,13 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner, set_random_seed
 
-from ..apis import init_student, structural_gap
-from ..datasets import synthetic
-from ..engine import RunFingerprintHook, StepTimerHook
-from ..utils import load_state_dict
+from gskd_mm.apis import init_student
+from gskd_mm.utils import load_state_dict
+
+from . import synthetic
+from .run_fingerprint_hook import RunFingerprintHook
+from .step_timer_hook import StepTimerHook
+from .structural_gap import structural_gap
 
 TEACHER_CONFIG = 'deeplabv3_r18-w16-d4_synthetic-64x64.py'
 STUDENT_CONFIG = 'deeplabv3_r18-w8-d4_synthetic-64x64.py'
@@ -58,15 +61,9 @@ NOISE = ('The prefix is not set in metric class', '"FileClient" will be',
 
 
 def config_dir() -> str:
-    """``configs/demo`` of a source checkout or of the installed package."""
-    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    for root in (osp.join(package, '.mim'), osp.dirname(package)):
-        path = osp.join(root, 'configs', 'demo')
-        if osp.isdir(path):
-            return path
-    raise FileNotFoundError(
-        'configs/demo not found next to gskd_mm nor in gskd_mm/.mim: '
-        'install gskd-mm from a source checkout (pip install -e .)')
+    """The demo's configs, ``projects/gskd_demo/configs``."""
+    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                    'configs')
 
 
 class QuietFilter(logging.Filter):
@@ -81,7 +78,7 @@ def load_config(name: str, data_root: str, generate_cfg: dict, iters: int,
     """A demo config with the demo's data, schedule and seed.
 
     Args:
-        name (str): Config file in ``configs/demo``.
+        name (str): Config file in ``projects/gskd_demo/configs``.
         data_root (str): Dataset directory.
         generate_cfg (dict): Generation parameters of the dataset.
         iters (int): Training iterations (validation and the checkpoint
@@ -166,7 +163,7 @@ def train(cfg: Config,
         checkpoint), ``iter_ms`` (median training step), ``gskd_ms``
         (median GSKD loss forward + backward per step, 0 without GSKD),
         ``student_digest`` and ``data_digest`` (see
-        :class:`~gskd_mm.engine.RunFingerprintHook`), ``checkpoint``,
+        :class:`~.RunFingerprintHook`), ``checkpoint``,
         ``scalars`` (the MMEngine scalar log).
     """
     start = time.perf_counter()
@@ -309,7 +306,7 @@ def student_runs(
     For each seed the student's initial weights are written once and every
     method's student loads them (``init_cfg``); every run also measures
     its trained student's structural gap to the teacher
-    (:func:`gskd_mm.apis.structural_gap`, on the validation images).
+    (:func:`gskd_demo.structural_gap`, on the validation images).
 
     Args:
         methods (list[str]): Keys of :data:`METHODS`.

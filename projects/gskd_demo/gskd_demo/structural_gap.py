@@ -6,7 +6,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
-from ..models.losses import GSKDLoss
+from gskd_mm.models.losses import GSKDLoss
 
 
 def _record(model: BaseModel, source: str,

@@ -1,5 +1,5 @@
 # A short CPU schedule: SGD with a poly decay; validation and the one
-# checkpoint come at the end. tools/demo.py sets the number of iterations
+# checkpoint come at the end. projects/gskd_demo/demo.py sets the number of iterations
 # (`train_cfg.max_iters`, the scheduler's `end`, the checkpoint interval).
 max_iters = 1000
 optim_wrapper = dict(

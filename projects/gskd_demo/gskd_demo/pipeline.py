@@ -9,10 +9,12 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
-from ..apis import gskd_view, init_distiller, init_student, load_sample
-from ..datasets import synthetic
-from ..visualization import (dataset_classes, plot_gskd_similarity,
-                             plot_loss_curves, plot_miou, plot_predictions)
+from gskd_mm.apis import (gskd_view, init_distiller, init_student,
+                          load_sample)
+from gskd_mm.visualization import dataset_classes, plot_gskd_similarity
+
+from . import synthetic
+from .figures import plot_loss_curves, plot_miou, plot_predictions
 from .data import majority_class_miou, prepare_data, richest_val_images
 from .report import summarise
 from .runs import (GSKD_PAIRS, IMG_SIZE, METHODS, STUDENT_CONFIG,
@@ -33,7 +35,7 @@ def run_demo(methods: Sequence[str],
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
-        methods (Sequence[str]): Keys of :data:`~gskd_mm.demo.METHODS`.
+        methods (Sequence[str]): Keys of :data:`.METHODS`.
         seeds (int): Seeds per method (runs are paired by seed).
         iters (int): Iterations per student.
         teacher_iters (int): Iterations of the teacher.
@@ -46,7 +48,7 @@ def run_demo(methods: Sequence[str],
             'WARNING'.
 
     Returns:
-        dict: The summary (see :func:`gskd_mm.demo.report.summarise`).
+        dict: The summary (see :func:`.report.summarise`).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -9,15 +9,16 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
-from gskd_mm.apis import init_student, structural_gap
-from gskd_mm.demo import paired_differences, pairing_check
+from gskd_mm.apis import init_student
 from gskd_mm.models.losses import GSKDLoss
 from gskd_mm.testing import random_seg_batch
-from gskd_mm.utils import (paired_t_interval, register_all_modules,
-                           student_state_dict)
+from gskd_mm.utils import register_all_modules, student_state_dict
+from projects.gskd_demo.gskd_demo import (paired_differences,
+                                          paired_t_interval, pairing_check,
+                                          structural_gap)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MODELS_BASE = osp.join(REPO, 'configs', 'demo', '_base_', 'models',
+PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MODELS_BASE = osp.join(PROJECT, 'configs', '_base_', 'models',
                        'deeplabv3_r18-d4_demo.py')
 
 
@@ -160,7 +161,7 @@ def test_student_state_dict_strips_only_leading_prefix():
 def test_init_student_of_a_distill_config(tmp_path):
     register_all_modules(init_default_scope=False)
     config = osp.join(
-        REPO, 'configs', 'demo',
+        PROJECT, 'configs',
         'dist_deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py')
     student, _ = _demo_networks()
     state = {f'architecture.{k}': v for k, v in student.state_dict().items()}
@@ -175,11 +176,11 @@ def test_init_student_of_a_distill_config(tmp_path):
 
 # --------------------------------------------------------- visualisation
 def test_dataset_classes_from_mmseg_metainfo():
-    from gskd_mm.datasets import synthetic
+    from projects.gskd_demo.gskd_demo import synthetic
     from gskd_mm.visualization import dataset_classes
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(
-        osp.join(REPO, 'configs', 'demo',
+        osp.join(PROJECT, 'configs',
                  'deeplabv3_r18-w8-d4_synthetic-64x64.py'))
     cfg.test_dataloader.dataset.data_root = '/nonexistent'  # nothing read
     names, palette = dataset_classes(cfg)

@@ -4,10 +4,10 @@
 # The project's distillation pieces (configs/gskd/_base_/methods) on the
 # demo's student (first base, with data, schedule and the teacher's model);
 # the projector maps the student's ASPP width (16) to the teacher's (32).
-# tools/demo.py sets `model.teacher_ckpt` to the trained teacher.
+# projects/gskd_demo/demo.py sets `model.teacher_ckpt` to the trained teacher.
 _base_ = [
     './deeplabv3_r18-w8-d4_synthetic-64x64.py',
-    '../gskd/_base_/methods/cwd.py',
+    '../../../configs/gskd/_base_/methods/cwd.py',
 ]
 model = dict(
     _delete_=True,

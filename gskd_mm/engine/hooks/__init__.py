@@ -1,5 +1,0 @@
-# Copyright (c) gskd-mm contributors. All rights reserved.
-from .run_fingerprint_hook import RunFingerprintHook
-from .step_timer_hook import StepTimerHook
-
-__all__ = ['RunFingerprintHook', 'StepTimerHook']
