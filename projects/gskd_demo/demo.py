@@ -17,9 +17,16 @@ JSON) and figures into ``--out-dir``: ``loss_curves.png``, ``miou.png``
 image) and ``predictions.png``. The work is done by
 ``projects/gskd_demo/gskd_demo``.
 
+With ``--sweep`` it runs, for each base recipe (DIST, CWD, CIRKD), the base,
+the base with the authors' GSKD and with every GSKD variant
+(``GSKD_VARIANTS`` in ``gskd_demo/runs.py``), and writes the paired table
+and JSON only (no figures). Finished runs are kept (``<out-dir>/runs/*/*/
+result.json``) and not run again, so a stopped demo or sweep resumes.
+
 Example::
 
     python projects/gskd_demo/demo.py        # the defaults of make demo
+    python projects/gskd_demo/demo.py --sweep --out-dir work_dirs/demo_sweep
     python projects/gskd_demo/demo.py --seeds 8 --iters 600 --batch-size 8
 """
 import argparse
@@ -43,9 +50,9 @@ matplotlib.use('Agg')
 from mmengine.logging import MMLogger, print_log  # noqa: E402
 
 from gskd_mm.utils import register_all_modules  # noqa: E402
-from projects.gskd_demo.gskd_demo import (LOGGER, METHODS,  # noqa: E402
-                                          QuietFilter, draw_figures,
-                                          markdown_table, run_demo)
+from projects.gskd_demo.gskd_demo import (  # noqa: E402
+    GSKD_VARIANTS, LOGGER, METHODS, QuietFilter, draw_figures,
+    markdown_table, run_demo, sweep_methods)
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,7 +89,28 @@ def parse_args() -> argparse.Namespace:
         default=8,
         help='training batch size of the teacher')
     parser.add_argument(
-        '--out-dir', default='work_dirs/demo', help='table, figures, runs')
+        '--sweep',
+        action='store_true',
+        help='run the sweep instead: per base recipe of --bases, the base, '
+        'the authors\' GSKD and every GSKD variant of --variants (table '
+        'and JSON, no figures)')
+    parser.add_argument(
+        '--bases',
+        nargs='+',
+        default=['dist', 'cwd', 'cirkd'],
+        choices=['dist', 'cwd', 'cirkd'],
+        help='base recipes of the sweep')
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        default=list(GSKD_VARIANTS),
+        choices=list(GSKD_VARIANTS),
+        help='GSKD variants of the sweep')
+    parser.add_argument(
+        '--out-dir',
+        default=None,
+        help='table, figures, runs (default: work_dirs/demo, or '
+        'work_dirs/demo_sweep with --sweep)')
     parser.add_argument(
         '--plot-only',
         action='store_true',
@@ -97,6 +125,11 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.out_dir is None:
+        args.out_dir = 'work_dirs/demo_sweep' if args.sweep \
+            else 'work_dirs/demo'
+    methods = sweep_methods(args.bases, args.variants) if args.sweep \
+        else args.methods
     warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
     warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
     register_all_modules(init_default_scope=False)
@@ -109,14 +142,17 @@ def main() -> None:
         with open(results) as f:
             summary = json.load(f)
     else:
-        summary = run_demo(args.methods, args.seeds, args.iters,
+        summary = run_demo(methods, args.seeds, args.iters,
                            args.teacher_iters, args.batch_size,
                            args.teacher_batch_size, args.num_train,
                            args.num_val, args.out_dir, args.log_level)
         with open(results, 'w') as f:  # kept should a figure fail
             json.dump(summary, f, indent=2)
-    print_log('Figures ...', logger=LOGGER)
-    summary['figures'] = draw_figures(summary, args.out_dir)
+    if args.sweep:
+        summary['figures'] = {}
+    else:
+        print_log('Figures ...', logger=LOGGER)
+        summary['figures'] = draw_figures(summary, args.out_dir)
     if not args.plot_only:
         summary['total_wall_s'] = time.perf_counter() - start
 
@@ -127,8 +163,8 @@ def main() -> None:
         json.dump(summary, f, indent=2)
     print_log('\n' + table, logger=LOGGER)
     print_log(
-        f'Wrote {args.out_dir}/results.{{md,json}} and '
-        f'{", ".join(osp.basename(p) for p in summary["figures"].values())}',
+        f'Wrote {args.out_dir}/results.{{md,json}}' + ''.join(
+            f', {osp.basename(p)}' for p in summary['figures'].values()),
         logger=LOGGER)
 
 

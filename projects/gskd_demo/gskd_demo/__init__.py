@@ -10,15 +10,19 @@ MMSeg's projects); importing ``gskd_mm`` does not import it.
 from .pipeline import draw_figures, run_demo
 from .report import markdown_table, paired_differences, pairing_check
 from .run_fingerprint_hook import RunFingerprintHook
-from .runs import GSKD_PAIRS, LOGGER, METHODS, QuietFilter
+from .gradient_share_hook import GradientShareHook
+from .runs import (GSKD_PAIRS, GSKD_VARIANTS, LOGGER, METHODS, MethodSpec,
+                   QuietFilter, method_spec, sweep_methods)
 from .stats import PairedInterval, paired_t_interval
 from .step_timer_hook import StepTimerHook
-from .structural_gap import structural_gap
+from .structural_gap import structural_gap, structural_gaps
 from .synthetic import SyntheticScenesDataset
 
 __all__ = [
-    'GSKD_PAIRS', 'LOGGER', 'METHODS', 'PairedInterval', 'QuietFilter',
-    'RunFingerprintHook', 'StepTimerHook', 'SyntheticScenesDataset',
-    'draw_figures', 'markdown_table', 'paired_differences', 'pairing_check',
-    'paired_t_interval', 'run_demo', 'structural_gap'
+    'GSKD_PAIRS', 'GSKD_VARIANTS', 'GradientShareHook', 'LOGGER', 'METHODS',
+    'MethodSpec', 'PairedInterval', 'QuietFilter', 'RunFingerprintHook',
+    'StepTimerHook', 'SyntheticScenesDataset', 'draw_figures',
+    'markdown_table', 'method_spec', 'paired_differences', 'pairing_check',
+    'paired_t_interval', 'run_demo', 'structural_gap', 'structural_gaps',
+    'sweep_methods'
 ]

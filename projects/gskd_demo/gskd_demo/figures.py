@@ -170,7 +170,7 @@ def plot_miou(summary: dict, out_file: str) -> str:
     ax.legend(loc='upper left', fontsize=8, ncol=2)
 
     _bars(ax_gap, summary, 'gap_mean', 'gap_std', 'gap', 1e3)
-    init = 1e3 * summary['init_gap']['mean']
+    init = 1e3 * summary['init_gap']['kl']['mean']
     ax_gap.axhline(
         init,
         color='k',

@@ -18,8 +18,8 @@ from .figures import plot_loss_curves, plot_miou, plot_predictions
 from .data import majority_class_miou, prepare_data, richest_val_images
 from .report import summarise
 from .runs import (GSKD_PAIRS, IMG_SIZE, METHODS, STUDENT_CONFIG,
-                   TEACHER_CONFIG, config_dir, load_config, num_params,
-                   student_runs, teacher_run)
+                   TEACHER_CONFIG, config_dir, load_config, method_spec,
+                   num_params, student_runs, teacher_run)
 
 
 def run_demo(methods: Sequence[str],
@@ -35,7 +35,8 @@ def run_demo(methods: Sequence[str],
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
-        methods (Sequence[str]): Keys of :data:`.METHODS`.
+        methods (Sequence[str]): Method keys: of :data:`.METHODS` or sweep
+            variants (see :func:`.runs.method_spec`).
         seeds (int): Seeds per method (runs are paired by seed).
         iters (int): Iterations per student.
         teacher_iters (int): Iterations of the teacher.
@@ -50,10 +51,8 @@ def run_demo(methods: Sequence[str],
     Returns:
         dict: The summary (see :func:`.report.summarise`).
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f'unknown demo methods {unknown}; choose from '
-                         f'{list(METHODS)}')
+    for key in methods:
+        method_spec(key)  # a clear error for an unknown method
     if seeds < 1 or iters < 1 or teacher_iters < 1:
         raise ValueError('seeds, iters and teacher_iters must be >= 1')
     start = time.perf_counter()
@@ -150,7 +149,7 @@ def draw_figures(summary: dict, out_dir: str) -> Dict[str, str]:
                summary['teacher']['miou'])]
     for key, method in methods.items():
         run = method['runs'][0]
-        cfg = osp.join(config_dir(), METHODS[key][1])
+        cfg = osp.join(config_dir(), method_spec(key).config)
         models.append((f'student {method["label"]}',
                        init_student(cfg, run['checkpoint']), run['miou']))
     figures['predictions'] = plot_predictions(

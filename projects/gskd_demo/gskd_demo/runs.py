@@ -16,7 +16,8 @@ import logging
 import os
 import os.path as osp
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import (Callable, Dict, List, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 import torch
@@ -29,9 +30,10 @@ from gskd_mm.apis import init_student
 from gskd_mm.utils import load_state_dict
 
 from . import synthetic
+from .gradient_share_hook import GradientShareHook, gskd_share
 from .run_fingerprint_hook import RunFingerprintHook
 from .step_timer_hook import StepTimerHook
-from .structural_gap import structural_gap
+from .structural_gap import structural_gaps
 
 TEACHER_CONFIG = 'deeplabv3_r18-w16-d4_synthetic-64x64.py'
 STUDENT_CONFIG = 'deeplabv3_r18-w8-d4_synthetic-64x64.py'
@@ -48,6 +50,28 @@ METHODS = {
 }
 # Each GSKD recipe and the recipe it adds GSKD to.
 GSKD_PAIRS = {'dist_gskd': 'dist', 'cwd_gskd': 'cwd', 'cirkd_gskd': 'cirkd'}
+# The GSKD variants of the sweep (``demo.py --sweep``), the one place they
+# are defined: overrides of the GSKD recipe's `loss_gskd` (options of
+# GSKDLoss) and, per base recipe, its loss weight. The weights are
+# placeholders until calibrated from the gradient shares (the sweep's
+# `GSKD grad share` column).
+GSKD_VARIANTS = {
+    'gskd-desc':
+    dict(
+        label='GSKD-desc',
+        options=dict(normalize='descriptor', exclude_diagonal=True, tau=1.0),
+        loss_weight=dict(dist=1.0, cwd=1.0, cirkd=1.0)),
+    'gskd-row':
+    dict(
+        label='GSKD-row',
+        options=dict(normalize='row', exclude_diagonal=True, tau=0.1),
+        loss_weight=dict(dist=1.0, cwd=1.0, cirkd=1.0)),
+    'gskd-row-t1':
+    dict(
+        label='GSKD-row-t1',
+        options=dict(normalize='row', exclude_diagonal=True, tau=1.0),
+        loss_weight=dict(dist=1.0, cwd=1.0, cirkd=1.0)),
+}
 IMG_SIZE = 64
 DATA_SEED = 0
 TEACHER_SEED = 0
@@ -58,6 +82,78 @@ LOGGER = 'gskd_demo'
 # Log lines of MMEngine/MMSeg that say nothing about the demo.
 NOISE = ('The prefix is not set in metric class', '"FileClient" will be',
          '"HardDiskBackend" is the alias')
+
+
+class MethodSpec(NamedTuple):
+    """A student method of the demo or of its sweep.
+
+    Attributes:
+        label (str): Name in tables and figures.
+        config (str): Config file in :func:`config_dir`.
+        loss_gskd (dict | None): Overrides of the config's ``loss_gskd``
+            (a sweep variant), else None.
+        baseline (str | None): The method it is compared with, paired by
+            seed (a GSKD recipe's base recipe), else None.
+    """
+    label: str
+    config: str
+    loss_gskd: Optional[dict]
+    baseline: Optional[str]
+
+
+def method_spec(key: str) -> MethodSpec:
+    """The method of a key: one of :data:`METHODS`, or a sweep variant
+    ``<base>_<variant>`` (a base of :data:`GSKD_PAIRS`, a variant of
+    :data:`GSKD_VARIANTS`).
+
+    Args:
+        key (str): The method's key, e.g. ``'dist_gskd'``,
+            ``'cwd_gskd-row'``.
+
+    Returns:
+        MethodSpec: Its label, config, overrides and baseline.
+
+    Raises:
+        ValueError: If the key names no method.
+    """
+    if key in METHODS:
+        label, config = METHODS[key]
+        return MethodSpec(label, config, None, GSKD_PAIRS.get(key))
+    base, _, variant = key.partition('_')
+    recipes = {b: g for g, b in GSKD_PAIRS.items()}
+    if base in recipes and variant in GSKD_VARIANTS:
+        spec = GSKD_VARIANTS[variant]
+        overrides = dict(
+            spec['options'], loss_weight=spec['loss_weight'][base])
+        return MethodSpec(f'{METHODS[base][0]} + {spec["label"]}',
+                          METHODS[recipes[base]][1], overrides, base)
+    raise ValueError(
+        f'unknown demo method {key!r}: choose from {list(METHODS)} or a '
+        f'sweep variant <base>_<variant> with base in '
+        f'{list(GSKD_PAIRS.values())} and variant in {list(GSKD_VARIANTS)}')
+
+
+def sweep_methods(bases: Sequence[str] = ('dist', 'cwd', 'cirkd'),
+                  variants: Optional[Sequence[str]] = None) -> List[str]:
+    """The methods of the sweep: per base, the base recipe, it with the
+    authors' GSKD, and it with every GSKD variant.
+
+    Args:
+        bases (Sequence[str]): Base recipes. Defaults to DIST, CWD, CIRKD.
+        variants (Sequence[str], optional): Keys of
+            :data:`GSKD_VARIANTS`. Defaults to all.
+
+    Returns:
+        list[str]: Method keys (see :func:`method_spec`).
+    """
+    recipes = {b: g for g, b in GSKD_PAIRS.items()}
+    variants = list(GSKD_VARIANTS) if variants is None else list(variants)
+    keys = []
+    for base in bases:
+        keys += [base, recipes[base]] + [f'{base}_{v}' for v in variants]
+    for key in keys:
+        method_spec(key)  # a clear error for a bad base or variant
+    return keys
 
 
 def config_dir() -> str:
@@ -158,8 +254,9 @@ def train(cfg: Config,
         gap_loader (Iterable, optional): Validation batches of the gap.
 
     Returns:
-        dict: ``miou`` and all validation metrics, ``gap`` (the structural
-        gap, if measured), ``wall_s`` (build, train, validation,
+        dict: ``miou`` and all validation metrics; if measured, the
+        structural gaps (:func:`measure_gaps`); ``grad_norms`` and
+        ``gskd_grad_share`` (see :class:`GradientShareHook`); ``wall_s`` (build, train, validation,
         checkpoint), ``iter_ms`` (median training step), ``gskd_ms``
         (median GSKD loss forward + backward per step, 0 without GSKD),
         ``student_digest`` and ``data_digest`` (see
@@ -169,8 +266,9 @@ def train(cfg: Config,
     start = time.perf_counter()
     runner = build_runner(cfg, work_dir, name, log_level)
     timer, fingerprint = StepTimerHook(), RunFingerprintHook()
-    runner.register_hook(timer)
-    runner.register_hook(fingerprint)
+    gradients = GradientShareHook()
+    for hook in (timer, fingerprint, gradients):
+        runner.register_hook(hook)
     runner.train()
     wall = time.perf_counter() - start
     # Steady state: the first steps (allocations, lazy init) are left out.
@@ -185,14 +283,45 @@ def train(cfg: Config,
         data_digest=fingerprint.data_digest,
         checkpoint=osp.join(runner.work_dir,
                             f'iter_{cfg.train_cfg.max_iters}.pth'),
-        scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'))
+        scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
+        grad_norms=gradients.norms,
+        gskd_grad_share=gskd_share(gradients.norms))
     if teacher is not None:
-        model = runner.model
-        student = getattr(model, 'architecture', model)
-        student.eval()
-        result['gap'] = structural_gap(student, teacher, gap_loader)
+        result.update(measure_gaps(runner.model, teacher, gap_loader))
     del runner
     return result
+
+
+def measure_gaps(model: torch.nn.Module, teacher: torch.nn.Module,
+                 gap_loader) -> Dict[str, Optional[float]]:
+    """The structural gaps of a trained student to the teacher.
+
+    Args:
+        model (nn.Module): The trained model: a distiller (its
+            ``architecture`` is the student) or a segmentor.
+        teacher (nn.Module): The teacher, in eval mode.
+        gap_loader (Iterable): Validation batches.
+
+    Returns:
+        dict: ``gap`` and ``gap_cos`` (descriptor KL and mean absolute
+        cosine difference, :func:`structural_gaps`) of the student's own
+        features; ``gap_proj`` and ``gap_proj_cos`` of its features after
+        the recipe's ``gskd_projector`` (where GSKD matches them), None for
+        recipes without one (a base recipe's projected gap is undefined).
+    """
+    model.eval()
+    student = getattr(model, 'architecture', model)
+    own = structural_gaps(student, teacher, gap_loader)
+    connectors = getattr(getattr(model, 'distiller', None), 'connectors', {})
+    projector = connectors['gskd_projector'] \
+        if 'gskd_projector' in connectors else None
+    proj = None if projector is None else structural_gaps(
+        student, teacher, gap_loader, projector=projector)
+    return dict(
+        gap=own['kl'],
+        gap_cos=own['cos'],
+        gap_proj=None if proj is None else proj['kl'],
+        gap_proj_cos=None if proj is None else proj['cos'])
 
 
 def val_loader(cfg: Config):
@@ -289,6 +418,18 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
     return dict(result, checkpoint=ckpt, cached=False)
 
 
+def run_fingerprint(cfg: Config, init: str) -> str:
+    """What decides a run's result: its full config and initial weights.
+
+    A finished run whose stored fingerprint equals this is not run again
+    (resuming a stopped demo or sweep).
+    """
+    digest = hashlib.sha1(cfg.pretty_text.encode())
+    with open(init, 'rb') as f:
+        digest.update(hashlib.sha1(f.read()).digest())
+    return digest.hexdigest()
+
+
 def student_runs(
     methods: List[str],
     seeds: int,
@@ -300,16 +441,18 @@ def student_runs(
     teacher_ckpt: str,
     log_level: str,
     on_seed_done: Optional[Callable] = None
-) -> Tuple[Dict[str, list], List[float]]:
+) -> Tuple[Dict[str, list], List[Dict[str, float]]]:
     """Train every method for every seed, paired by seed.
 
     For each seed the student's initial weights are written once and every
     method's student loads them (``init_cfg``); every run also measures
-    its trained student's structural gap to the teacher
-    (:func:`gskd_demo.structural_gap`, on the validation images).
+    its trained student's structural gaps to the teacher
+    (:func:`measure_gaps`, on the validation images). A run's result is
+    stored beside it (``result.json``); a run whose stored result has the
+    same config and initial weights is not run again.
 
     Args:
-        methods (list[str]): Keys of :data:`METHODS`.
+        methods (list[str]): Method keys (see :func:`method_spec`).
         seeds (int): Seeds ``0 .. seeds - 1``.
         iters (int): Iterations per run.
         batch_size (int): Training batch size.
@@ -322,10 +465,11 @@ def student_runs(
             gaps so far after every seed (e.g. to save them).
 
     Returns:
-        tuple[dict[str, list], list[float]]: Per method, the :func:`train`
-        result of every seed (with ``seed``); per seed, the structural gap
-        of the initial student (before training).
+        tuple[dict[str, list], list[dict]]: Per method, the :func:`train`
+        result of every seed (with ``seed``); per seed, the structural gaps
+        (``kl``, ``cos``) of the initial student (before training).
     """
+    specs = {key: method_spec(key) for key in methods}
     teacher_cfg = load_config(TEACHER_CONFIG, data_root, generate_cfg, 1, 1, 0)
     teacher = init_student(teacher_cfg, teacher_ckpt)
     gap_loader = val_loader(teacher_cfg)
@@ -339,33 +483,53 @@ def student_runs(
             student_cfg, seed,
             osp.join(out_dir, 'init', f'student_seed{seed}.pth'))
         init_gaps.append(
-            structural_gap(
+            structural_gaps(
                 init_student(student_cfg, init), teacher, gap_loader))
-        for key in methods:
+        for key, spec in specs.items():
             done += 1
-            label, config = METHODS[key]
-            print_log(
-                f'[{done}/{total}] student {label}, seed {seed}: '
-                f'{iters} iterations',
-                logger=LOGGER)
-            cfg = load_config(config, data_root, generate_cfg, iters,
+            cfg = load_config(spec.config, data_root, generate_cfg, iters,
                               batch_size, seed)
+            if spec.loss_gskd is not None:
+                cfg.model.distiller.distill_losses.loss_gskd.update(
+                    spec.loss_gskd)
             if 'teacher_ckpt' in cfg.model:
                 cfg.model.teacher_ckpt = teacher_ckpt
             student_model_cfg(cfg).init_cfg = dict(
                 type='Pretrained', checkpoint=init)
+            work_dir = osp.join(out_dir, 'runs', key, f'seed{seed}')
+            stored = osp.join(work_dir, 'result.json')
+            fingerprint = run_fingerprint(cfg, init)
+            if osp.isfile(stored):
+                with open(stored) as f:
+                    result = json.load(f)
+                if result.get('fingerprint') == fingerprint:
+                    runs[key].append(result)
+                    print_log(
+                        f'[{done}/{total}] student {spec.label}, seed '
+                        f'{seed}: done before (mIoU {result["miou"]:.2f})',
+                        logger=LOGGER)
+                    continue
+            print_log(
+                f'[{done}/{total}] student {spec.label}, seed {seed}: '
+                f'{iters} iterations',
+                logger=LOGGER)
             result = train(
                 cfg,
-                osp.join(out_dir, 'runs', key, f'seed{seed}'),
+                work_dir,
                 f'demo_{key}_seed{seed}_{os.getpid()}',
                 log_level,
                 teacher=teacher,
                 gap_loader=gap_loader)
-            result['seed'] = seed
+            result.update(seed=seed, fingerprint=fingerprint)
+            with open(stored, 'w') as f:
+                json.dump(result, f, indent=2)
             runs[key].append(result)
+            share = result['gskd_grad_share']
             print_log(
                 f'    mIoU {result["miou"]:.2f}, structural gap '
-                f'{result["gap"]:.4f}, {result["wall_s"]:.0f} s',
+                f'{result["gap"]:.4f} (cos {result["gap_cos"]:.4f})'
+                + ('' if share is None else f', GSKD grad share {share:.3g}')
+                + f', {result["wall_s"]:.0f} s',
                 logger=LOGGER)
         if on_seed_done is not None:
             on_seed_done(runs, init_gaps)

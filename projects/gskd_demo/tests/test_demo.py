@@ -36,6 +36,7 @@ SMALL = [
     '32', '--num-val', '8', '--batch-size', '4', '--methods', *METHODS
 ]
 TIMEOUT = 900  # seconds, per subprocess
+pytestmark = pytest.mark.slow  # a few minutes: the demo's end-to-end runs
 
 
 def run(cmd: List[str], env: Dict[str, str]) -> str:
@@ -74,11 +75,17 @@ def test_table(demo):
         assert 0 <= method['miou_mean'] <= 100
         assert method['miou_std'] is not None
         assert method['gap_mean'] > 0  # a student is not its teacher
+        assert 0 < method['gap_cos_mean'] < 2
+        # The projected gap exists where a GSKD projector does.
+        has_projector = key.endswith('gskd')
+        assert (method['gap_proj_mean'] is not None) == has_projector
+        assert (method['gap_proj_cos_mean'] is not None) == has_projector
         assert method['wall_s_mean'] > 0 and method['iter_ms'] > 0
         # Only the GSKD recipes spend time in a GSKD loss.
         assert (method['gskd_ms'] > 0) == key.endswith('gskd')
         assert osp.isfile(method['runs'][0]['checkpoint'])
-    assert results['init_gap']['mean'] > 0
+    assert results['init_gap']['kl']['mean'] > 0
+    assert results['init_gap']['cos']['mean'] > 0
     assert not results['teacher']['cached']
     assert results['settings']['iters'] == 6
     assert results['dataset']['num_train'] == 32
@@ -118,7 +125,9 @@ def test_paired_differences(demo):
     assert set(paired) == {'dist_gskd', 'cirkd_gskd'}
     for gskd, d in paired.items():
         base = d['baseline']
-        for metric in ('miou', 'gap'):
+        # Base recipes have no projector: no projected difference.
+        assert set(d) == {'baseline', 'miou', 'gap', 'gap_cos'}
+        for metric in ('miou', 'gap', 'gap_cos'):
             diffs = [
                 a[metric] - b[metric]
                 for a, b in zip(methods[gskd]['runs'], methods[base]['runs'])
@@ -126,6 +135,19 @@ def test_paired_differences(demo):
             assert d[metric]['n'] == 2
             assert d[metric]['mean'] == pytest.approx(np.mean(diffs))
             assert d[metric]['low'] <= d[metric]['mean'] <= d[metric]['high']
+
+
+def test_finished_runs_are_not_run_again(demo):
+    # The same command on the same out dir (a stopped demo or sweep,
+    # resumed) reuses every finished run's stored result.
+    out_dir, env, results, _ = demo
+    output = run([sys.executable, DEMO, *SMALL, '--out-dir', out_dir], env)
+    assert output.count('done before') == 2 * len(METHODS)
+    assert ': 6 iterations' not in output
+    with open(osp.join(out_dir, 'results.json')) as f:
+        again = json.load(f)
+    for key, method in results['methods'].items():
+        assert again['methods'][key]['miou_mean'] == method['miou_mean']
 
 
 def test_figures(demo):

@@ -1,6 +1,6 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""The library parts of the demo: paired statistics, the structural gap,
-per-descriptor GSKD terms, the pairing checks and the hooks."""
+"""The library parts of the demo: paired statistics, the structural gaps,
+the pairing checks, the sweep's methods and the gradient-share hook."""
 import math
 import os.path as osp
 
@@ -13,9 +13,13 @@ from gskd_mm.apis import init_student
 from gskd_mm.models.losses import GSKDLoss
 from gskd_mm.testing import random_seg_batch
 from gskd_mm.utils import register_all_modules, student_state_dict
-from projects.gskd_demo.gskd_demo import (paired_differences,
+from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, GradientShareHook,
+                                          method_spec, paired_differences,
                                           paired_t_interval, pairing_check,
-                                          structural_gap)
+                                          structural_gap, structural_gaps,
+                                          sweep_methods)
+from projects.gskd_demo.gskd_demo.gradient_share_hook import gskd_share
+from projects.gskd_demo.gskd_demo.runs import config_dir, load_config
 
 PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS_BASE = osp.join(PROJECT, 'configs', '_base_', 'models',
@@ -122,80 +126,120 @@ def test_structural_gap_errors():
         structural_gap(student, teacher, unlabelled)
 
 
-# ------------------------------------------------ GSKD per descriptor
-def test_descriptor_losses_average_to_the_loss():
-    torch.manual_seed(0)
-    loss = GSKDLoss(num_samples=4, group_size=3, tau=2.0, loss_weight=3.0)
-    preds_S = torch.randn(3, 8, 6, 6)
-    preds_T = torch.randn(3, 8, 6, 6)
-    logits_T = torch.randn(3, 5, 6, 6)
-    labels = torch.randint(0, 5, (3, 12, 12))
-    torch.manual_seed(7)
-    expected = loss(preds_S, preds_T, logits_T, labels)
-    torch.manual_seed(7)
-    steps = loss.descriptors(preds_S, preds_T, logits_T, labels)
-    terms = loss.descriptor_losses(steps)
-    assert terms.shape == steps['columns_valid'].shape[:2]
-    assert (terms >= 0).all()
-    torch.testing.assert_close(loss.reduce(terms, steps), expected)
-    # Padding groups carry no term.
-    groups = steps['groups_per_img']
-    for img in range(3):
-        assert (terms[img, int(groups[img]):] == 0).all()
 
 
-# ------------------------------------------------------------ students
-def test_student_state_dict_strips_only_leading_prefix():
-    weight = torch.ones(1)
-    assert student_state_dict({
-        'architecture.head.architecture.w': weight,
-        'teacher.architecture.w': weight,
-        'distiller.connectors.p.architecture.w': weight,
-    }) == {
-        'head.architecture.w': weight
+def test_structural_gaps_both_metrics_and_projector():
+    student, teacher = _demo_networks()
+    batches = _batches()
+    same = structural_gaps(teacher, teacher, batches)
+    assert same['kl'] == pytest.approx(0.0, abs=1e-9)
+    assert same['cos'] == pytest.approx(0.0, abs=1e-6)
+    own = structural_gaps(student, teacher, batches)
+    assert own['kl'] == structural_gap(student, teacher, batches)
+    assert 0 < own['cos'] < 2  # mean |cosine difference|
+    # Student features (16 channels) through a projector to the teacher's
+    # 32: a different gap, on the same draws.
+    torch.manual_seed(2)
+    projector = torch.nn.Conv2d(16, 32, 1, bias=False)
+    projected = structural_gaps(student, teacher, batches,
+                                projector=projector)
+    assert projected['kl'] != own['kl'] and projected['cos'] != own['cos']
+    # The identity as projector changes nothing.
+    assert structural_gaps(
+        student, teacher, batches, projector=lambda x: x) == own
+
+
+def test_paired_differences_skip_undefined_metrics():
+    def run(seed, miou, gap, proj):
+        return dict(seed=seed, miou=miou, gap=gap, gap_cos=gap / 10,
+                    gap_proj=proj, gap_proj_cos=proj)
+    runs = {
+        'cwd': [run(0, 30.0, 0.5, None), run(1, 31.0, 0.6, None)],
+        'cwd_gskd': [run(0, 32.0, 0.4, 0.2), run(1, 34.0, 0.4, 0.3)],
+        'cwd_gskd-row': [run(1, 30.0, 0.7, 0.1), run(0, 29.0, 0.7, 0.2)],
     }
-    with pytest.raises(ValueError, match='architecture'):
-        student_state_dict({'w': weight})
+    paired = paired_differences(runs)
+    assert set(paired) == {'cwd_gskd', 'cwd_gskd-row'}
+    for d in paired.values():
+        assert d['baseline'] == 'cwd'
+        assert set(d) == {'baseline', 'miou', 'gap', 'gap_cos'}
+    assert paired['cwd_gskd']['miou']['mean'] == pytest.approx(2.5)
+    assert paired['cwd_gskd-row']['miou']['mean'] == pytest.approx(-1.0)
+    assert paired['cwd_gskd-row']['gap']['mean'] == pytest.approx(0.15)
 
 
-def test_init_student_of_a_distill_config(tmp_path):
-    register_all_modules(init_default_scope=False)
-    config = osp.join(
-        PROJECT, 'configs',
-        'dist_deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py')
-    student, _ = _demo_networks()
-    state = {f'architecture.{k}': v for k, v in student.state_dict().items()}
-    state['teacher.x'] = torch.zeros(1)
-    ckpt = str(tmp_path / 'distill.pth')
-    torch.save(dict(state_dict=state), ckpt)
-    loaded = init_student(config, ckpt)
-    assert not loaded.training
-    for key, value in student.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
+# --------------------------------------------------------------- sweep
+def test_sweep_methods_and_their_overrides_land_in_the_config():
+    keys = sweep_methods()
+    assert len(keys) == 3 * (2 + len(GSKD_VARIANTS))
+    assert keys[:2] == ['dist', 'dist_gskd']
+    data = dict(data_root='/nonexistent', generate_cfg=dict(num_train=1))
+    for key in keys:
+        spec = method_spec(key)
+        if spec.loss_gskd is None:
+            continue
+        base, _, variant = key.partition('_')
+        assert spec.baseline == base
+        options = GSKD_VARIANTS[variant]['options']
+        assert spec.loss_gskd == dict(
+            options, loss_weight=GSKD_VARIANTS[variant]['loss_weight'][base])
+        # As student_runs builds it: the recipe with the authors' GSKD,
+        # its loss_gskd updated, the rest of the recipe as it is.
+        cfg = load_config(spec.config, data['data_root'],
+                          data['generate_cfg'], 10, 2, 0)
+        authors = cfg.model.distiller.distill_losses.loss_gskd.copy()
+        cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
+        built = cfg.model.distiller.distill_losses.loss_gskd
+        for name, value in spec.loss_gskd.items():
+            assert built[name] == value, (key, name)
+        for name in ('type', 'num_samples', 'group_size'):
+            assert built[name] == authors[name], (key, name)
+    assert method_spec('dist_gskd').loss_gskd is None
+    assert method_spec('dist_gskd').baseline == 'dist'
+    assert method_spec('no_kd').baseline is None
+    for bad in ('dist_gskd-nope', 'no_kd_gskd-row', 'nothing'):
+        with pytest.raises(ValueError, match='unknown demo method'):
+            method_spec(bad)
+    with pytest.raises(ValueError, match='unknown demo method'):
+        sweep_methods(variants=['nope'])
+    assert osp.isdir(config_dir())
 
 
-# --------------------------------------------------------- visualisation
-def test_dataset_classes_from_mmseg_metainfo():
-    from projects.gskd_demo.gskd_demo import synthetic
-    from gskd_mm.visualization import dataset_classes
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(
-        osp.join(PROJECT, 'configs',
-                 'deeplabv3_r18-w8-d4_synthetic-64x64.py'))
-    cfg.test_dataloader.dataset.data_root = '/nonexistent'  # nothing read
-    names, palette = dataset_classes(cfg)
-    assert names == list(synthetic.CLASSES)
-    assert palette == [list(c) for c in synthetic.PALETTE]
-    # Without a palette, MMSeg's fixed random one, one colour per class.
-    cfg = Config(
-        dict(
-            default_scope='mmseg',
-            test_dataloader=dict(
-                dataset=dict(
-                    type='BaseSegDataset',
-                    data_root='/nonexistent',
-                    metainfo=dict(classes=('a', 'b', 'c')),
-                    data_prefix=dict(img_path='i', seg_map_path='s')))))
-    names, palette = dataset_classes(cfg)
-    assert names == ['a', 'b', 'c']
-    assert len(palette) == 3 and palette == dataset_classes(cfg)[1]
+# ------------------------------------------------------- gradient share
+class _Runner:
+
+    def __init__(self, model):
+        self.model = model
+
+
+def test_gradient_share_hook_leaves_training_alone(monkeypatch):
+    import projects.gskd_demo.gskd_demo.gradient_share_hook as module
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3),
+                                torch.nn.BatchNorm1d(3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def fake_norms(model, data_batch):
+        # Side effects as a training forward has: BN statistics, RNG.
+        model.train()
+        model(torch.randn(4, 3))
+        return {'decode.loss_ce': dict(student=2.0, share=1.0),
+                'distill.loss_gskd': dict(student=1.0, share=0.5)}
+
+    monkeypatch.setattr(module, '_loss_gradient_norms', lambda: fake_norms)
+    hook = GradientShareHook()
+    state = torch.random.get_rng_state()
+    hook.before_train_iter(_Runner(model), 0, dict(inputs=[]))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.grad is None for p in model.parameters())
+    assert gskd_share(hook.norms) == 0.5
+    hook.norms['distill.loss_gskd']['share'] = 7.0
+    hook.before_train_iter(_Runner(model), 1, dict(inputs=[]))
+    assert gskd_share(hook.norms) == 7.0  # measured once, on batch 0
+    assert gskd_share({'decode.loss_ce': dict(share=1.0)}) is None
+
+    monkeypatch.setattr(module, '_loss_gradient_norms', lambda: None)
+    absent = GradientShareHook()
+    absent.before_train_iter(_Runner(model), 0, dict(inputs=[]))
+    assert not absent.available and absent.norms is None
