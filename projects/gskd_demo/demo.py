@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
         default=800,
         help='iterations of the teacher (trained once, then cached)')
     parser.add_argument(
-        '--seeds', type=int, default=5, help='seeds per student method')
+        '--seeds', type=int, default=10, help='seeds per student method')
     parser.add_argument(
         '--methods',
         nargs='+',
@@ -77,7 +77,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--num-train', type=int, default=300, help='training images')
     parser.add_argument(
-        '--num-val', type=int, default=60, help='validation images')
+        '--num-val', type=int, default=200, help='validation images')
     parser.add_argument(
         '--batch-size',
         type=int,

@@ -190,10 +190,14 @@ def load_config(name: str, data_root: str, generate_cfg: dict, iters: int,
         cfg[loader].dataset.data_root = data_root
         cfg[loader].dataset.generate_cfg = generate_cfg
     cfg.train_dataloader.batch_size = batch_size
+    # The schedulers keep their shape: every begin and end scales with the
+    # run's length (a warm-up over the first 10 % stays 10 %).
+    scale = iters / cfg.train_cfg.max_iters
+    for scheduler in cfg.param_scheduler:
+        scheduler.begin = round(scheduler.get('begin', 0) * scale)
+        scheduler.end = max(scheduler.begin + 1, round(scheduler.end * scale))
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = iters
-    for scheduler in cfg.param_scheduler:
-        scheduler.end = iters
     cfg.default_hooks.checkpoint.interval = iters
     cfg.default_hooks.logger.interval = max(1, iters // 50)
     cfg.randomness = dict(seed=seed)
