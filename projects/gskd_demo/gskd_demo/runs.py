@@ -3,8 +3,8 @@
 
 On the built-in Synthetic Scenes data, a DeepLabV3-R18 teacher is trained
 once (cached, keyed by its config and the data), then a narrower student is
-trained without distillation and with every recipe of ``projects/gskd_demo/configs``, for
-several seeds. Runs of one seed are paired: every method starts from the
+trained without distillation and with every recipe of
+``projects/gskd_demo/configs``, for several seeds. Runs of one seed are paired: every method starts from the
 same student weights (written once per seed, loaded through the student's
 ``init_cfg``) and sees the same batches in the same order; a
 :class:`~.RunFingerprintHook` checks both.
@@ -260,8 +260,8 @@ def train(cfg: Config,
     Returns:
         dict: ``miou`` and all validation metrics; if measured, the
         structural gaps (:func:`measure_gaps`); ``grad_norms`` and
-        ``gskd_grad_share`` (see :class:`GradientShareHook`); ``wall_s`` (build, train, validation,
-        checkpoint), ``iter_ms`` (median training step), ``gskd_ms``
+        ``gskd_grad_share`` (see :class:`GradientShareHook`); ``wall_s``
+        (build, train, validation, checkpoint), ``iter_ms`` (median training step), ``gskd_ms``
         (median GSKD loss forward + backward per step, 0 without GSKD),
         ``student_digest`` and ``data_digest`` (see
         :class:`~.RunFingerprintHook`), ``checkpoint``,

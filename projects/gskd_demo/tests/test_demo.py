@@ -1,8 +1,8 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The CPU demo (``make demo``) runs end to end in its smallest setting.
 
-``projects/gskd_demo/demo.py`` runs as the README runs it, in a subprocess, with a few
-iterations, two seeds, a small generated dataset and the cache and outputs
+``projects/gskd_demo/demo.py`` runs as the README runs it, in a
+subprocess, with a few iterations, two seeds, a small generated dataset and the cache and outputs
 in a temporary directory; then its table, paired statistics, figures,
 teacher cache and the GSKD visualisation tool are checked.
 """

@@ -1,6 +1,7 @@
 # A short CPU schedule: SGD with a poly decay; validation and the one
-# checkpoint come at the end. projects/gskd_demo/demo.py sets the number of iterations
-# (`train_cfg.max_iters`, the scheduler's `end`, the checkpoint interval).
+# checkpoint come at the end. projects/gskd_demo/demo.py sets the number of
+# iterations (`train_cfg.max_iters`, the checkpoint interval) and scales
+# every scheduler's `begin` and `end` with it.
 max_iters = 1000
 optim_wrapper = dict(
     type='OptimWrapper',

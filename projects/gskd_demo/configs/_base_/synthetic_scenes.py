@@ -1,14 +1,14 @@
 # Synthetic Scenes (projects/gskd_demo/gskd_demo/synthetic.py): 64x64
-# procedural scenes, 7 classes told apart by texture and context, generated on first use.
+# procedural scenes, 7 classes told apart by texture and context, generated
+# on first use.
 #
 # `data_root=None` is the cache, `<$GSKD_MM_CACHE or ~/.cache/gskd_mm>/
 # synthetic_scenes`; `generate_cfg` holds the keyword arguments of
 # `generate_synthetic_scenes` (None: 300 train / 60 val images, seed 0) and
 # must be the same for both splits. The type is given by its import path
 # (the repository root on sys.path, as for MMSeg's projects), which imports
-# the demo module without a `custom_imports` (which would
-# clash with the one of the distillation pieces these configs are merged
-# with).
+# the demo module without a `custom_imports` (which would clash with the one
+# of the distillation pieces these configs are merged with).
 dataset_type = 'projects.gskd_demo.gskd_demo.SyntheticScenesDataset'
 data_root = None
 generate_cfg = None

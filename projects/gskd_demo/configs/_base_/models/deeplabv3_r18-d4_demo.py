@@ -9,8 +9,8 @@
 # parameters); `teacher` is the same dict with the teacher's widths (base 16,
 # ASPP 32 channels, ~0.9M parameters), as a distiller builds it. The
 # teacher's training config trains `teacher`; distillation recipes load its
-# checkpoint through `teacher_ckpt` (set by projects/gskd_demo/demo.py). Every model dict
-# names its scope: a distiller (scope mmrazor) builds them.
+# checkpoint through `teacher_ckpt` (set by projects/gskd_demo/demo.py).
+# Every model dict names its scope: a distiller (scope mmrazor) builds them.
 num_classes = 7
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(
