@@ -243,3 +243,31 @@ def test_gradient_share_hook_leaves_training_alone(monkeypatch):
     absent = GradientShareHook()
     absent.before_train_iter(_Runner(model), 0, dict(inputs=[]))
     assert not absent.available and absent.norms is None
+
+
+# ------------------------------------------------------------ schedule
+def test_every_student_has_the_same_schedule_scaled_to_the_run():
+    from projects.gskd_demo.gskd_demo.runs import METHODS, TEACHER_CONFIG
+    schedules = set()
+    for key in METHODS:
+        cfg = load_config(method_spec(key).config, '/nonexistent', {}, 150,
+                          4, 0)
+        warmup, poly = cfg.param_scheduler
+        assert (warmup.type, warmup.begin, warmup.end) == ('LinearLR', 0, 15)
+        assert (poly.type, poly.begin, poly.end) == ('PolyLR', 15, 150)
+        assert cfg.train_cfg.max_iters == 150
+        schedules.add(
+            repr((cfg.optim_wrapper.optimizer, cfg.optim_wrapper.clip_grad,
+                  cfg.param_scheduler)))
+    assert len(schedules) == 1  # the same for every method
+    assert 'max_norm' in next(iter(schedules))
+    # Very short runs keep a valid schedule.
+    cfg = load_config(METHODS['dist'][1], '/nonexistent', {}, 2, 4, 0)
+    assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 1),
+                                                                (0, 2)]
+    # The teacher's schedule is its own (AdamW, no clip, no warm-up).
+    cfg = load_config(TEACHER_CONFIG, '/nonexistent', {}, 800, 8, 0)
+    assert cfg.optim_wrapper.clip_grad is None
+    assert [(s.type, s.begin, s.end) for s in cfg.param_scheduler] == [
+        ('PolyLR', 0, 800)
+    ]
