@@ -6,7 +6,7 @@
 #                   the same with the full mmcv 2.1.0, built once from
 #                   source (tools/build_mmcv.sh), for models that run its ops
 #   make test       set up, then run the test suite
-#   make demo       set up, then run the CPU demo (tools/demo.py)
+#   make demo       set up, then run the CPU demo (projects/gskd_demo/demo.py)
 #   make benchmark  set up, then time the GSKD loss and the CIRKD terms
 #                   (tools/benchmark_gskd.py, tools/benchmark_cirkd.py)
 PYTHON ?= python3
@@ -49,7 +49,7 @@ test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) projects/gskd_demo/demo.py
 
 benchmark: setup
 	$(PY) tools/benchmark_gskd.py

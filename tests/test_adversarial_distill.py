@@ -6,6 +6,7 @@ import gc
 import os
 import os.path as osp
 import socket
+import sys
 
 import pytest
 import torch
@@ -24,10 +25,13 @@ from gskd_mm.testing import random_seg_batch
 from gskd_mm.utils import register_all_modules
 
 register_all_modules(init_default_scope=False)
-ROOT = osp.dirname(osp.dirname(__file__))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CWD = osp.join(
-    ROOT, 'configs', 'demo',
+    ROOT, 'projects', 'gskd_demo', 'configs',
     'cwd_deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py')
+# The demo's dataset type is imported from the repository root.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 
 def test_discriminator_is_the_authors_architecture():

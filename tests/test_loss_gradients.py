@@ -24,7 +24,10 @@ from gskd_mm.engine import LossGradientHook
 from gskd_mm.testing.recipes import random_seg_batch, shrink_recipe
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(ROOT, 'configs', 'demo')
+DEMO = osp.join(ROOT, 'projects', 'gskd_demo', 'configs')
+# The demo's configs name their dataset by import path from the repo root.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 GSKD = osp.join(ROOT, 'configs', 'gskd')
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'loss_gradients.py')
 DIST_GSKD = osp.join(
@@ -422,7 +425,8 @@ def test_hook_values_reach_the_log_and_scalars_json(tmp_path):
 
     from mmengine.runner import Runner
 
-    from gskd_mm.datasets.synthetic import generate_synthetic_scenes
+    from projects.gskd_demo.gskd_demo.synthetic import \
+        generate_synthetic_scenes
     cfg = recipe(DIST_GSKD)
     data_root = generate_synthetic_scenes(str(tmp_path / 'data'),
                                           num_train=4,

@@ -2,9 +2,8 @@
 from .amp import enable_amp
 from .discriminator_optim_constructor import \
     DiscriminatorOptimWrapperConstructor
-from .hooks import LossGradientHook, RunFingerprintHook, StepTimerHook
+from .hooks import LossGradientHook
 
 __all__ = [
-    'DiscriminatorOptimWrapperConstructor', 'LossGradientHook',
-    'RunFingerprintHook', 'StepTimerHook', 'enable_amp'
+    'DiscriminatorOptimWrapperConstructor', 'LossGradientHook', 'enable_amp'
 ]
