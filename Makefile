@@ -8,7 +8,7 @@
 #   make test       set up, then run the fast tier of the tests (not those
 #                   marked slow: see docs/en/get_started.md, "The tests")
 #   make test-all   set up, then run every test
-#   make demo       set up, then run the CPU demo (tools/demo.py)
+#   make demo       set up, then run the CPU demo (projects/gskd_demo/demo.py)
 #   make benchmark  set up, then time the GSKD loss and the CIRKD terms
 #                   (tools/analysis_tools/benchmark_gskd.py and
 #                   benchmark_cirkd.py)
@@ -49,13 +49,13 @@ $(STAMP): setup.py requirements/*.txt tools/build_mmcv.sh gskd_mm_compat.pth
 	touch $@
 
 test: setup
-	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests projects -m "not slow" $(PYTEST_ARGS)
 
 test-all: setup
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests projects $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) projects/gskd_demo/demo.py
 
 benchmark: setup
 	$(PY) tools/analysis_tools/benchmark_gskd.py

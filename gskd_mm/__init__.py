@@ -2,8 +2,8 @@
 """gskd-mm: Global Structural Similarity Knowledge Distillation for MMRazor.
 
 Importing the package registers its losses and connectors into MMRazor's
-``MODELS`` registry, its hooks into MMEngine's ``HOOKS`` (configs do it with
-``custom_imports = dict(imports=['gskd_mm'])``) and lets torch's
+``MODELS`` registry and its optimizer constructor into MMEngine's (configs
+do it with ``custom_imports = dict(imports=['gskd_mm'])``) and lets torch's
 weights-only loading read MMEngine checkpoints
 (:func:`gskd_mm.utils.allow_mmengine_checkpoints`).
 """

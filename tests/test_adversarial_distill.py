@@ -5,6 +5,7 @@ import copy
 import gc
 import os
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -22,10 +23,13 @@ from gskd_mm.utils import register_all_modules
 
 from helpers import random_seg_batch, spawn_with_deadline
 
-ROOT = osp.dirname(osp.dirname(__file__))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CWD = osp.join(
-    ROOT, 'configs', 'demo',
+    ROOT, 'projects', 'gskd_demo', 'configs',
     'cwd_deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py')
+# The demo's dataset type is imported from the repository root.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 
 def test_discriminator_is_the_authors_architecture():

@@ -74,6 +74,36 @@ def test_minibatch_trains_the_student_only():
     assert f_s.grad.abs().sum() > 0 and f_t.grad is None
 
 
+# Block sizes: one row; rows that do not divide an image's pixels; about
+# one image's; all rows at once.
+@pytest.mark.parametrize('block_size', [1, 7 * 3 * 24, 24 * 3 * 24, 2**24])
+@pytest.mark.parametrize('tau', [0.1, 1.0])
+def test_minibatch_blocks_equal_all_at_once(block_size, tau):
+    f_t = features(3, 16, (4, 6), seed=2)
+    values, grads = [], []
+    for fn in (CIRKDMiniBatchPixelLoss(tau, 2.0, block_size=block_size),
+               lambda s, t: 2.0 * loop.minibatch_pixel_loss_dense(s, t, tau)):
+        f_s = features(3, 8, (4, 6), seed=1).requires_grad_()
+        value = fn(f_s, f_t)
+        value.backward(torch.tensor(3.0))  # an upstream gradient, too
+        values.append(value)
+        grads.append(f_s.grad)
+    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+    assert grads[0].abs().sum() > 0
+
+
+def test_minibatch_without_gradient_and_bad_block_size():
+    f_s, f_t = features(2, 8, seed=1), features(2, 16, seed=2)
+    with torch.no_grad():
+        value = CIRKDMiniBatchPixelLoss(block_size=5)(f_s, f_t)
+    assert not value.requires_grad
+    torch.testing.assert_close(value,
+                               loop.minibatch_pixel_loss_dense(f_s, f_t))
+    with pytest.raises(ValueError, match='block_size must be'):
+        CIRKDMiniBatchPixelLoss(block_size=0)
+
+
 # ----------------------------------------------------------------- memory
 def pixel_loss(**kwargs):
     settings = dict(

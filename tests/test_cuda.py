@@ -9,12 +9,14 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.optim import (AmpOptimWrapper, OptimWrapperDict,
+                            build_optim_wrapper)
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 
+from gskd_mm.engine import enable_amp
 from gskd_mm.models.losses import GSKDLoss
 
-from benchmark_step import optim_wrapper_for
 from helpers import num_classes_of, random_seg_batch, shrink_recipe
 
 pytestmark = pytest.mark.skipif(
@@ -114,9 +116,14 @@ def test_recipe_step_with_amp_optim_wrapper(name, dtype):
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).cuda().train()
-    # The recipe's optimizers (two with adversarial distillation), AMP.
-    optim = optim_wrapper_for(
-        cfg, model, dict(float16='fp16', bfloat16='bf16')[dtype], 'cuda')
+    # The recipe's optimizers (two with adversarial distillation), AMP as
+    # `tools/train.py --amp` sets it up.
+    enable_amp(cfg, dtype=dtype)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    wrappers = optim.values() if isinstance(optim, OptimWrapperDict) \
+        else [optim]
+    assert all(isinstance(w, AmpOptimWrapper) and
+               w.cast_dtype == getattr(torch, dtype) for w in wrappers)
     before = {k: p.detach().clone() for k, p in model.named_parameters()
               if p.requires_grad}
     batch = random_seg_batch(2, (128, 256), num_classes_of(cfg))

@@ -1,13 +1,17 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """GSKDLoss: the method page, its edge cases and its errors."""
+import importlib.util
+import os.path as osp
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from gskd_mm.models.losses import GSKDLoss
 from gskd_mm.models.losses.gskd_loss import (class_balanced_sample,
-                                             class_counts, resize_labels,
-                                             valid_pixel_mask)
+                                             class_counts,
+                                             descriptor_kl_terms,
+                                             resize_labels, valid_pixel_mask)
 
 import loop_reference
 
@@ -279,6 +283,11 @@ def test_sampling_is_uniform():
     (dict(tau=0.0), 'tau'),
     (dict(tau=-1.0), 'tau'),
     (dict(valid_mask='all'), 'valid_mask'),
+    (dict(tau='1'), 'tau'),
+    (dict(normalize='flat'), "normalize must be one of .*'row'"),
+    (dict(normalize=None), 'normalize'),
+    (dict(exclude_diagonal='yes'), 'exclude_diagonal must be True or False'),
+    (dict(exclude_diagonal=1), 'exclude_diagonal'),
 ])
 def test_bad_settings_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -400,3 +409,329 @@ def test_label_resize_picks_what_nearest_interpolation_picks(
         labels[:, None].double(), size=out_size, mode='nearest')[:, 0]
     torch.testing.assert_close(
         resize_labels(labels, out_size), expected.long())
+
+
+# ------------------------------------- normalize and exclude_diagonal options
+def authors_descriptor_kl_terms(sim_S, sim_T, rows_valid, columns_valid,
+                                tau):
+    """The descriptor KL as the loss computed it before its options existed.
+
+    A frozen copy: the defaults of ``GSKDLoss`` must stay this, bit for bit.
+    """
+    num_imgs, rows, _ = sim_S.shape
+    max_groups, max_width = columns_valid.shape[1:]
+
+    def group_major(sim):
+        return sim.view(num_imgs, rows, max_groups, max_width).transpose(
+            1, 2).reshape(num_imgs, max_groups, rows * max_width)
+
+    mask = rows_valid[:, None, :, None] & columns_valid[:, :, None, :]
+    mask = mask.reshape(num_imgs, max_groups, rows * max_width)
+    floor = torch.finfo(torch.float32).min
+    log_p_S = F.log_softmax(
+        (group_major(sim_S) / tau).masked_fill(~mask, floor), dim=2)
+    log_p_T = F.log_softmax(
+        (group_major(sim_T) / tau).masked_fill(~mask, floor), dim=2)
+    kl = torch.where(mask, log_p_T.exp() * (log_p_T - log_p_S), 0.0).sum(2)
+    return kl * tau**2 / mask.sum(2).clamp(min=1)
+
+
+def authors_loss(loss, f_s, f_t, logits, labels):
+    """The loss before its options: the same draws, the frozen KL and mean."""
+    steps = loss.descriptors(f_s, f_t, logits, labels)
+    terms = loss.loss_weight * authors_descriptor_kl_terms(
+        steps['shuffled_S'], steps['shuffled_T'], steps['rows_valid'],
+        steps['columns_valid'], loss.tau)
+    per_img = terms.sum(1) / steps['groups_per_img'].clamp(min=1)
+    img_valid = steps['num_present'] > 0
+    return (per_img * img_valid).sum() / img_valid.sum()
+
+
+def padded_batch(seed=0, size=(8, 8), channels=8):
+    """Four images with 3, 1 and 2 classes and one with no valid pixel."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (4, 2 * size[0], 2 * size[1]),
+                           generator=gen)
+    labels[1] = 2
+    labels[2][labels[2] == 0] = 255
+    labels[3] = 255
+    labels[torch.rand(labels.shape, generator=gen) < 0.1] = 255
+    f_s = torch.randn(4, channels, *size, generator=gen)
+    f_t = torch.randn(4, channels, *size, generator=gen)
+    return f_s, f_t, torch.randn(4, 3, *size, generator=gen), labels
+
+
+@pytest.mark.parametrize('num_imgs, channels, size, num_classes, group_size, '
+                         'tau', [(2, 16, (8, 8), 4, -1, 1.0),
+                                 (3, 8, (12, 10), 7, 3, 4.0),
+                                 (1, 32, (16, 16), 3, -2, 0.5),
+                                 (4, 16, (8, 8), 19, 1, 1.0)])
+def test_defaults_are_the_authors_loss_bit_for_bit(num_imgs, channels, size,
+                                                   num_classes, group_size,
+                                                   tau):
+    gen = torch.Generator().manual_seed(num_classes)
+    f_s = torch.randn(num_imgs, channels, *size, generator=gen)
+    f_t = torch.randn(num_imgs, channels, *size, generator=gen)
+    logits = torch.randn(num_imgs, num_classes, *size, generator=gen)
+    labels = torch.randint(0, num_classes, (num_imgs, 2 * size[0],
+                                            2 * size[1]), generator=gen)
+    labels[0, :size[0]] = 255
+    loss = GSKDLoss(group_size=group_size, tau=tau, loss_weight=10.0,
+                    valid_mask='labeled')
+    results = []
+    for compute in (loss, lambda *args: authors_loss(loss, *args)):
+        x = f_s.clone().requires_grad_()
+        torch.manual_seed(3)
+        value = compute(x, f_t, logits, labels)
+        value.backward()
+        results.append((value.detach(), x.grad))
+    (value, grad), (expected, expected_grad) = results
+    assert value > 0
+    assert torch.equal(value, expected)
+    assert torch.equal(grad, expected_grad)
+
+
+def draws_of(steps):
+    """The vectorised loss's draws, per image, for the loop reference."""
+    draws = []
+    for i, rows_valid in enumerate(steps['rows_valid']):
+        num_points = int(rows_valid.sum())  # real rows come first
+        if num_points == 0:
+            draws.append(None)
+            continue
+        real_columns = steps['columns_valid'][i].flatten()
+        perms = steps['columns'][i, :num_points][:, real_columns]
+        draws.append((steps['index'][i, :num_points], perms))
+    return draws
+
+
+def loss_and_loop(loss, f_s, f_t, logits, labels, seed=0):
+    """Loss and loop reference on the same draws: values and gradients."""
+    torch.manual_seed(seed)
+    steps = loss.descriptors(f_s, f_t, logits, labels)
+    x = f_s.clone().requires_grad_()
+    torch.manual_seed(seed)
+    value = loss(x, f_t, logits, labels)
+    value.backward()
+    y = f_s.clone().requires_grad_()
+    expected = loss.loss_weight * loop_reference.gskd_loss_loop(
+        y, f_t, logits, labels,
+        num_samples=loss.num_samples,
+        group_size=loss.group_size,
+        tau=loss.tau,
+        valid_mask=loss.valid_mask,
+        normalize=loss.normalize,
+        exclude_diagonal=loss.exclude_diagonal,
+        draws=draws_of(steps))
+    expected.backward()
+    return (value, x.grad), (expected, y.grad)
+
+
+@pytest.mark.parametrize('group_size', [-1, -2, 3, 1])
+@pytest.mark.parametrize('tau', [1.0, 0.1])
+@pytest.mark.parametrize('exclude_diagonal', [False, True])
+@pytest.mark.parametrize('normalize', ['length', 'descriptor', 'row'])
+def test_options_agree_with_loop_reference(normalize, exclude_diagonal, tau,
+                                           group_size):
+    loss = GSKDLoss(num_samples=3, group_size=group_size, tau=tau,
+                    loss_weight=2.0, valid_mask='labeled',
+                    normalize=normalize, exclude_diagonal=exclude_diagonal)
+    (value, grad), (expected, expected_grad) = loss_and_loop(
+        loss, *padded_batch())
+    if not (normalize == 'row' and group_size == 1):
+        assert value > 0  # a row of one entry has nothing to compare
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        grad, expected_grad, rtol=1e-4,
+        atol=1e-5 * expected_grad.abs().max().item())
+    assert grad[3].abs().sum() == 0  # the image with no valid pixel
+
+
+@pytest.mark.parametrize('exclude_diagonal', [False, True])
+@pytest.mark.parametrize('normalize', ['length', 'descriptor', 'row'])
+def test_options_under_autocast_are_float32_of_rounded_inputs(
+        normalize, exclude_diagonal):
+    f_s, f_t, logits, labels = padded_batch(size=(16, 16), channels=32)
+    loss = GSKDLoss(num_samples=4, group_size=3, tau=0.1,
+                    valid_mask='labeled', normalize=normalize,
+                    exclude_diagonal=exclude_diagonal)
+    torch.manual_seed(0)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        value = loss(f_s.bfloat16(), f_t.bfloat16(), logits.bfloat16(),
+                     labels)
+    torch.manual_seed(0)
+    expected = loss(f_s.bfloat16().float(), f_t.bfloat16().float(),
+                    logits.bfloat16().float(), labels)
+    assert value.dtype == torch.float32
+    assert torch.equal(value, expected)
+
+
+def full_matrix_row_kl(f_s, f_t, labels, tau, exclude_diagonal):
+    """'row' GSKD with one group of all B columns: every row of the whole
+    similarity map against the teacher's (the shuffle only reorders a
+    row's entries; the order of the rows does not change their mean)."""
+    per_img = []
+    for fs, ft, lab in zip(f_s, f_t, labels):
+        idx = torch.nonzero(lab.flatten() != 255).squeeze(1)
+        vs = F.normalize(fs.flatten(1)[:, idx].t(), dim=1)
+        vt = F.normalize(ft.flatten(1)[:, idx].t(), dim=1)
+        ds, dt = vs @ vs.t(), vt @ vt.t()
+        if exclude_diagonal:
+            off = ~torch.eye(len(idx), dtype=torch.bool)
+            ds, dt = ds[off].view(len(idx), -1), dt[off].view(len(idx), -1)
+        kl = F.kl_div(
+            F.log_softmax(ds / tau, 1),
+            F.log_softmax(dt / tau, 1),
+            log_target=True,
+            reduction='none').sum(1)
+        per_img.append(kl.mean() * tau**2)
+    return torch.stack(per_img).mean()
+
+
+@pytest.mark.parametrize('exclude_diagonal', [False, True])
+@pytest.mark.parametrize('tau', [1.0, 0.1])
+def test_row_normalization_with_groups_at_least_b(tau, exclude_diagonal):
+    torch.manual_seed(0)
+    n = 3
+    labels = exact_n_labels(2, (8, 8), [[0, 2, 3], [1, 4]], n)
+    f_s, f_t = features(2, seed=1), features(2, seed=2)
+    loss = GSKDLoss(num_samples=n, group_size=10**6, tau=tau,
+                    normalize='row', exclude_diagonal=exclude_diagonal)
+    value = loss(f_s, f_t, one_hot_logits(labels, 5), labels)
+    expected = full_matrix_row_kl(f_s, f_t, labels, tau, exclude_diagonal)
+    assert value > 0
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_descriptor_normalization_is_length_times_entries():
+    torch.manual_seed(0)
+    n = 3
+    labels = exact_n_labels(2, (8, 8), [[0, 2, 3], [1, 4]], n)
+    args = (features(2, seed=1), features(2, seed=2),
+            one_hot_logits(labels, 5), labels)
+    length = GSKDLoss(num_samples=n, group_size=10**6)(*args)
+    flat = GSKDLoss(num_samples=n, group_size=10**6,
+                    normalize='descriptor')(*args)
+    # One descriptor per image, of B * B entries: 81 and 36.
+    expected = (81 * length_of(args, n, 0) + 36 * length_of(args, n, 1)) / 2
+    torch.testing.assert_close(flat, expected)
+    torch.testing.assert_close(length, (length_of(args, n, 0) +
+                                        length_of(args, n, 1)) / 2)
+
+
+def length_of(args, n, img):
+    """The authors' loss of image ``img`` alone (one descriptor)."""
+    return GSKDLoss(num_samples=n, group_size=10**6)(
+        *(a[img:img + 1] for a in args))
+
+
+def test_exclude_diagonal_with_single_columns():
+    # S = 1: every group is one column per row; each row loses its only
+    # entry in exactly the one group that holds its diagonal.
+    f_s, f_t, logits, labels = padded_batch(seed=1)
+    loss = GSKDLoss(num_samples=3, group_size=1, valid_mask='labeled',
+                    exclude_diagonal=True)
+    torch.manual_seed(0)
+    steps = loss.descriptors(f_s, f_t, logits, labels)
+    real = steps['rows_valid'][:, :, None] & steps['columns_valid'].flatten(
+        1)[:, None, :]
+    diagonal = (real & ~steps['off_diagonal']).sum(2)
+    assert torch.equal(diagonal, steps['rows_valid'].long())
+    for normalize in ('length', 'descriptor'):
+        loss.normalize = normalize
+        (value, grad), (expected, expected_grad) = loss_and_loop(
+            loss, f_s, f_t, logits, labels)
+        assert value > 0
+        torch.testing.assert_close(value, expected)
+        torch.testing.assert_close(grad, expected_grad)
+    # Rows of one entry compare nothing: zero, not NaN, still in the graph.
+    loss.normalize = 'row'
+    x = f_s.clone().requires_grad_()
+    value = loss(x, f_t, logits, labels)
+    value.backward()
+    assert value == 0 and torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_descriptor_of_only_the_diagonal_does_not_count():
+    # One sample per image (one class, N = 1): its one descriptor is its
+    # diagonal entry. Without it, the image has nothing to compare and
+    # leaves the mean; with no image left the loss is zero in the graph.
+    f_s, f_t = features(2, seed=1), features(2, seed=2)
+    labels = torch.full((2, 8, 8), 255)
+    labels[0, :4] = 1
+    labels[1] = 0
+    labels[1, 0, 0], labels[1, 0, 1] = 1, 2
+    logits = torch.randn(2, 3, 8, 8)
+    for normalize in ('length', 'descriptor', 'row'):
+        loss = GSKDLoss(num_samples=1, valid_mask='labeled',
+                        normalize=normalize, exclude_diagonal=True)
+        torch.manual_seed(0)
+        steps = loss.descriptors(f_s, f_t, logits, labels)
+        assert not steps['descriptor_valid'][0].any()
+        assert steps['descriptor_valid'][1].all()
+        (value, grad), (expected, expected_grad) = loss_and_loop(
+            loss, f_s, f_t, logits, labels)
+        assert value > 0  # image 1: B = 3, rows of 2 entries
+        torch.testing.assert_close(value, expected)
+        torch.testing.assert_close(grad, expected_grad)
+        assert grad[0].abs().sum() == 0
+        x = f_s[:1].clone().requires_grad_()
+        alone = loss(x, f_t[:1], logits[:1], labels[:1])
+        alone.backward()
+        assert alone == 0 and torch.equal(x.grad, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize('exclude_diagonal', [False, True])
+@pytest.mark.parametrize('normalize', ['length', 'descriptor', 'row'])
+def test_descriptor_terms_average_to_the_loss_with_options(
+        normalize, exclude_diagonal):
+    # The visualiser (gskd_mm.apis.gskd_view) shows descriptor_losses and
+    # reduce's mean as the loss: they must be the loss for every option.
+    f_s, f_t, logits, labels = padded_batch(seed=2)
+    loss = GSKDLoss(num_samples=3, group_size=2, tau=0.1, loss_weight=3.0,
+                    valid_mask='labeled', normalize=normalize,
+                    exclude_diagonal=exclude_diagonal)
+    torch.manual_seed(5)
+    expected = loss(f_s, f_t, logits, labels)
+    torch.manual_seed(5)
+    steps = loss.descriptors(f_s, f_t, logits, labels)
+    terms = loss.descriptor_losses(steps)
+    assert terms.shape == steps['columns_valid'].shape[:2]
+    assert (terms >= 0).all() and (terms[~steps['descriptor_valid']] == 0).all()
+    assert torch.equal(loss.reduce(terms, steps), expected)
+
+
+def test_descriptor_kl_terms_rejects_unknown_normalization():
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match='normalize must be one of'):
+        descriptor_kl_terms(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), mask,
+                            torch.ones(1, 1, 2, dtype=torch.bool), 1.0,
+                            normalize='rows')
+
+
+def load_toy():
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
+                    'analysis_tools', 'gskd_toy.py')
+    spec = importlib.util.spec_from_file_location('gskd_toy', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_toy_matches_step0_gradient_norms():
+    toy = load_toy()
+    configs = [toy.CONFIGS[0], next(c for c in toy.CONFIGS
+                                    if c[0] == toy.TARGET)]
+    rows = toy.run_toy([0], weight=10.0, steps=2, configs=configs)
+    by_kind = {(r['name'], r['weighting']): r for r in rows}
+    target = by_kind[(toy.TARGET, 'common')]['grad0'][0] / 10.0
+    for name, *_ in configs:
+        assert by_kind[(name, 'common')]['weight'] == [10.0]
+        matched = by_kind[(name, 'matched')]
+        assert matched['grad0'][0] == pytest.approx(target, rel=1e-4)
+        # Two steps of GSKD alone bring the structure closer.
+        assert matched['gap_change'][0] < 0
+    assert '| authors (length, diag in, T 1) | 10 |' in toy.markdown_table(
+        rows)
+    with pytest.raises(ValueError, match='must include'):
+        toy.run_toy([0], steps=1, configs=configs[:1])

@@ -14,18 +14,17 @@ Example::
 """
 import argparse
 import datetime
-import logging
 import os
 import os.path as osp
 
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
-from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 # Importing gskd_mm keeps MMRazor importable on torch 2 and lets torch's
 # weights-only loading (``--resume``, ``load_from``) read MMEngine checkpoints.
+from gskd_mm.engine import enable_amp
 from gskd_mm.utils import register_all_modules
 
 
@@ -47,7 +46,9 @@ def parse_args() -> argparse.Namespace:
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training')
+        help='enable automatic-mixed-precision training: every optimizer '
+        'wrapper becomes AmpOptimWrapper (float16; bfloat16 with '
+        '--cfg-options optim_wrapper.dtype=bfloat16)')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -74,26 +75,6 @@ def parse_args() -> argparse.Namespace:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def enable_amp(cfg: Config) -> None:
-    """Switch the config's ``OptimWrapper`` to ``AmpOptimWrapper``.
-
-    Args:
-        cfg (Config): The training config, changed in place.
-    """
-    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if optim_wrapper == 'AmpOptimWrapper':
-        print_log(
-            'AMP training is already enabled in your config.',
-            logger='current',
-            level=logging.WARNING)
-        return
-    assert optim_wrapper == 'OptimWrapper', (
-        '`--amp` is only supported when the optimizer wrapper type is '
-        f'`OptimWrapper` but got {optim_wrapper}.')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.loss_scale = 'dynamic'
 
 
 def init_cpu_distributed(cfg: Config) -> None:

@@ -12,7 +12,7 @@ each descriptor's KL term as the loss computes it
 
 Example::
 
-    python tools/visualize_gskd.py configs/demo/dist-gskd_*.py \\
+    python tools/visualize_gskd.py projects/gskd_demo/configs/dist-gskd_*.py \\
         work_dirs/demo/runs/dist_gskd/seed0/iter_300.pth \\
         ~/.cache/gskd_mm/synthetic_scenes/img_dir/val/val_00000.png
 """

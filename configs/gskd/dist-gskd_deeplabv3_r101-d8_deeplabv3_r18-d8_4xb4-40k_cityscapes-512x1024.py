@@ -1,13 +1,14 @@
 _base_ = [
     'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     './_base_/teachers/deeplabv3_r101-d8_cityscapes-512x1024.py',
-    './_base_/methods/dist_gskd.py',
+    './_base_/methods/dist_gskd_aux.py',
     './_base_/schedules/dist_cityscapes-40k.py',
 ]
 model = dict(
     _delete_=True,
     _scope_='mmrazor',
     type='EvalTeacherDistill',
+    teacher_auxiliary=_base_.teacher_auxiliary,
     architecture=_base_.model,
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,

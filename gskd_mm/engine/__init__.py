@@ -1,9 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
+from .amp import enable_amp
 from .discriminator_optim_constructor import \
     DiscriminatorOptimWrapperConstructor
-from .hooks import RunFingerprintHook, StepTimerHook
+from .hooks import LossGradientHook
 
 __all__ = [
-    'DiscriminatorOptimWrapperConstructor', 'RunFingerprintHook',
-    'StepTimerHook'
+    'DiscriminatorOptimWrapperConstructor', 'LossGradientHook', 'enable_amp'
 ]

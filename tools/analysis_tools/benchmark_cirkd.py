@@ -14,9 +14,14 @@ process; its peak memory is the largest growth of the process's resident
 memory during the timed steps (polled every millisecond), over what it held
 before them (inputs, and the queue of a memory term).
 
+The mini-batch term is also timed as it was computed before it worked in
+blocks (``minibatch_pixel_loss_dense``: all pairs in one map).
+
 Example::
 
     python tools/analysis_tools/benchmark_cirkd.py --batch 2 --repeats 3
+    python tools/analysis_tools/benchmark_cirkd.py --batch 4 --crop 256 512 \
+        --terms minibatch
 """
 import argparse
 import json
@@ -25,13 +30,14 @@ import sys
 import threading
 import time
 from statistics import median
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 from mmengine.logging import print_log
 
 TERMS = ('kd', 'minibatch', 'memory_pixel', 'memory_region')
 NUM_CLASSES = 19
+CROP = (512, 1024)
 
 
 def rss_mb() -> float:
@@ -61,10 +67,12 @@ class PeakRSS:
         self._thread.join()
 
 
-def make_inputs(batch: int, seed: int = 0) -> Dict[str, torch.Tensor]:
-    """Cityscapes-scale features, logits and blocky labels at stride 8."""
+def make_inputs(batch: int,
+                seed: int = 0,
+                crop: Tuple[int, int] = CROP) -> Dict[str, torch.Tensor]:
+    """Cityscapes-like features, logits and blocky labels at stride 8."""
     gen = torch.Generator().manual_seed(seed)
-    h, w = 64, 128
+    h, w = crop[0] // 8, crop[1] // 8
     cells = torch.randint(0, NUM_CLASSES, (batch, 1, h // 4, w // 4),
                           generator=gen).float()
     labels = torch.nn.functional.interpolate(
@@ -94,6 +102,9 @@ def step_fn(term: str, variant: str,
         if variant == 'vectorised':
             module = losses.CIRKDMiniBatchPixelLoss()
             return lambda: module(x['feat_S'], x['feat_T'])
+        if variant == 'dense':
+            return lambda: loop.minibatch_pixel_loss_dense(
+                x['feat_S'], x['feat_T'])
         return lambda: loop.minibatch_pixel_loss_loop(x['feat_S'],
                                                       x['feat_T'])
     if term == 'memory_pixel':
@@ -120,9 +131,10 @@ def step_fn(term: str, variant: str,
     return loop_step
 
 
-def time_term(term: str, variant: str, batch: int, repeats: int) -> dict:
+def time_term(term: str, variant: str, batch: int, repeats: int,
+              crop: Tuple[int, int] = CROP) -> dict:
     """Median forward and forward + backward seconds, peak memory."""
-    inputs = make_inputs(batch)
+    inputs = make_inputs(batch, crop=crop)
     grad_key = {'kd': 'logits_S', 'minibatch': 'feat_S'}.get(term, 'proj_S')
     inputs[grad_key].requires_grad_()
     step = step_fn(term, variant, inputs)
@@ -143,12 +155,15 @@ def time_term(term: str, variant: str, batch: int, repeats: int) -> dict:
         peak_mb=memory.peak - memory.start)
 
 
-def run_isolated(term: str, variant: str, batch: int, repeats: int) -> dict:
+def run_isolated(term: str, variant: str, batch: int, repeats: int,
+                 crop: Tuple[int, int] = CROP) -> dict:
     """Measure one variant in a fresh process."""
     out = subprocess.run([
         sys.executable, __file__, '--batch',
         str(batch), '--repeats',
-        str(repeats), '--only', f'{term}:{variant}'
+        str(repeats), '--crop',
+        str(crop[0]),
+        str(crop[1]), '--only', f'{term}:{variant}'
     ],
                          capture_output=True,
                          text=True,
@@ -163,25 +178,40 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument(
         '--terms', nargs='+', default=list(TERMS), choices=TERMS)
+    parser.add_argument(
+        '--crop',
+        type=int,
+        nargs=2,
+        default=list(CROP),
+        metavar=('H', 'W'),
+        help='image crop; features are at stride 8 (default: Cityscapes '
+        "training crop 512 1024)")
     parser.add_argument('--only', help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.only:  # child process of run_isolated
         term, variant = args.only.split(':')
         print(json.dumps(time_term(term, variant, args.batch,
-                                   args.repeats)))
+                                   args.repeats, tuple(args.crop))))
         return
+    crop = tuple(args.crop)
 
     rows = []
     for term in args.terms:
-        fast = run_isolated(term, 'vectorised', args.batch, args.repeats)
-        slow = run_isolated(term, 'loop', args.batch, args.repeats)
+        fast = run_isolated(term, 'vectorised', args.batch, args.repeats,
+                            crop)
+        slow = run_isolated(term, 'loop', args.batch, args.repeats, crop)
         rows.append((term, fast, slow))
         print_log(
             f'{term}: vectorised {fast["seconds"] * 1e3:.1f} ms, loop '
             f'{slow["seconds"] * 1e3:.1f} ms', logger='current')
-    print(f'\nCIRKD terms, batch {args.batch} at Cityscapes scale '
-          f'(64 x 128 features, 19 classes), CPU, '
+        if term == 'minibatch':
+            # All pairs in one map, as the term was computed before blocks.
+            dense = run_isolated(term, 'dense', args.batch, args.repeats,
+                                 crop)
+            rows.append(('minibatch, all pairs at once', dense, slow))
+    print(f'\nCIRKD terms, batch {args.batch}, crop {crop[0]} x {crop[1]} '
+          f'({crop[0] // 8} x {crop[1] // 8} features, 19 classes), CPU, '
           f'{torch.get_num_threads()} threads; median ms\n')
     print('| term | fwd | loop fwd | fwd + bwd | loop fwd + bwd | speed-up '
           '| peak MB | loop peak MB |')

@@ -57,6 +57,7 @@ from mmengine.runner import Runner
 from mmrazor.registry import MODELS
 from PIL import Image
 
+from gskd_mm.engine import enable_amp
 from gskd_mm.models.algorithms import teacher_model_config
 from gskd_mm.utils import register_all_modules
 
@@ -214,8 +215,9 @@ def optim_wrapper_for(cfg: Config, model: torch.nn.Module, precision: str,
     """The recipe's optimizer wrapper; ``AmpOptimWrapper`` for AMP on CUDA.
 
     Adversarial recipes have two wrappers (``architecture`` and
-    ``discriminator``): both become ``AmpOptimWrapper``, and a student
-    alone gets the ``architecture`` one.
+    ``discriminator``): both become ``AmpOptimWrapper``
+    (:func:`~gskd_mm.engine.enable_amp`, as ``tools/train.py --amp``), and
+    a student alone gets the ``architecture`` one.
 
     Args:
         cfg (Config): The recipe.
@@ -227,16 +229,13 @@ def optim_wrapper_for(cfg: Config, model: torch.nn.Module, precision: str,
         OptimWrapper | OptimWrapperDict: The wrapper(s).
     """
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
-    wrappers = [wrapper_cfg]
-    if 'constructor' in wrapper_cfg and 'discriminator' in wrapper_cfg:
-        if hasattr(model, 'discriminator'):
-            wrappers = [wrapper_cfg.architecture, wrapper_cfg.discriminator]
-        else:
-            wrapper_cfg = wrappers[0] = wrapper_cfg.architecture
+    if 'constructor' in wrapper_cfg and 'discriminator' in wrapper_cfg \
+            and not hasattr(model, 'discriminator'):
+        wrapper_cfg = wrapper_cfg.architecture
     if precision != 'fp32' and device.startswith('cuda'):
-        for wrapper in wrappers:
-            wrapper.type = 'AmpOptimWrapper'
-            wrapper.dtype = str(AMP_DTYPES[precision]).split('.')[-1]
+        amp_cfg = Config(dict(optim_wrapper=wrapper_cfg))
+        enable_amp(amp_cfg, str(AMP_DTYPES[precision]).split('.')[-1])
+        wrapper_cfg = amp_cfg.optim_wrapper
     return build_optim_wrapper(model, wrapper_cfg)
 
 

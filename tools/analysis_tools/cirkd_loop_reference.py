@@ -20,7 +20,8 @@ from torch import Tensor
 from loop_reference import resize_labels
 
 __all__ = [
-    'pixel_kd_loss_loop', 'minibatch_pixel_loss_loop', 'LoopMemory',
+    'pixel_kd_loss_loop', 'minibatch_pixel_loss_loop',
+    'minibatch_pixel_loss_dense', 'LoopMemory',
     'memory_loss_loop'
 ]
 
@@ -78,6 +79,38 @@ def minibatch_pixel_loss_loop(preds_S: Tensor,
             p_t = F.softmax(t_i @ t_j.t() / tau, dim=1)
             total = total + F.kl_div(log_p_s, p_t, reduction='batchmean')
     return total / num_imgs**2
+
+
+def minibatch_pixel_loss_dense(preds_S: Tensor,
+                               preds_T: Tensor,
+                               tau: float = 0.1) -> Tensor:
+    """Mini-batch pixel-to-pixel KD with all pairs in one map (not weighted).
+
+    ``CIRKDMiniBatchPixelLoss`` as it was before it worked in blocks: one
+    ``(N * P) x (N * P)`` similarity map per network, softmax-ed per image
+    block, and autograd's backward, which keeps those maps alive. The
+    reference its blocked computation is tested and timed against.
+
+    Args:
+        preds_S (Tensor): (N, Cs, h, w) student features.
+        preds_T (Tensor): (N, Ct, h, w) teacher features.
+        tau (float): Similarity temperature. Defaults to 0.1.
+
+    Returns:
+        Tensor: As :func:`minibatch_pixel_loss_loop`.
+    """
+    num_imgs, num_pixels = preds_S.shape[0], preds_S[0, 0].numel()
+
+    def log_relations(feats: Tensor) -> Tensor:
+        pixels = F.normalize(feats, dim=1).flatten(2).transpose(1, 2)
+        pixels = pixels.reshape(-1, feats.shape[1])
+        sim = (pixels / tau) @ pixels.t()
+        sim = sim.view(num_imgs, -1, num_imgs, sim.shape[1] // num_imgs)
+        return F.log_softmax(sim, dim=3)
+
+    kl = F.kl_div(log_relations(preds_S), log_relations(preds_T.detach()),
+                  reduction='sum', log_target=True)
+    return kl / (num_imgs**2 * num_pixels)
 
 
 class LoopMemory:

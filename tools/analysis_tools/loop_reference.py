@@ -170,6 +170,14 @@ def class_balanced_sample(
     return torch.cat(blocks)
 
 
+def _kl(desc_S: Tensor, desc_T: Tensor, tau: float) -> Tensor:
+    """``KL(softmax(desc_T / tau) || softmax(desc_S / tau)) * tau**2``."""
+    log_p_S = F.log_softmax(desc_S / tau, dim=0)
+    log_p_T = F.log_softmax(desc_T / tau, dim=0)
+    return F.kl_div(log_p_S, log_p_T, reduction='sum',
+                    log_target=True) * tau**2
+
+
 def gskd_loss_loop(preds_S: Tensor,
                    preds_T: Tensor,
                    logits_T: Tensor,
@@ -179,18 +187,30 @@ def gskd_loss_loop(preds_S: Tensor,
                    tau: float = 1.0,
                    ignore_index: int = 255,
                    valid_mask: str = 'teacher_correct',
-                   generator: Optional[torch.Generator] = None) -> Tensor:
+                   generator: Optional[torch.Generator] = None,
+                   normalize: str = 'length',
+                   exclude_diagonal: bool = False,
+                   draws: Optional[Sequence[Optional[Tuple[Tensor, Tensor]]]]
+                   = None) -> Tensor:
     """The GSKD loss computed with plain loops (not weighted).
 
     Per image: resize the labels to the feature size, find the valid
     pixels, draw class-balanced sample points (the same for teacher and
     student), take the cosine self-similarity matrices ``V = F F^T``
     (B x B), shuffle the columns of every row with its own permutation (the
-    same for teacher and student), cut the shuffled columns into groups of
-    S columns and, for every group, compare the flattened B * S_g entries
-    with ``KL(softmax(D_t / T) || softmax(D_s / T)) * T^2 / (B * S_g)``.
-    The loss of an image is the mean over its groups; the result is the
-    mean over the images with at least one valid pixel.
+    same for teacher and student) and cut the shuffled columns into groups
+    of S columns. With ``exclude_diagonal``, the entry of row r that came
+    from column r (the sample's similarity with itself) is left out of its
+    group. Every group is then compared, by ``normalize``:
+
+    - ``'length'``: its entries flattened,
+      ``KL(softmax(D_t / T) || softmax(D_s / T)) * T^2 / (entries)``;
+    - ``'descriptor'``: the same KL ``* T^2``, not divided;
+    - ``'row'``: the KL of every row's entries ``* T^2``, averaged over the
+      rows that have an entry.
+
+    The loss of an image is the mean over its groups that have an entry;
+    the result is the mean over the images with such a group.
 
     Args:
         preds_S (Tensor): Student (projected) features, (N, C, h, w).
@@ -209,13 +229,25 @@ def gskd_loss_loop(preds_S: Tensor,
             :func:`valid_pixel_mask`. Defaults to 'teacher_correct'.
         generator (torch.Generator, optional): Source of randomness.
             Defaults to None.
+        normalize (str): ``'length'``, ``'descriptor'`` or ``'row'``.
+            Defaults to 'length'.
+        exclude_diagonal (bool): Leave every sample's similarity with
+            itself out. Defaults to False.
+        draws (Sequence[tuple[Tensor, Tensor] | None], optional): For every
+            image, the ``(index, perms)`` to use instead of random draws:
+            ``index`` (B,) its sample points (as
+            :func:`class_balanced_sample` returns them) and ``perms``
+            (B, B) the column permutation of every row; None for an image
+            with no valid pixel. Defaults to None (draw them).
 
     Returns:
         Tensor: Scalar loss, not multiplied by any loss weight, computed
-        in float32 (float64 for float64 features). When no image has a
-        valid pixel it is ``preds_S.sum() * 0`` (zero, and still part of
-        the graph of ``preds_S``).
+        in float32 (float64 for float64 features). When nothing is compared
+        it is ``preds_S.sum() * 0`` (zero, and still part of the graph of
+        ``preds_S``).
     """
+    if normalize not in ('length', 'descriptor', 'row'):
+        raise ValueError(f'unknown normalize {normalize!r}')
     h, w = preds_S.shape[-2:]
     preds_T = preds_T.detach()
     labels = resize_labels(gt_labels, (h, w))
@@ -223,8 +255,12 @@ def gskd_loss_loop(preds_S: Tensor,
 
     image_losses: List[Tensor] = []
     for i in range(preds_S.shape[0]):
-        index = class_balanced_sample(labels[i], valid[i], num_samples,
-                                      generator)
+        if draws is None:
+            index = class_balanced_sample(labels[i], valid[i], num_samples,
+                                          generator)
+        else:
+            index = (draws[i][0] if draws[i] is not None else
+                     torch.zeros(0, dtype=torch.long))
         num_points = index.numel()  # B = N * |C|
         if num_points == 0:
             continue
@@ -241,11 +277,17 @@ def gskd_loss_loop(preds_S: Tensor,
         sim_T = feat_T @ feat_T.t()
 
         # Row-wise shuffle: every row gets its own column permutation.
+        if draws is None:
+            perms = torch.stack([
+                _randperm(num_points, index.device, generator)
+                for _ in range(num_points)
+            ])
+        else:
+            perms = draws[i][1]
         rows_S, rows_T = [], []
         for row in range(num_points):
-            perm = _randperm(num_points, index.device, generator)
-            rows_S.append(sim_S[row, perm])
-            rows_T.append(sim_T[row, perm])
+            rows_S.append(sim_S[row, perms[row]])
+            rows_T.append(sim_T[row, perms[row]])
         shuffled_S = torch.stack(rows_S)
         shuffled_T = torch.stack(rows_T)
 
@@ -257,14 +299,33 @@ def gskd_loss_loop(preds_S: Tensor,
         width = min(width, num_points)
         group_losses = []
         for start in range(0, num_points, width):
-            desc_S = shuffled_S[:, start:start + width].flatten()
-            desc_T = shuffled_T[:, start:start + width].flatten()
-            log_p_S = F.log_softmax(desc_S / tau, dim=0)
-            log_p_T = F.log_softmax(desc_T / tau, dim=0)
-            kl = F.kl_div(
-                log_p_S, log_p_T, reduction='sum', log_target=True)
-            group_losses.append(kl * tau**2 / desc_S.numel())
-        image_losses.append(torch.stack(group_losses).mean())
+            rows_kept = []  # (student, teacher) entries of every row
+            for row in range(num_points):
+                cols = range(start, min(start + width, num_points))
+                kept = [
+                    col for col in cols
+                    if not (exclude_diagonal and int(perms[row, col]) == row)
+                ]
+                rows_kept.append(
+                    (shuffled_S[row, kept], shuffled_T[row, kept]))
+            if normalize == 'row':
+                row_terms = [
+                    _kl(d_S, d_T, tau) for d_S, d_T in rows_kept
+                    if d_S.numel() > 0
+                ]
+                if row_terms:
+                    group_losses.append(torch.stack(row_terms).mean())
+                continue
+            desc_S = torch.cat([d_S for d_S, _ in rows_kept])
+            desc_T = torch.cat([d_T for _, d_T in rows_kept])
+            if desc_S.numel() == 0:
+                continue
+            kl = _kl(desc_S, desc_T, tau)
+            if normalize == 'length':
+                kl = kl / desc_S.numel()
+            group_losses.append(kl)
+        if group_losses:
+            image_losses.append(torch.stack(group_losses).mean())
 
     if not image_losses:
         return preds_S.sum() * 0

@@ -1,5 +1,4 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-from .run_fingerprint_hook import RunFingerprintHook
-from .step_timer_hook import StepTimerHook
+from .loss_gradient_hook import LossGradientHook
 
-__all__ = ['RunFingerprintHook', 'StepTimerHook']
+__all__ = ['LossGradientHook']

@@ -2,6 +2,7 @@
 from typing import List, Optional
 
 import torch
+import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.structures import BaseDataElement
@@ -32,16 +33,26 @@ class EvalTeacherDistill(SingleTeacherDistill):
     ``cfg_options`` (see :func:`teacher_model_config`), e.g. a teacher
     trained on your dataset.
 
+    With ``teacher_auxiliary=True`` the teacher's auxiliary heads also run
+    (still in eval mode, under ``no_grad``, no loss) on the features its
+    decode head reads (the output of its neck, or of its backbone), so that
+    recorders can read their logits, e.g. ``ModuleOutputs`` of
+    ``auxiliary_head.conv_seg``: the GSKD authors' DIST trainers distil
+    the auxiliary logits of ResNet students too (``0.4 x DIST``).
+
     Args:
         teacher (dict | BaseModel): The teacher, as for
             ``SingleTeacherDistill``.
         teacher_trainable (bool): Must be False. Defaults to False.
+        teacher_auxiliary (bool): Run the teacher's auxiliary heads too.
+            Defaults to False.
         **kwargs: Other arguments of ``SingleTeacherDistill``.
     """
 
     def __init__(self,
                  teacher,
                  teacher_trainable: bool = False,
+                 teacher_auxiliary: bool = False,
                  **kwargs) -> None:
         if teacher_trainable:
             raise ValueError(
@@ -56,6 +67,24 @@ class EvalTeacherDistill(SingleTeacherDistill):
             teacher = teacher_model_config(teacher)
         super().__init__(
             teacher=teacher, teacher_trainable=False, **kwargs)
+        self.teacher_auxiliary = teacher_auxiliary
+        if teacher_auxiliary and not getattr(self.teacher,
+                                             'with_auxiliary_head', False):
+            raise ValueError(
+                f'teacher_auxiliary=True, but the teacher '
+                f'({type(self.teacher).__name__} with '
+                f'{type(getattr(self.teacher, "decode_head", None)).__name__})'
+                ' has no auxiliary_head: drop teacher_auxiliary and the '
+                'losses on its auxiliary logits, or use a teacher with one')
+        if not teacher_auxiliary:
+            for name, recorder in \
+                    self.distiller.teacher_recorders.recorders.items():
+                if str(getattr(recorder, 'source', '')).startswith(
+                        'auxiliary_head'):
+                    raise ValueError(
+                        f'the teacher recorder {name!r} reads '
+                        f'{recorder.source!r}, but the teacher runs its '
+                        'decode head only: set teacher_auxiliary=True')
 
     def loss(
         self,
@@ -76,7 +105,7 @@ class EvalTeacherDistill(SingleTeacherDistill):
         self.distiller.set_deliveries_override(False)
         with self.distiller.teacher_recorders, self.distiller.deliveries, \
                 torch.no_grad():
-            self.teacher(batch_inputs, data_samples, mode='tensor')
+            self._teacher_forward(batch_inputs, data_samples)
 
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries:
@@ -96,6 +125,29 @@ class EvalTeacherDistill(SingleTeacherDistill):
                 add_prefix(self.distiller.compute_distill_losses(),
                            'distill'))
         return losses
+
+    def _teacher_forward(
+            self, batch_inputs: torch.Tensor,
+            data_samples: Optional[List[BaseDataElement]]) -> None:
+        """The teacher's ``tensor`` forward, and its auxiliary heads on the
+        features its decode head read when ``teacher_auxiliary``."""
+        if not self.teacher_auxiliary:
+            self.teacher(batch_inputs, data_samples, mode='tensor')
+            return
+        # The input of the auxiliary heads in MMSeg's loss(): extract_feat,
+        # i.e. the neck's output, or the backbone's without a neck.
+        teacher = self.teacher
+        source = teacher.neck if teacher.with_neck else teacher.backbone
+        feats = []
+        handle = source.register_forward_hook(
+            lambda module, inputs, outputs: feats.append(outputs))
+        try:
+            teacher(batch_inputs, data_samples, mode='tensor')
+        finally:
+            handle.remove()
+        heads = teacher.auxiliary_head
+        for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
+            head(feats[-1])
 
     def train(self, mode: bool = True) -> 'EvalTeacherDistill':
         """Set the train mode of the student and distiller; the teacher

@@ -1,11 +1,74 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""CIRKD's mini-batch pixel-to-pixel term, for all image pairs at once."""
+"""CIRKD's mini-batch pixel-to-pixel term, for all image pairs, in chunks."""
+from typing import Optional, Tuple
+
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
 from .utils import check_dense_pair, float32_forward
+
+
+class _MiniBatchPixelKL(torch.autograd.Function):
+    """``sum KL(teacher || student)`` of the row-softmaxed similarity maps
+    of all image pairs, one block of rows at a time.
+
+    Rows ``a`` are the ``N * P`` pixels of the batch, columns the same
+    pixels; the softmax of row ``a`` runs over the ``P`` pixels of each
+    image. The gradient is computed with the forward, block by block
+    (``d KL / d sim = p_S - p_T`` per row and image), so no ``(N * P)**2``
+    map is kept for the backward: the peak is a few ``rows x (N * P)``
+    blocks.
+    """
+
+    @staticmethod
+    def forward(ctx, pixels_S: Tensor, pixels_T: Tensor, num_imgs: int,
+                tau: float, block_rows: int) -> Tensor:
+        """The summed KL.
+
+        Args:
+            pixels_S (Tensor): (N * P, Cs) normalised student pixels.
+            pixels_T (Tensor): (N * P, Ct) normalised teacher pixels.
+            num_imgs (int): N.
+            tau (float): Temperature.
+            block_rows (int): Rows per block.
+
+        Returns:
+            Tensor: The sum over rows and images of the row KL.
+        """
+        need_grad = ctx.needs_input_grad[0]
+        # The temperature scales the small factor, not the maps.
+        scaled_S, scaled_T = pixels_S / tau, pixels_T / tau
+        grad = torch.zeros_like(pixels_S) if need_grad else None
+        total = pixels_S.new_zeros(())
+        for start in range(0, pixels_S.shape[0], block_rows):
+            rows = slice(start, start + block_rows)
+            log_p_S = F.log_softmax(
+                (scaled_S[rows] @ pixels_S.t()).view(-1, num_imgs,
+                                                     pixels_S.shape[0] //
+                                                     num_imgs),
+                dim=2)
+            log_p_T = F.log_softmax(
+                (scaled_T[rows] @ pixels_T.t()).view(log_p_S.shape), dim=2)
+            total += F.kl_div(
+                log_p_S, log_p_T, reduction='sum', log_target=True)
+            if need_grad:
+                # d/d sim[a, (j, q)] of the row's KL: p_S - p_T, in place.
+                diff = log_p_S.exp_().sub_(log_p_T.exp_()).flatten(1)
+                del log_p_T
+                # sim = (x_rows / tau) @ x^T: both factors get gradient.
+                grad[rows] += diff @ scaled_S
+                grad += diff.t() @ scaled_S[rows]
+        if need_grad:
+            ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
+        grad, = ctx.saved_tensors
+        return grad * grad_output, None, None, None, None
 
 
 @MODELS.register_module()
@@ -22,21 +85,34 @@ class CIRKDMiniBatchPixelLoss(nn.Module):
 
     The similarities only compare pixels within one network, so the
     student's and the teacher's widths may differ: no projector is needed.
-    All pairs are one matrix product, ``(N * P) x (N * P)``; memory grows
-    with ``(N * P)**2`` (float32; a few such maps are alive at the peak).
+    The ``(N * P) x (N * P)`` maps are computed a block of rows at a time
+    (rows of several images' pixels against the whole batch), with their
+    gradient, so memory is a few ``block x (N * P)`` maps whatever the
+    batch size (float32) rather than all ``(N * P)**2`` of them.
 
     Args:
         tau (float): Temperature of the similarity softmax. Defaults to 0.1
             (CIRKD's).
         loss_weight (float): Weight of the loss. Defaults to 1.0.
+        block_size (int): Entries of one block of a similarity map: a block
+            has ``max(1, block_size // (N * P))`` rows. Defaults to
+            ``2**24`` (64 MB in float32). It changes memory and time, not
+            the loss.
     """
 
-    def __init__(self, tau: float = 0.1, loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 tau: float = 0.1,
+                 loss_weight: float = 1.0,
+                 block_size: int = 2**24) -> None:
         super().__init__()
         if not tau > 0:
             raise ValueError(f'tau must be > 0, got {tau!r}')
+        if not (isinstance(block_size, int) and block_size > 0):
+            raise ValueError(
+                f'block_size must be a positive int, got {block_size!r}')
         self.tau = float(tau)
         self.loss_weight = loss_weight
+        self.block_size = block_size
 
     def extra_repr(self) -> str:
         return f'tau={self.tau}, loss_weight={self.loss_weight}'
@@ -56,28 +132,15 @@ class CIRKDMiniBatchPixelLoss(nn.Module):
             'preds_S', 'preds_T', preds_S, preds_T, same_channels=False)
         num_imgs = preds_S.shape[0]
         num_pixels = preds_S.shape[2] * preds_S.shape[3]
-        log_p_T = self._log_relations(preds_T.detach())
-        log_p_S = self._log_relations(preds_S)
-        kl = F.kl_div(log_p_S, log_p_T, reduction='sum', log_target=True)
+        block_rows = max(1, self.block_size // (num_imgs * num_pixels))
+        kl = _MiniBatchPixelKL.apply(
+            self._pixels(preds_S), self._pixels(preds_T.detach()), num_imgs,
+            self.tau, block_rows)
         return self.loss_weight * kl / (num_imgs**2 * num_pixels)
 
-    def _log_relations(self, feats: Tensor) -> Tensor:
-        """Row-wise log-softmax of the pixel similarities of all pairs.
-
-        Args:
-            feats (Tensor): (N, C, h, w) features.
-
-        Returns:
-            Tensor: (N, P, N, P): entry ``[i, p, j, q]`` is the log
-            probability of pixel ``q`` of image ``j`` given pixel ``p`` of
-            image ``i``, normalised over ``q``.
-        """
-        num_imgs, channels = feats.shape[:2]
-        # (N, C, h, w) -> (N * P, C): channels last by permute.
+    @staticmethod
+    def _pixels(feats: Tensor) -> Tensor:
+        """(N, C, h, w) features as (N * P, C) unit vectors (channels last
+        by permute)."""
         pixels = F.normalize(feats, dim=1).flatten(2).transpose(1, 2)
-        pixels = pixels.reshape(-1, channels)
-        # Rows (i, p), columns (j, q); the temperature scales the small
-        # factor, not the (N * P)**2 map.
-        sim = (pixels / self.tau) @ pixels.t()
-        sim = sim.view(num_imgs, -1, num_imgs, sim.shape[1] // num_imgs)
-        return F.log_softmax(sim, dim=3)
+        return pixels.reshape(-1, feats.shape[1])

@@ -8,6 +8,7 @@ keys, and the descriptors are a masked log-softmax over a padded
 host-device sync (for the largest number of classes in an image, which sets
 the padded shapes) regardless of the number of classes or groups.
 """
+import numbers
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -20,6 +21,7 @@ from .utils import (check_dense_pair, check_labels, float32_forward,
                     teacher_at_student_size)
 
 VALID_MASKS = ('teacher_correct', 'labeled')
+NORMALIZATIONS = ('length', 'descriptor', 'row')
 
 
 @MODELS.register_module()
@@ -53,6 +55,35 @@ class GSKDLoss(nn.Module):
             :func:`teacher_at_student_size`), so that every sampled point is
             the same image position in both maps. If False, such features
             raise a ValueError. Defaults to False.
+        normalize (str): How the KL of a ``B x S`` descriptor is
+            normalised. ``'length'``: the KL between the softmaxes of the
+            flattened descriptors, ``* tau**2 / (B * S)`` (its number of
+            entries), as the method's authors do. ``'descriptor'``: the same
+            KL ``* tau**2``, not divided. ``'row'``: each of the B rows is a
+            distribution over its S columns; the KL of every row
+            ``* tau**2``, averaged over the descriptor's rows that have an
+            entry. Defaults to 'length'.
+        exclude_diagonal (bool): Leave every sample's similarity with
+            itself (the cosine-1 entry of ``V``, at column == row before the
+            shuffle) out of every descriptor, as if it were padding. A
+            sample drawn twice (fill of a class with no other valid pixel)
+            keeps its similarity with its copy. Defaults to False.
+
+    Note:
+        At the authors' settings (the defaults) GSKD pulls weakly on the
+        student, for three reasons that ``normalize`` and
+        ``exclude_diagonal`` address:
+
+        - a descriptor's softmax runs over ``B * S`` cosines in [-1, 1], so
+          at ``tau = 1`` it is almost flat ('row' softmaxes over S entries);
+        - its KL is divided by ``B * S`` (about 2,000 on Cityscapes);
+          'descriptor' and 'row' do not divide by it;
+        - the diagonal of ``V`` (cosine 1 in both networks, at the same
+          shuffled positions) sits inside every descriptor: at a lower
+          ``tau`` both distributions peak on it and the loss vanishes
+          instead of sharpening, unless ``exclude_diagonal`` removes it.
+
+        The defaults give the authors' loss bit for bit.
     """
 
     def __init__(self,
@@ -62,7 +93,9 @@ class GSKDLoss(nn.Module):
                  loss_weight: float = 1.0,
                  ignore_index: int = 255,
                  valid_mask: str = 'teacher_correct',
-                 resize_teacher: bool = False) -> None:
+                 resize_teacher: bool = False,
+                 normalize: str = 'length',
+                 exclude_diagonal: bool = False) -> None:
         super().__init__()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) \
                 or num_samples < 1:
@@ -74,11 +107,19 @@ class GSKDLoss(nn.Module):
                 'group_size must be a non-zero int (S > 0: columns per '
                 'group, S < 0: |S| x classes present), got '
                 f'{group_size!r}')
-        if not tau > 0:
-            raise ValueError(f'tau must be > 0, got {tau!r}')
+        if isinstance(tau, bool) or not isinstance(tau, numbers.Real) \
+                or not tau > 0:
+            raise ValueError(f'tau must be a number > 0, got {tau!r}')
         if valid_mask not in VALID_MASKS:
             raise ValueError(f'valid_mask must be one of {VALID_MASKS}, '
                              f'got {valid_mask!r}')
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f'normalize must be one of {NORMALIZATIONS} '
+                             "('length': the authors' KL / (B * S)), got "
+                             f'{normalize!r}')
+        if not isinstance(exclude_diagonal, bool):
+            raise ValueError('exclude_diagonal must be True or False, got '
+                             f'{exclude_diagonal!r}')
         self.num_samples = num_samples
         self.group_size = group_size
         self.tau = float(tau)
@@ -86,6 +127,8 @@ class GSKDLoss(nn.Module):
         self.ignore_index = ignore_index
         self.valid_mask = valid_mask
         self.resize_teacher = resize_teacher
+        self.normalize = normalize
+        self.exclude_diagonal = exclude_diagonal
 
     def extra_repr(self) -> str:
         return (f'num_samples={self.num_samples}, '
@@ -93,7 +136,9 @@ class GSKDLoss(nn.Module):
                 f'loss_weight={self.loss_weight}, '
                 f'ignore_index={self.ignore_index}, '
                 f'valid_mask={self.valid_mask!r}, '
-                f'resize_teacher={self.resize_teacher}')
+                f'resize_teacher={self.resize_teacher}, '
+                f'normalize={self.normalize!r}, '
+                f'exclude_diagonal={self.exclude_diagonal}')
 
     @float32_forward
     def forward(self, preds_S: Tensor, preds_T: Tensor, logits_T: Tensor,
@@ -130,13 +175,19 @@ class GSKDLoss(nn.Module):
             steps (dict[str, Tensor]): Output of :meth:`descriptors`.
 
         Returns:
-            Tensor: (N, G) ``loss_weight * KL * tau**2 / length`` of each
-            image's descriptors, zero for padding groups; :meth:`reduce`
-            averages them into the loss.
+            Tensor: (N, G) ``loss_weight`` times the KL term of each image's
+            descriptors, normalised as ``normalize`` says; zero for padding
+            groups and descriptors with no entry. :meth:`reduce` averages
+            them into the loss.
         """
         return self.loss_weight * descriptor_kl_terms(
-            steps['shuffled_S'], steps['shuffled_T'], steps['rows_valid'],
-            steps['columns_valid'], self.tau)
+            steps['shuffled_S'],
+            steps['shuffled_T'],
+            steps['rows_valid'],
+            steps['columns_valid'],
+            self.tau,
+            normalize=self.normalize,
+            keep=steps['off_diagonal'] if self.exclude_diagonal else None)
 
     @staticmethod
     def reduce(terms: Tensor, steps: Dict[str, Tensor]) -> Tensor:
@@ -147,13 +198,15 @@ class GSKDLoss(nn.Module):
             steps (dict[str, Tensor]): Output of :meth:`descriptors`.
 
         Returns:
-            Tensor: Scalar: the mean over each image's descriptors, averaged
-            over the images that have samples.
+            Tensor: Scalar: the mean over each image's descriptors that have
+            an entry, averaged over the images that have such descriptors;
+            zero (in the graph of ``terms``) when no image has one.
         """
-        per_img = terms.sum(1) / steps['groups_per_img'].clamp(min=1)
-        img_valid = steps['num_present'] > 0
+        descriptor_valid = steps['descriptor_valid']
+        per_img = terms.sum(1) / descriptor_valid.sum(1).clamp(min=1)
+        img_valid = descriptor_valid.any(1)
         # Sum and count rather than boolean indexing: no host sync.
-        return (per_img * img_valid).sum() / img_valid.sum()
+        return (per_img * img_valid).sum() / img_valid.sum().clamp(min=1)
 
     def descriptors(self, preds_S: Tensor, preds_T: Tensor, logits_T: Tensor,
                     labels: Tensor) -> Optional[Dict[str, Tensor]]:
@@ -176,9 +229,14 @@ class GSKDLoss(nn.Module):
             ``rows_valid`` (N, B), see :func:`class_balanced_sample`;
             ``sim_S`` and ``sim_T`` (N, B, B) cosine self-similarities;
             ``shuffled_S`` and ``shuffled_T`` (N, B, G * S) their rows
-            shuffled and laid out group by group; ``columns_valid``
-            (N, G, S) and ``groups_per_img`` (N,), see
-            :meth:`_grouped_columns`.
+            shuffled and laid out group by group; ``columns`` (N, B, G * S)
+            the column of ``sim_S`` each shuffled entry comes from;
+            ``columns_valid`` (N, G, S) and ``groups_per_img`` (N,), see
+            :meth:`_grouped_columns`; ``off_diagonal`` (N, B, G * S) the
+            shuffled entries that are not a sample's similarity with
+            itself; ``descriptor_valid`` (N, G) the descriptors with at
+            least one entry (with ``exclude_diagonal``, a descriptor can
+            hold nothing but diagonal entries).
         """
         preds_T, logits_T = preds_T.detach(), logits_T.detach()
         num_classes = logits_T.shape[1]
@@ -212,6 +270,13 @@ class GSKDLoss(nn.Module):
         feat_T = gather_normalized(preds_T, index)
         sim_S = feat_S @ feat_S.transpose(1, 2)
         sim_T = feat_T @ feat_T.transpose(1, 2)
+        rows = torch.arange(columns.shape[1], device=columns.device)
+        off_diagonal = columns != rows[:, None]
+        # (N, B, G, S) entries a descriptor compares -> (N, G) any entry.
+        entries = rows_valid[:, :, None, None] & columns_valid[:, None]
+        if self.exclude_diagonal:
+            entries = entries & off_diagonal.view(entries.shape)
+        descriptor_valid = entries.any(3).any(1)
         return dict(
             labels=labels,
             valid=valid,
@@ -223,8 +288,11 @@ class GSKDLoss(nn.Module):
             sim_T=sim_T,
             shuffled_S=sim_S.gather(2, columns),
             shuffled_T=sim_T.gather(2, columns),
+            columns=columns,
             columns_valid=columns_valid,
-            groups_per_img=groups_per_img)
+            groups_per_img=groups_per_img,
+            off_diagonal=off_diagonal,
+            descriptor_valid=descriptor_valid)
 
     def _grouped_columns(self, rows_valid: Tensor, num_present: Tensor,
                          max_present: int) -> Tuple[Tensor, Tensor, Tensor]:
@@ -489,12 +557,21 @@ def gather_normalized(feats: Tensor, index: Tensor) -> Tensor:
     return F.normalize(picked.float().transpose(1, 2), dim=2)
 
 
-def descriptor_kl_terms(sim_S: Tensor, sim_T: Tensor, rows_valid: Tensor,
-                        columns_valid: Tensor, tau: float) -> Tensor:
+def descriptor_kl_terms(sim_S: Tensor,
+                        sim_T: Tensor,
+                        rows_valid: Tensor,
+                        columns_valid: Tensor,
+                        tau: float,
+                        normalize: str = 'length',
+                        keep: Optional[Tensor] = None) -> Tensor:
     """KL between every teacher and student descriptor, as in GSKD.
 
-    Each descriptor is flattened, softmax-ed with temperature ``tau`` and
-    compared with ``KL(teacher || student) * tau**2 / length``.
+    With ``normalize='length'`` (the authors'), each descriptor is
+    flattened, softmax-ed with temperature ``tau`` and compared with
+    ``KL(teacher || student) * tau**2 / length``, ``length`` its number of
+    entries. ``'descriptor'`` leaves out the division. ``'row'`` softmaxes
+    every row of a descriptor over its columns and averages the rows'
+    ``KL * tau**2`` over the rows that have an entry.
 
     Args:
         sim_S (Tensor): (N, B, G * S) student similarities, shuffled and
@@ -503,12 +580,37 @@ def descriptor_kl_terms(sim_S: Tensor, sim_T: Tensor, rows_valid: Tensor,
         rows_valid (Tensor): (N, B) mask of real rows.
         columns_valid (Tensor): (N, G, S) mask of real columns.
         tau (float): Temperature.
+        normalize (str): 'length', 'descriptor' or 'row'. Defaults to
+            'length'.
+        keep (Tensor, optional): (N, B, G * S) mask of the entries to
+            compare, on top of the real rows and columns (e.g. off the
+            diagonal). Defaults to None (all of them).
 
     Returns:
         Tensor: (N, G) terms; zero for groups with no entry (padding).
     """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got '
+                         f'{normalize!r}')
     num_imgs, rows, _ = sim_S.shape
     max_groups, max_width = columns_valid.shape[1:]
+    # Masked entries get a huge negative logit: zero probability, no NaN
+    # even for padding groups or rows that have no entry at all.
+    floor = torch.finfo(torch.float32).min
+
+    if normalize == 'row':
+        shape = (num_imgs, rows, max_groups, max_width)
+        mask = rows_valid[:, :, None, None] & columns_valid[:, None]
+        if keep is not None:
+            mask = mask & keep.view(shape)
+        log_p_S = F.log_softmax(
+            (sim_S.view(shape) / tau).masked_fill(~mask, floor), dim=3)
+        log_p_T = F.log_softmax(
+            (sim_T.view(shape) / tau).masked_fill(~mask, floor), dim=3)
+        kl = torch.where(mask, log_p_T.exp() * (log_p_T - log_p_S),
+                         0.0).sum(3)  # (N, B, G)
+        rows_in = mask.any(3).sum(1)
+        return (kl * tau**2).sum(1) / rows_in.clamp(min=1)
 
     def group_major(sim: Tensor) -> Tensor:
         # (N, B, G*S) -> (N, G, B*S): one flat descriptor per group.
@@ -517,12 +619,13 @@ def descriptor_kl_terms(sim_S: Tensor, sim_T: Tensor, rows_valid: Tensor,
 
     mask = rows_valid[:, None, :, None] & columns_valid[:, :, None, :]
     mask = mask.reshape(num_imgs, max_groups, rows * max_width)
-    # Masked entries get a huge negative logit: zero probability, no NaN
-    # even for padding groups that have no entry at all.
-    floor = torch.finfo(torch.float32).min
+    if keep is not None:
+        mask = mask & group_major(keep)
     log_p_S = F.log_softmax(
         (group_major(sim_S) / tau).masked_fill(~mask, floor), dim=2)
     log_p_T = F.log_softmax(
         (group_major(sim_T) / tau).masked_fill(~mask, floor), dim=2)
     kl = torch.where(mask, log_p_T.exp() * (log_p_T - log_p_S), 0.0).sum(2)
+    if normalize == 'descriptor':
+        return kl * tau**2
     return kl * tau**2 / mask.sum(2).clamp(min=1)

@@ -116,14 +116,47 @@ def check_dense_pair(name_S: str,
         whats = [what for what, _ in checked]
         what = ', '.join(whats[:-1]) + ' and ' + whats[-1]
         if same_channels and shape_S[1] != shape_T[1]:
-            fix = ('project student features to the teacher width with a '
-                   'connector (in_channels: the student\'s '
-                   'decode_head.channels, out_channels: the teacher\'s), '
-                   'and give logits the same num_classes')
+            fix = channel_mismatch_fix(name_S, name_T, shape_S[1],
+                                       shape_T[1])
         else:
             fix = 'record student and teacher at the same stride'
         raise ValueError(f'{name_S} {shape_S} and {name_T} {shape_T} must '
                          f'have the same {what}: {fix}')
+
+
+def channel_mismatch_fix(name_S: str, name_T: str, channels_S: int,
+                         channels_T: int) -> str:
+    """How to fix student and teacher maps of different widths.
+
+    Logits of different widths mean teacher and student predict different
+    numbers of classes, which no connector fixes; features of different
+    widths need the student's projected to the teacher's. Maps named
+    ``*logits*`` are logits; others (``preds_S``: features or logits, e.g.
+    CWD's) get both fixes.
+
+    Args:
+        name_S (str): Name of the student map.
+        name_T (str): Name of the teacher map.
+        channels_S (int): The student's channels.
+        channels_T (int): The teacher's channels.
+
+    Returns:
+        str: The fix, for the error message.
+    """
+    classes = (
+        f'student and teacher predict different numbers of classes '
+        f'({channels_S} and {channels_T}): give the teacher the dataset\'s '
+        f'num_classes, i.e. a teacher trained on the student\'s dataset '
+        "(teacher=dict(cfg_path=..., cfg_options={"
+        f"'model.decode_head.num_classes': {channels_S}, "
+        f"'model.auxiliary_head.num_classes': {channels_S}}}) and its "
+        'teacher_ckpt)')
+    features = ('project student features to the teacher width with a '
+                'connector (in_channels: the student\'s '
+                'decode_head.channels, out_channels: the teacher\'s)')
+    if 'logits' in name_S or 'logits' in name_T:
+        return classes
+    return f'if these are logits, {classes}; if features, {features}'
 
 
 def teacher_at_student_size(preds_S: Tensor,

@@ -1,0 +1,6 @@
+# DIST for students with an auxiliary head (ResNet students): dist.py plus
+# 0.4 x DIST on the auxiliary logits, the teacher's auxiliary head run for
+# them (the authors' train_kd.py).
+_base_ = ['./dist.py']
+distiller = _base_.auxiliary_distiller
+teacher_auxiliary = True

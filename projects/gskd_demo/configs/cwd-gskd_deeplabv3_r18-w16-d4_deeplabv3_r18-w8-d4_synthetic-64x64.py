@@ -1,0 +1,28 @@
+# Demo: CWD (50 / 3, T 4) + KD (1.0) + GSKD (2.0, N = 8, S = -1, T = 1): the
+# authors' weights, without adversarial distillation (see the cwd demo).
+# The project's distillation pieces (configs/gskd/_base_/methods) on the
+# demo's student (first base, with data, schedule and the teacher's model);
+# the projectors map the student's ASPP width (16) to the teacher's (32).
+# projects/gskd_demo/demo.py sets `model.teacher_ckpt` to the trained teacher.
+_base_ = [
+    './deeplabv3_r18-w8-d4_synthetic-64x64.py',
+    '../../../configs/gskd/_base_/methods/cwd_gskd.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='EvalTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        connectors=dict(
+            gskd_projector=dict(
+                type='GSKDProjector', in_channels=16, out_channels=32),
+            cwd_projector=dict(
+                type='ConvModuleConnector',
+                in_channel=16,
+                out_channel=32,
+                norm_cfg=None,
+                act_cfg=None))))

@@ -1,0 +1,28 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""The CPU demo of gskd-mm (``projects/gskd_demo/demo.py``, ``make demo``).
+
+Everything only the demo uses: the Synthetic Scenes dataset, the paired
+runs, the structural gap, the paired statistics, the hooks that time and
+fingerprint the runs, the figures and the table. Import it with the
+repository root on ``sys.path`` (as ``projects.gskd_demo.gskd_demo``, like
+MMSeg's projects); importing ``gskd_mm`` does not import it.
+"""
+from .pipeline import draw_figures, run_demo
+from .report import markdown_table, paired_differences, pairing_check
+from .run_fingerprint_hook import RunFingerprintHook
+from .gradient_share_hook import GradientShareHook
+from .runs import (GSKD_PAIRS, GSKD_VARIANTS, LOGGER, METHODS, MethodSpec,
+                   QuietFilter, method_spec, sweep_methods)
+from .stats import PairedInterval, paired_t_interval
+from .step_timer_hook import StepTimerHook
+from .structural_gap import structural_gap, structural_gaps
+from .synthetic import SyntheticScenesDataset
+
+__all__ = [
+    'GSKD_PAIRS', 'GSKD_VARIANTS', 'GradientShareHook', 'LOGGER', 'METHODS',
+    'MethodSpec', 'PairedInterval', 'QuietFilter', 'RunFingerprintHook',
+    'StepTimerHook', 'SyntheticScenesDataset', 'draw_figures',
+    'markdown_table', 'method_spec', 'paired_differences', 'pairing_check',
+    'paired_t_interval', 'run_demo', 'structural_gap', 'structural_gaps',
+    'sweep_methods'
+]

@@ -1,0 +1,158 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""The CPU demo from start to end: data, runs, summary, figures."""
+import json
+import os.path as osp
+import time
+from typing import Dict, Sequence
+
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
+
+from gskd_mm.apis import (gskd_view, init_distiller, init_student,
+                          load_sample)
+from gskd_mm.visualization import dataset_classes, plot_gskd_similarity
+
+from . import synthetic
+from .figures import plot_loss_curves, plot_miou, plot_predictions
+from .data import majority_class_miou, prepare_data, richest_val_images
+from .report import summarise
+from .runs import (GSKD_PAIRS, IMG_SIZE, METHODS, STUDENT_CONFIG,
+                   TEACHER_CONFIG, config_dir, load_config, method_spec,
+                   num_params, student_runs, teacher_run)
+
+
+def run_demo(methods: Sequence[str],
+             seeds: int,
+             iters: int,
+             teacher_iters: int,
+             batch_size: int,
+             teacher_batch_size: int,
+             num_train: int,
+             num_val: int,
+             out_dir: str,
+             log_level: str = 'WARNING') -> dict:
+    """Generate the data, train the teacher (or reuse it) and the students.
+
+    Args:
+        methods (Sequence[str]): Method keys: of :data:`.METHODS` or sweep
+            variants (see :func:`.runs.method_spec`).
+        seeds (int): Seeds per method (runs are paired by seed).
+        iters (int): Iterations per student.
+        teacher_iters (int): Iterations of the teacher.
+        batch_size (int): Training batch size of the students.
+        teacher_batch_size (int): Training batch size of the teacher.
+        num_train (int): Training images.
+        num_val (int): Validation images.
+        out_dir (str): Where runs, table and figures go.
+        log_level (str): Log level of the training runs. Defaults to
+            'WARNING'.
+
+    Returns:
+        dict: The summary (see :func:`.report.summarise`).
+    """
+    for key in methods:
+        method_spec(key)  # a clear error for an unknown method
+    if seeds < 1 or iters < 1 or teacher_iters < 1:
+        raise ValueError('seeds, iters and teacher_iters must be >= 1')
+    start = time.perf_counter()
+    data_root, generate_cfg = prepare_data(num_train, num_val)
+    teacher = teacher_run(out_dir, data_root, generate_cfg, teacher_iters,
+                          teacher_batch_size, log_level,
+                          synthetic.default_cache_dir())
+
+    def save_partial(runs: dict, init_gaps: list) -> None:
+        # The finished seeds, should the demo be stopped before the end.
+        with open(osp.join(out_dir, 'results_partial.json'), 'w') as f:
+            json.dump(
+                dict(teacher=teacher, runs=runs, init_gaps=init_gaps),
+                f,
+                indent=2)
+
+    runs, init_gaps = student_runs(
+        list(methods), seeds, iters, batch_size, out_dir, data_root,
+        generate_cfg, teacher['checkpoint'], log_level, save_partial)
+    params = num_params(
+        load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
+    summary = summarise(
+        settings=dict(
+            iters=iters,
+            teacher_iters=teacher_iters,
+            batch_size=batch_size,
+            teacher_batch_size=teacher_batch_size,
+            seeds=seeds,
+            torch_threads=torch.get_num_threads()),
+        dataset=dict(
+            name='Synthetic Scenes',
+            num_train=num_train,
+            num_val=num_val,
+            img_size=IMG_SIZE,
+            num_classes=len(synthetic.CLASSES),
+            data_root=data_root,
+            generate_cfg=generate_cfg),
+        teacher=teacher,
+        runs=runs,
+        init_gaps=init_gaps,
+        majority_class_miou=majority_class_miou(data_root),
+        params=params,
+        total_s=time.perf_counter() - start)
+    return summary
+
+
+def draw_figures(summary: dict, out_dir: str) -> Dict[str, str]:
+    """Write every figure of the demo; return their paths by name.
+
+    Args:
+        summary (dict): The demo's summary.
+        out_dir (str): Directory of the figures.
+
+    Returns:
+        dict[str, str]: ``loss_curves``, ``miou``, ``predictions`` and, when
+        a GSKD recipe ran, ``similarity``.
+    """
+    data_root = summary['dataset']['data_root']
+    generate_cfg = summary['dataset']['generate_cfg']
+    methods = summary['methods']
+    figures = dict(
+        loss_curves=plot_loss_curves(summary,
+                                     osp.join(out_dir, 'loss_curves.png')),
+        miou=plot_miou(summary, osp.join(out_dir, 'miou.png')))
+    student_cfg = load_config(STUDENT_CONFIG, data_root, generate_cfg, 1, 1, 0)
+    class_names, palette = dataset_classes(student_cfg)
+    images = richest_val_images(data_root, 3)
+    names = synthetic.split_names(data_root, 'val')
+    gskd_key = next((k for k in GSKD_PAIRS if k in methods), None)
+    if gskd_key is not None:
+        cfg = load_config(METHODS[gskd_key][1], data_root, generate_cfg, 1, 1,
+                          0)
+        model, _ = init_distiller(cfg,
+                                  methods[gskd_key]['runs'][0]['checkpoint'])
+        name = names[images[0]]
+        image = osp.join(data_root, 'img_dir', 'val', name + '.png')
+        ann = osp.join(data_root, 'ann_dir', 'val', name + '.png')
+        figures['similarity'] = plot_gskd_similarity(
+            gskd_view(model, load_sample(cfg, image, ann)),
+            class_names,
+            palette,
+            osp.join(out_dir, 'similarity.png'),
+            title=f'Synthetic Scenes (synthetic data): student '
+            f'{methods[gskd_key]["label"]}, first seed, after '
+            f'{summary["settings"]["iters"]} iterations; val image {name}')
+
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        from mmseg.registry import DATASETS
+        dataset = DATASETS.build(student_cfg.val_dataloader.dataset)
+    batch = pseudo_collate([dataset[i] for i in images])
+    teacher_cfg = load_config(TEACHER_CONFIG, data_root, generate_cfg, 1, 1, 0)
+    models = [('teacher',
+               init_student(teacher_cfg, summary['teacher']['checkpoint']),
+               summary['teacher']['miou'])]
+    for key, method in methods.items():
+        run = method['runs'][0]
+        cfg = osp.join(config_dir(), method_spec(key).config)
+        models.append((f'student {method["label"]}',
+                       init_student(cfg, run['checkpoint']), run['miou']))
+    figures['predictions'] = plot_predictions(
+        models, batch, class_names, palette,
+        osp.join(out_dir, 'predictions.png'), synthetic.IGNORE_INDEX)
+    return figures

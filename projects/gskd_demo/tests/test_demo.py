@@ -1,0 +1,246 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""The CPU demo (``make demo``) runs end to end in its smallest setting.
+
+``projects/gskd_demo/demo.py`` runs as the README runs it, in a
+subprocess, with a few iterations, two seeds, a small generated dataset and the cache and outputs
+in a temporary directory; then its table, paired statistics, figures,
+teacher cache and the GSKD visualisation tool are checked.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gskd_mm.apis import (default_annotation, gskd_view, init_distiller,
+                          load_sample)
+from projects.gskd_demo.gskd_demo.figures import read_scalars
+
+PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(PROJECT))
+DEMO = osp.join(PROJECT, 'demo.py')
+VISUALIZE = osp.join(REPO, 'tools', 'visualize_gskd.py')
+PAIR = 'deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py'
+DIST_GSKD = osp.join(PROJECT, 'configs', f'dist-gskd_{PAIR}')
+# CWD and CWD + GSKD are left out to keep the test short; the CIRKD pair
+# and the DIST pair stand for the paired comparisons.
+METHODS = ['no_kd', 'dist', 'dist_gskd', 'cirkd', 'cirkd_gskd']
+FIGURES = ['loss_curves', 'miou', 'similarity', 'predictions']
+SMALL = [
+    '--iters', '6', '--teacher-iters', '40', '--seeds', '2', '--num-train',
+    '32', '--num-val', '8', '--batch-size', '4', '--methods', *METHODS
+]
+TIMEOUT = 900  # seconds, per subprocess
+pytestmark = pytest.mark.slow  # a few minutes: the demo's end-to-end runs
+
+
+def run(cmd: List[str], env: Dict[str, str]) -> str:
+    """Run a command; fail with its output if it fails."""
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory) -> Tuple[str, Dict[str, str], dict, str]:
+    """One small demo run: its out dir, environment, results and output."""
+    root = tmp_path_factory.mktemp('demo')
+    env = dict(os.environ, GSKD_MM_CACHE=str(root / 'cache'))
+    out_dir = str(root / 'out')
+    output = run([sys.executable, DEMO, *SMALL, '--out-dir', out_dir], env)
+    with open(osp.join(out_dir, 'results.json')) as f:
+        results = json.load(f)
+    return out_dir, env, results, output
+
+
+def test_table(demo):
+    out_dir, _, results, output = demo
+    methods = results['methods']
+    assert list(methods) == METHODS
+    for key, method in methods.items():
+        assert method['n'] == 2 and len(method['runs']) == 2
+        assert [run['seed'] for run in method['runs']] == [0, 1]
+        assert 0 <= method['miou_mean'] <= 100
+        assert method['miou_std'] is not None
+        assert method['gap_mean'] > 0  # a student is not its teacher
+        assert 0 < method['gap_cos_mean'] < 2
+        # The projected gap exists where a GSKD projector does.
+        has_projector = key.endswith('gskd')
+        assert (method['gap_proj_mean'] is not None) == has_projector
+        assert (method['gap_proj_cos_mean'] is not None) == has_projector
+        assert method['wall_s_mean'] > 0 and method['iter_ms'] > 0
+        # Only the GSKD recipes spend time in a GSKD loss.
+        assert (method['gskd_ms'] > 0) == key.endswith('gskd')
+        assert osp.isfile(method['runs'][0]['checkpoint'])
+    assert results['init_gap']['kl']['mean'] > 0
+    assert results['init_gap']['cos']['mean'] > 0
+    assert not results['teacher']['cached']
+    assert results['settings']['iters'] == 6
+    assert results['dataset']['num_train'] == 32
+
+    # The trained teacher beats its own network untrained, and predicting
+    # the majority class everywhere.
+    teacher = results['teacher']
+    assert 0 <= teacher['untrained_miou'] < 20
+    assert teacher['miou'] > teacher['untrained_miou'] + 3
+    assert 0 < results['majority_class_miou'] < 20
+
+    with open(osp.join(out_dir, 'results.md')) as f:
+        table = f.read()
+    for method in methods.values():
+        assert f'| student {method["label"]} |' in table
+    assert '| DIST + GSKD − DIST |' in table
+    assert '| CIRKD + GSKD − CIRKD |' in table
+    assert table.strip() in output  # printed at the end too
+
+
+def test_runs_are_paired_by_seed(demo):
+    # Every method of a seed started from the same student and saw the same
+    # first batches; different seeds did not.
+    _, _, results, _ = demo
+    assert results['pairing_check'] == dict(student=True, data=True)
+    runs = [m['runs'] for m in results['methods'].values()]
+    for what in ('student_digest', 'data_digest'):
+        for seed in (0, 1):
+            assert len({r[seed][what] for r in runs}) == 1, (what, seed)
+        assert runs[0][0][what] != runs[0][1][what], what
+
+
+def test_paired_differences(demo):
+    # The table's paired rows are the per-seed differences of the runs.
+    _, _, results, _ = demo
+    methods, paired = results['methods'], results['paired']
+    assert set(paired) == {'dist_gskd', 'cirkd_gskd'}
+    for gskd, d in paired.items():
+        base = d['baseline']
+        # Base recipes have no projector: no projected difference.
+        assert set(d) == {'baseline', 'miou', 'gap', 'gap_cos'}
+        for metric in ('miou', 'gap', 'gap_cos'):
+            diffs = [
+                a[metric] - b[metric]
+                for a, b in zip(methods[gskd]['runs'], methods[base]['runs'])
+            ]
+            assert d[metric]['n'] == 2
+            assert d[metric]['mean'] == pytest.approx(np.mean(diffs))
+            assert d[metric]['low'] <= d[metric]['mean'] <= d[metric]['high']
+
+
+def test_finished_runs_are_not_run_again(demo):
+    # The same command on the same out dir (a stopped demo or sweep,
+    # resumed) reuses every finished run's stored result.
+    out_dir, env, results, _ = demo
+    output = run([sys.executable, DEMO, *SMALL, '--out-dir', out_dir], env)
+    assert output.count('done before') == 2 * len(METHODS)
+    assert ': 6 iterations' not in output
+    with open(osp.join(out_dir, 'results.json')) as f:
+        again = json.load(f)
+    for key, method in results['methods'].items():
+        assert again['methods'][key]['miou_mean'] == method['miou_mean']
+
+
+def test_figures(demo):
+    out_dir, _, results, _ = demo
+    assert sorted(results['figures']) == sorted(FIGURES)
+    for name in FIGURES:
+        path = osp.join(out_dir, f'{name}.png')
+        assert results['figures'][name] == path
+        assert osp.getsize(path) > 20_000, name
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert('L'))
+        assert min(pixels.shape) > 400, name
+        assert pixels.std() > 10, f'{name} is (nearly) blank'
+
+
+def test_loss_curves_read_every_term(demo):
+    # Every loss term the runs logged is there to plot.
+    _, _, results, _ = demo
+    terms = {
+        key: set(read_scalars(method['runs'][0]['scalars'])) - {'iter'}
+        for key, method in results['methods'].items()
+    }
+    assert terms['no_kd'] == {'decode.loss_ce'}
+    assert terms['dist_gskd'] == {
+        'decode.loss_ce', 'distill.loss_dist', 'distill.loss_gskd'
+    }
+    assert terms['cirkd_gskd'] == {
+        'decode.loss_ce', 'distill.loss_kd', 'distill.loss_minibatch_p2p',
+        'distill.loss_memory_p2p', 'distill.loss_memory_p2r',
+        'distill.loss_gskd'
+    }
+
+
+def test_teacher_is_cached(demo, tmp_path):
+    # A second run with the same teacher setting reuses its checkpoint.
+    out_dir, env, results, _ = demo
+    again = str(tmp_path / 'again')
+    small = SMALL[:SMALL.index('--methods')]
+    output = run([
+        sys.executable, DEMO, *small, '--methods', 'no_kd', '--iters', '2',
+        '--seeds', '1', '--out-dir', again
+    ], env)
+    assert 'Teacher: cached' in output
+    with open(osp.join(again, 'results.json')) as f:
+        second = json.load(f)
+    assert second['teacher']['cached']
+    assert second['teacher']['miou'] == results['teacher']['miou']
+    assert second['teacher']['checkpoint'] == results['teacher']['checkpoint']
+    assert not osp.exists(osp.join(again, 'teacher'))  # nothing retrained
+    assert list(second['methods']) == ['no_kd']
+    assert second['paired'] == {}
+    assert 'similarity' not in second['figures']  # no GSKD run to show
+
+
+def test_visualize_gskd_matches_the_loss(demo, tmp_path):
+    out_dir, env, results, _ = demo
+    ckpt = results['methods']['dist_gskd']['runs'][0]['checkpoint']
+    data_root = osp.join(env['GSKD_MM_CACHE'], 'synthetic_scenes_32-8')
+    image = osp.join(data_root, 'img_dir', 'val', 'val_00000.png')
+
+    # The command line tool writes the figure.
+    out = str(tmp_path / 'similarity.png')
+    run([sys.executable, VISUALIZE, DIST_GSKD, ckpt, image, '--out', out], env)
+    assert osp.getsize(out) > 20_000
+
+    # What it plots is what GSKDLoss computes for the same draws.
+    os.environ['GSKD_MM_CACHE'] = env['GSKD_MM_CACHE']
+    try:
+        model, cfg = init_distiller(DIST_GSKD, ckpt)
+        ann = default_annotation(cfg, image)
+        assert ann == osp.join(data_root, 'ann_dir', 'val', 'val_00000.png')
+        result = gskd_view(model, load_sample(cfg, image, ann), seed=3)
+        labelled = gskd_view(model, load_sample(cfg, image), seed=3)
+    finally:
+        del os.environ['GSKD_MM_CACHE']
+    assert result['loss'] == pytest.approx(
+        result['loss_reference'], rel=1e-5, abs=1e-7)
+    assert result['loss'] == pytest.approx(result['desc_kl'].mean())
+    b = len(result['index'])
+    assert b == 8 * len(result['classes'])  # N = 8 per present class
+    assert result['V_t'].shape == result['V_s'].shape == (b, b)
+    # Cosine similarities: unit diagonal, symmetric.
+    np.testing.assert_allclose(np.diag(result['V_t']), 1, atol=1e-5)
+    np.testing.assert_allclose(result['V_s'], result['V_s'].T, atol=1e-5)
+    # S = -1: descriptors of |C| columns, one per sample slot (G = N).
+    assert result['desc_t'].shape == (8, b, len(result['classes']))
+    # Every sampled pixel may be sampled (labelled, teacher right there).
+    assert not result['pseudo_labels']
+    assert result['feat_valid'].reshape(-1)[result['index']].all()
+
+    # Without labels, the teacher's prediction stands in for them.
+    assert labelled['pseudo_labels']
+    assert labelled['loss'] == pytest.approx(
+        labelled['loss_reference'], rel=1e-5, abs=1e-7)
