@@ -53,9 +53,13 @@ METHOD_BASES = sorted(
 REPRESENTATIVES = {
     'gskd': 'gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
     '4xb4-40k_cityscapes-512x1024.py',
-    'dist': 'dist_pspnet_r101-d8_pspnet_r18-d8_4xb4-80k_ade20k-512x512.py',
+    'dist': 'dist_deeplabv3_r101-d8_mobilenet-v2-d8_deeplabv3_'
+    '4xb4-40k_voc12aug-512x512.py',
+    'dist_aux': 'dist_pspnet_r101-d8_pspnet_r18-d8_4xb4-80k_ade20k-512x512.py',
     'dist_gskd': 'dist-gskd_deeplabv3_r101-d8_mobilenet-v2-d8_deeplabv3_'
     '4xb4-40k_voc12aug-512x512.py',
+    'dist_gskd_aux': 'dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
+    '4xb4-40k_cityscapes-512x1024.py',
     'cwd': 'cwd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
     '4xb4-80k_coco-stuff164k-512x512.py',
     'cwd_gskd': 'cwd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
