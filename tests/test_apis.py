@@ -110,3 +110,7 @@ def test_dataset_classes_from_mmseg_metainfo():
     names, palette = dataset_classes(cfg)
     assert names == ['a', 'b', 'c']
     assert len(palette) == 3 and palette == dataset_classes(cfg)[1]
+    # A type neither registered nor importable: the error names the fix.
+    cfg.test_dataloader.dataset.type = 'projects.nowhere.NoDataset'
+    with pytest.raises(KeyError, match='PYTHONPATH'):
+        dataset_classes(cfg)

@@ -240,8 +240,15 @@ def dataset_classes(cfg: Config) -> Tuple[list, list]:
     dataset_cfg = cfg.test_dataloader.dataset
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', None) or 'mmseg'):
-        metainfo = dict(
-            getattr(DATASETS.get(dataset_cfg.type), 'METAINFO', {}))
+        dataset_cls = DATASETS.get(dataset_cfg.type)
+        if dataset_cls is None:
+            raise KeyError(
+                f'dataset type {dataset_cfg.type!r} of the config is not '
+                'registered and cannot be imported: add its module to the '
+                "config's custom_imports, or, for a type given by import "
+                'path from the repository root (projects/...), run from the '
+                'root with it on the path (PYTHONPATH=.)')
+        metainfo = dict(getattr(dataset_cls, 'METAINFO', {}))
         metainfo.update(dataset_cfg.get('metainfo') or {})
         if len(metainfo.get('palette') or []) != len(metainfo['classes']):
             metainfo = DATASETS.build(dict(dataset_cfg,

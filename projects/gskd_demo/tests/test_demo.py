@@ -212,7 +212,10 @@ def test_visualize_gskd_matches_the_loss(demo, tmp_path):
 
     # The command line tool writes the figure.
     out = str(tmp_path / 'similarity.png')
-    run([sys.executable, VISUALIZE, DIST_GSKD, ckpt, image, '--out', out], env)
+    # The demo's configs name their dataset by import path from the
+    # repository root, which the tools find on PYTHONPATH.
+    run([sys.executable, VISUALIZE, DIST_GSKD, ckpt, image, '--out', out],
+        dict(env, PYTHONPATH=REPO))
     assert osp.getsize(out) > 20_000
 
     # What it plots is what GSKDLoss computes for the same draws.
