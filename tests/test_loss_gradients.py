@@ -20,6 +20,7 @@ from mmrazor.registry import MODELS
 
 import gskd_mm  # noqa: F401  registers the modules
 from gskd_mm.apis import loss_gradient_norms, term_gradient_norms
+from gskd_mm.apis.loss_gradients import weights_for_share
 from gskd_mm.engine import LossGradientHook
 from helpers import random_seg_batch, shrink_recipe
 
@@ -158,6 +159,30 @@ def test_share_is_linear_in_the_loss_weight():
         assert shares[1.0][term] > 0
         assert shares[3.0][term] == pytest.approx(3 * shares[1.0][term],
                                                   rel=1e-4)
+
+
+def test_weight_for_a_target_share_gives_that_share():
+    cfg = recipe(DIST_GSKD)
+    model = build(cfg)
+    batch = random_seg_batch(2, CROP, num_classes(cfg))
+    torch.manual_seed(1)
+    norms = loss_gradient_norms(model, batch)
+    weights = weights_for_share(norms, model, target=0.5)
+    assert set(weights) == {'distill.loss_gskd', 'distill.loss_dist'}
+    # Set the suggested weight: the same draws now give the target share.
+    gskd = model.distiller.distill_losses['loss_gskd']
+    current, wanted = weights['distill.loss_gskd']
+    assert current == gskd.loss_weight
+    gskd.loss_weight = wanted
+    torch.manual_seed(1)
+    norms = loss_gradient_norms(model, batch)
+    assert norms['distill.loss_gskd']['share'] == pytest.approx(0.5,
+                                                                rel=1e-4)
+    # A term without gradient gets no suggestion.
+    gskd.loss_weight = 0.0
+    torch.manual_seed(1)
+    norms = loss_gradient_norms(model, batch)
+    assert 'distill.loss_gskd' not in weights_for_share(norms, model, 0.5)
 
 
 # ---------------------------------------------------------------------------

@@ -233,6 +233,40 @@ def average_norms(
     return out
 
 
+def weights_for_share(results: 'OrderedDict[str, TermNorms]',
+                      model: nn.Module, target: float) -> Dict[str, tuple]:
+    """The loss weight that would give each distillation term a share.
+
+    A term's gradient, and so its share, is linear in its ``loss_weight``
+    (the tests check it), so the weight for a target share is the current
+    weight times ``target / share``. This is how the GSKD variants' weights
+    were set (a share of ~100 % at the start of training).
+
+    Args:
+        results (OrderedDict): Measured norms, as :func:`loss_gradient_norms`
+            or :func:`average_norms` return.
+        model (nn.Module): The distillation model they were measured on.
+        target (float): The wanted share (1.0: the reference term's
+            gradient).
+
+    Returns:
+        dict[str, tuple[float, float]]: For every ``distill.<name>`` term
+        with a ``loss_weight`` and a nonzero share, its current weight and
+        the weight for ``target``.
+    """
+    losses = getattr(getattr(unwrap(model), 'distiller', None),
+                     'distill_losses', {})
+    out = {}
+    for name, loss in losses.items():
+        term = f'distill.{name}'
+        share = results.get(term, {}).get(SHARE, float('nan'))
+        weight = getattr(loss, 'loss_weight', None)
+        if weight is None or not share == share or share == 0:
+            continue
+        out[term] = (float(weight), float(weight) * target / share)
+    return out
+
+
 def _percent(share: float) -> str:
     """A share in percent, three significant digits, no exponent above 1."""
     percent = 100 * share

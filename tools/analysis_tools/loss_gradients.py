@@ -35,7 +35,7 @@ from gskd_mm.apis.loss_gradients import (STUDENT, average_norms,
                                          build_for_gradients, format_norms,
                                          generated_batch, loss_terms,
                                          recipe_crop, set_crop,
-                                         term_gradient_norms)
+                                         term_gradient_norms, weights_for_share)
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,6 +63,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--reference',
                         default='decode.loss_ce',
                         help='the term the shares are relative to')
+    parser.add_argument(
+        '--target-share',
+        type=float,
+        default=None,
+        help='also print, for every distillation term, the loss_weight '
+        'that would give it this share (percent) of the reference '
+        "term's gradient")
     parser.add_argument('--seed', type=int, default=0, help='random seed')
     parser.add_argument('--device',
                         default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -193,6 +200,11 @@ def main() -> None:
                   'teacher is untrained, so those are chance hits (on a '
                   'real image it may be none). To measure it on every '
                   f'labelled pixel, {fix}')
+    if args.target_share is not None:
+        print(f'\nloss_weight for a share of {args.target_share:g} %:')
+        for term, (weight, wanted) in weights_for_share(
+                results, model, args.target_share / 100).items():
+            print(f'  {term}: {weight:g} -> {wanted:.3g}')
     step = times['forward'] + times['backward']
     print(f'\ncost (per batch, {args.device}): forward '
           f'{times["forward"] / args.iters:.3f} s, backward '
