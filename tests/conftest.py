@@ -15,7 +15,7 @@ from mmengine.registry import DefaultScope
 from gskd_mm.utils import register_all_modules
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The loop references live with the benchmarks that time them.
+# The step benchmark tool, which test_step_benchmark imports.
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 
 register_all_modules(init_default_scope=False)

@@ -16,8 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gskd_mm.models import (CIRKDMemoryPixelLoss, CIRKDMemoryRegionLoss,
                             GSKDProjector)
+from gskd_mm.models.losses.cirkd_loop_reference import LoopMemory
 
-from cirkd_loop_reference import LoopMemory
 from helpers import spawn_with_deadline
 
 WORLD_SIZE = 2

@@ -12,8 +12,7 @@ from gskd_mm.models.losses.gskd_loss import (class_balanced_sample,
                                              class_counts,
                                              descriptor_kl_terms,
                                              resize_labels, valid_pixel_mask)
-
-import loop_reference
+from gskd_mm.models.losses import loop_reference
 
 
 def features(num_imgs=2, channels=16, size=(8, 8), seed=0):

@@ -2,9 +2,8 @@
 """Helpers of the tests: data writers, recipe runners, process harnesses.
 
 They are not part of the package. The loop references the losses are
-checked against live with the benchmarks that time them, in
-``tools/analysis_tools`` (``tests/conftest.py`` puts that folder on the
-path).
+checked against are (``gskd_mm.models.losses.loop_reference`` and
+``cirkd_loop_reference``), since the benchmarks time them too.
 """
 from .datasets import (make_ade20k, make_cityscapes, make_coco_stuff164k,
                        make_voc12aug, synthetic_sample, voc_palette)

@@ -13,8 +13,8 @@ Randomness comes only from ``torch.randperm`` with an optional
 generator may live on a different device than the data: permutations are
 drawn on the generator's device and then moved to the data's device.
 
-A module of the benchmarks beside it, not a tool (no command line); the
-tests import it too (``tests/conftest.py`` puts this folder on the path).
+Not registered and not imported by ``gskd_mm.models.losses``: the tests and
+the benchmarks of ``tools/analysis_tools`` import it by its module path.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 

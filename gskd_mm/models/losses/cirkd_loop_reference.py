@@ -8,8 +8,8 @@ easy to check by eye. They are the references the vectorised losses of
 timed against; they are not used in training. Labels are resized with
 ``F.interpolate(mode='nearest')`` (see :mod:`loop_reference`).
 
-A module of the benchmarks beside it, not a tool (no command line); the
-tests import it too (``tests/conftest.py`` puts this folder on the path).
+Not registered and not imported by ``gskd_mm.models.losses``: the tests and
+the benchmarks of ``tools/analysis_tools`` import it by its module path.
 """
 from typing import List, Optional
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from loop_reference import resize_labels
+from .loop_reference import resize_labels
 
 __all__ = [
     'pixel_kd_loss_loop', 'minibatch_pixel_loss_loop',
