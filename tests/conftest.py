@@ -6,17 +6,10 @@ the whole run; and MMEngine's default scope is reset after each test, so
 that a scope one test leaves behind (``init_default_scope`` sets a global
 one) cannot change which registry another test builds from.
 """
-import os.path as osp
-import sys
-
 import pytest
 from mmengine.registry import DefaultScope
 
 from gskd_mm.utils import register_all_modules
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The step benchmark tool, which test_step_benchmark imports.
-sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 
 register_all_modules(init_default_scope=False)
 

@@ -8,7 +8,8 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-import benchmark_step as bench
+from gskd_mm.apis import step_benchmark as bench
+
 from helpers import make_cityscapes, run_with_deadline
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -53,8 +54,9 @@ def test_load_recipe_keeps_the_real_crop_unless_asked(tmp_path):
 
 
 def test_data_is_the_cityscapes_data_of_the_tests(tmp_path, monkeypatch):
-    """The tool writes its own data (it cannot import the tests): the same
-    files as ``make_cityscapes`` writes, at a small size here."""
+    """The benchmark writes its own data (the package cannot import the
+    tests): the same files as ``make_cityscapes`` writes, at a small size
+    here."""
     monkeypatch.setattr(bench, 'CITYSCAPES_SIZE', (64, 128))
     ours = bench.make_data(str(tmp_path / 'tool'), 3)
     tests = make_cityscapes(

@@ -2,9 +2,8 @@
 """Run the real recipes small: CPU-sized crops, no downloads, random data."""
 import copy
 import functools
-import math
 import os.path as osp
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -15,7 +14,7 @@ from mmengine.structures import PixelData
 from mmrazor.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from gskd_mm.models.algorithms import teacher_model_config
+from gskd_mm.apis import offline_recipe
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,126 +57,25 @@ def zoo_config(cfg_path: str, pretrained: bool = False) -> Config:
     return copy.deepcopy(_zoo(cfg_path, pretrained))
 
 
-def iter_dicts(node: Any) -> Iterator[dict]:
-    """Yield every dict nested in a config (lists and dicts walked)."""
-    if isinstance(node, dict):
-        yield node
-        children = node.values()
-    elif isinstance(node, (list, tuple)):
-        children = node
-    else:
-        return
-    for child in children:
-        yield from iter_dicts(child)
-
-
 def shrink_recipe(cfg: Config,
                   crop: Optional[Tuple[int, int]] = (64, 64),
                   sync_bn_to_bn: bool = False,
                   data_root: Optional[str] = None) -> Config:
-    """Make a distillation recipe runnable on a CPU in tests.
-
-    The crop (pipeline and every ``data_preprocessor.size``, which pads
-    every input to the crop) shrinks to ``crop``; nothing is downloaded
-    (teacher checkpoint and ImageNet initialisation of student and teacher
-    off; a ``cfg_path`` teacher is spelled out as its model config, see
-    :func:`teacher_without_downloads`); data loading runs in the main
-    process. A discriminator of adversarial distillation gets as many
-    stride-2 stages as the crop's stride-8 logits take (its recipes' four
-    need 512 x 512 crops). Everything else of the recipe stays as written.
+    """Make a distillation recipe runnable on a CPU in tests: the package's
+    :func:`~gskd_mm.apis.offline_recipe`, at a 64 x 64 crop by default.
 
     Args:
         cfg (Config): A loaded recipe; modified in place.
         crop (tuple[int, int], optional): (h, w) crop; None keeps the
             recipe's crop and image scales. Defaults to (64, 64).
-        sync_bn_to_bn (bool): Replace SyncBN by BN in the config (student
-            and teacher), for multi-process CPU (gloo) runs, where SyncBN
-            raises (torch's DDP refuses SyncBN in a CPU model).
-            Defaults to False.
+        sync_bn_to_bn (bool): Replace SyncBN by BN, for multi-process CPU
+            (gloo) runs. Defaults to False.
         data_root (str, optional): New root of every dataset.
 
     Returns:
         Config: ``cfg``.
     """
-    cfg.model.teacher_ckpt = None
-    # Spelled out first, so that the changes below reach the teacher too:
-    # DDP refuses a CPU model with any SyncBN, the frozen teacher's included.
-    cfg.model.teacher = teacher_without_downloads(cfg.model.teacher)
-    student = cfg.model.architecture
-    student.pretrained = None
-    student.backbone.init_cfg = None
-    if crop is not None:
-        student.data_preprocessor.size = crop
-        if 'discriminator' in cfg.model:
-            # Logits of crop / 8; each stage halves them, down to >= 4.
-            cfg.model.discriminator.num_stages = max(
-                1, min(4, int(math.log2(min(crop) // 8 // 4))))
-    for node in iter_dicts(cfg._cfg_dict):
-        kind = node.get('type')
-        if kind == 'SyncBN' and sync_bn_to_bn:
-            node['type'] = 'BN'
-        elif kind == 'GSKDProjector' and sync_bn_to_bn:
-            node.setdefault('norm_cfg', dict(type='BN'))  # default: SyncBN
-        if data_root is not None and 'data_root' in node:
-            node['data_root'] = data_root
-        if crop is not None:
-            resize_to_crop(node, crop)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if loader in cfg:
-            cfg[loader].num_workers = 0
-            cfg[loader].persistent_workers = False
-    return cfg
-
-
-def resize_to_crop(node: dict, crop: Tuple[int, int]) -> None:
-    """Shrink the sizes of one config node (a transform, a preprocessor).
-
-    Args:
-        node (dict): A dict of the config; changed in place.
-        crop (tuple[int, int]): (h, w) crop.
-    """
-    h, _ = crop
-    kind = node.get('type')
-    if kind == 'RandomCrop':
-        node['crop_size'] = crop
-    elif kind == 'Pad':
-        node['size'] = crop
-    elif kind in ('RandomResize', 'Resize') and 'scale' in node:
-        # Same aspect as the dataset's own scale, short side = crop h.
-        long_side, short_side = node['scale']
-        node['scale'] = (round(long_side * h / short_side), h)
-    elif kind == 'SegDataPreProcessor' and node.get('size'):
-        # The student's and the top-level one, which a Runner gives
-        # the whole algorithm (``model.data_preprocessor`` default).
-        node['size'] = crop
-
-
-def teacher_without_downloads(teacher: ConfigDict) -> ConfigDict:
-    """The teacher's model config, with ImageNet initialisation off.
-
-    A ``cfg_path`` teacher is built by ``mmengine.hub.get_model``, whose
-    config initialises the backbone from ImageNet weights
-    (``pretrained='open-mmlab://resnet101_v1c'``). Only a loaded
-    ``teacher_ckpt`` stops ``Runner.train()``'s ``init_weights()`` from
-    downloading them, so without one the teacher is spelled out as
-    ``get_model`` builds it (same model, same scope; see
-    :func:`teacher_model_config`) minus that initialisation.
-
-    Args:
-        teacher (ConfigDict): ``model.teacher`` of a recipe.
-
-    Returns:
-        ConfigDict: The teacher to build.
-    """
-    if 'cfg_path' in teacher and not teacher.get('type'):
-        model = teacher_model_config(teacher)
-    else:
-        model = teacher
-    if 'pretrained' in model:
-        model.pretrained = None
-    if 'backbone' in model:
-        model.backbone.init_cfg = None
-    return model
+    return offline_recipe(cfg, crop, data_root, sync_bn_to_bn)
 
 
 def random_seg_batch(num_images: int,

@@ -1,0 +1,308 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Time whole training steps of a recipe: the library of
+``tools/analysis_tools/benchmark_step.py``.
+
+One batch of generated Cityscapes-format data (:func:`make_data`) from the
+recipe's own dataloader, the recipe run offline
+(:func:`~gskd_mm.apis.offline.offline_recipe`), and ``train_step`` timed
+on it in float32 or mixed precision (MMEngine's ``AmpOptimWrapper`` on
+CUDA, as ``tools/train.py --amp`` sets it up; ``torch.autocast('cpu')`` on
+a CPU, where that wrapper refuses to start).
+"""
+import contextlib
+import copy
+import glob
+import os
+import os.path as osp
+import resource
+import time
+from statistics import median
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmrazor.registry import MODELS
+from PIL import Image
+
+from ..engine import enable_amp
+from .offline import offline_recipe
+
+STUDENT = 'student'
+PRECISIONS = ('fp32', 'fp16', 'bf16')
+AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+CITYSCAPES_SIZE = (1024, 2048)
+CITYSCAPES_CLASSES = range(19)
+
+
+def sibling_recipes(config: str, methods: List[str]) -> Dict[str, str]:
+    """The recipes of the same teacher, student and dataset as ``config``.
+
+    Recipes are named ``<method>_<teacher>_<student>_<schedule>_<dataset>``;
+    the schedule part may differ between methods.
+
+    Args:
+        config (str): Path of a recipe.
+        methods (list[str]): Methods to find, e.g. ``['dist', 'cwd-gskd']``;
+            ``'student'`` stands for the student alone and maps to
+            ``config``.
+
+    Returns:
+        dict[str, str]: Method -> recipe path.
+    """
+    folder, name = osp.split(osp.abspath(config))
+    parts = name.split('_')
+    if len(parts) < 4:
+        raise ValueError(
+            f'{name} is not named <method>_<teacher>_<student>_<schedule>_'
+            '<dataset>.py, so its sibling recipes cannot be found; pass '
+            '--methods student to time its student alone')
+    pair, dataset = '_'.join(parts[1:-2]), parts[-1]
+    found = {}
+    for method in methods:
+        if method == STUDENT:
+            found[method] = osp.abspath(config)
+            continue
+        matches = sorted(
+            glob.glob(osp.join(folder, f'{method}_{pair}_*_{dataset}')))
+        if len(matches) != 1:
+            raise FileNotFoundError(
+                f'expected one {method} recipe of {pair} on {dataset} in '
+                f'{folder}, found {len(matches)}: {matches}')
+        found[method] = matches[0]
+    return found
+
+
+def load_recipe(config: str, data_root: str, batch: int,
+                crop: Optional[Tuple[int, int]]) -> Config:
+    """A recipe ready to time offline.
+
+    Args:
+        config (str): Recipe path.
+        data_root (str): Root of the generated Cityscapes data.
+        batch (int): Images per step.
+        crop (tuple[int, int], optional): (h, w) crop; None keeps the
+            recipe's.
+
+    Returns:
+        Config: The recipe, with no downloads, ``data_root`` and ``batch``;
+        GSKD samples every labelled pixel, as it nearly does with a
+        trained teacher.
+    """
+    cfg = Config.fromfile(config)
+    dataset = cfg.train_dataloader.dataset.type
+    if dataset != 'CityscapesDataset':
+        raise ValueError(
+            f'{osp.basename(config)} trains on {dataset}; the step '
+            'benchmark generates Cityscapes data: pass a Cityscapes recipe')
+    offline_recipe(cfg, crop, data_root)
+    cfg.train_dataloader.batch_size = batch
+    # A trained teacher is right on most labelled pixels, an untrained one
+    # on almost none: GSKD would sample nothing and cost nothing.
+    losses = cfg.model.distiller.distill_losses
+    for loss_cfg in losses.values():
+        if loss_cfg.type == 'GSKDLoss':
+            loss_cfg.valid_mask = 'labeled'
+    return cfg
+
+
+def make_data(root: str, batch: int, seed: int = 0) -> str:
+    """Cityscapes-format training images at full size, ``batch`` of them.
+
+    ``leftImg8bit/train/<city>/*_leftImg8bit.png`` and ``gtFine/train/
+    <city>/*_gtFine_labelTrainIds.png`` as MMSeg's ``CityscapesDataset``
+    reads them: a label map of a few blobs of train ids 0..18 (the bottom
+    rows ignored, like the ego vehicle), an image whose colours follow the
+    labels plus a gradient and noise.
+
+    Args:
+        root (str): Directory to write.
+        batch (int): Number of training images.
+        seed (int): Random seed. Defaults to 0.
+
+    Returns:
+        str: The data root.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = CITYSCAPES_SIZE
+    yy, xx = np.mgrid[:h, :w]
+    colours = np.random.default_rng(12345).integers(
+        0, 256, (256, 3)).astype(np.float32)
+    for i in range(batch):
+        label = np.full((h, w), rng.choice(CITYSCAPES_CLASSES), np.uint8)
+        for _ in range(4):
+            value = rng.choice(CITYSCAPES_CLASSES)
+            cy, cx = rng.integers(0, h), rng.integers(0, w)
+            ry, rx = rng.integers(h // 8, h // 2), rng.integers(w // 8, w // 2)
+            if rng.random() < 0.5:
+                mask = ((yy - cy) / ry)**2 + ((xx - cx) / rx)**2 <= 1
+            else:
+                mask = (abs(yy - cy) <= ry) & (abs(xx - cx) <= rx)
+            label[mask] = value
+        image = colours[label] + 40.0 * (yy / (h - 1))[..., None]
+        image += rng.normal(0, 20, size=image.shape)
+        label[-h // 8:] = 255
+        city = ('aachen', 'bochum')[i % 2]
+        stem = f'{city}_000000_{i + 19:06d}'
+        for folder, suffix, array in (
+                ('leftImg8bit', 'leftImg8bit', image.clip(0, 255)),
+                ('gtFine', 'gtFine_labelTrainIds', label)):
+            path = osp.join(root, folder, 'train', city,
+                            f'{stem}_{suffix}.png')
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            Image.fromarray(array.astype(np.uint8)).save(path)
+    return root
+
+
+def first_batch(cfg: Config) -> dict:
+    """The first batch of the recipe's training dataloader."""
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    return next(iter(loader))
+
+
+def build_model(cfg: Config, student_only: bool,
+                device: str) -> torch.nn.Module:
+    """The trained model: the recipe's student alone, or its distiller.
+
+    Args:
+        cfg (Config): A recipe from :func:`load_recipe`.
+        student_only (bool): Build only the student (an MMSeg model).
+        device (str): Torch device.
+
+    Returns:
+        nn.Module: The model, on ``device``, in train mode.
+    """
+    init_default_scope('mmseg')
+    model_cfg = cfg.model.architecture if student_only else cfg.model
+    return MODELS.build(model_cfg).to(device).train()
+
+
+def optim_wrapper_for(cfg: Config, model: torch.nn.Module, precision: str,
+                      device: str):
+    """The recipe's optimizer wrapper; ``AmpOptimWrapper`` for AMP on CUDA.
+
+    Adversarial recipes have two wrappers (``architecture`` and
+    ``discriminator``): both become ``AmpOptimWrapper``
+    (:func:`~gskd_mm.engine.enable_amp`, as ``tools/train.py --amp``), and
+    a student alone gets the ``architecture`` one.
+
+    Args:
+        cfg (Config): The recipe.
+        model (nn.Module): The model to optimise.
+        precision (str): One of ``PRECISIONS``.
+        device (str): Torch device.
+
+    Returns:
+        OptimWrapper | OptimWrapperDict: The wrapper(s).
+    """
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if 'constructor' in wrapper_cfg and 'discriminator' in wrapper_cfg \
+            and not hasattr(model, 'discriminator'):
+        wrapper_cfg = wrapper_cfg.architecture
+    if precision != 'fp32' and device.startswith('cuda'):
+        amp_cfg = Config(dict(optim_wrapper=wrapper_cfg))
+        enable_amp(amp_cfg, str(AMP_DTYPES[precision]).split('.')[-1])
+        wrapper_cfg = amp_cfg.optim_wrapper
+    return build_optim_wrapper(model, wrapper_cfg)
+
+
+def step_context(precision: str, device: str):
+    """Autocast for AMP on a CPU (on CUDA the optimizer wrapper does it)."""
+    if precision == 'fp32' or device.startswith('cuda'):
+        return contextlib.nullcontext()
+    return torch.autocast('cpu', dtype=AMP_DTYPES[precision])
+
+
+def sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def time_steps(cfg: Config, method: str, precision: str, device: str,
+               repeats: int, warmup: int = 1) -> dict:
+    """Median seconds of a training step, peak memory and the losses.
+
+    Args:
+        cfg (Config): A recipe from :func:`load_recipe`.
+        method (str): ``'student'`` or the recipe's method.
+        precision (str): One of ``PRECISIONS``.
+        device (str): Torch device.
+        repeats (int): Timed steps.
+        warmup (int): Untimed steps first. Defaults to 1.
+
+    Returns:
+        dict: ``seconds`` (median), ``peak_mb`` (CUDA: peak allocated;
+        CPU: peak resident memory of the process) and ``losses`` of the
+        last step.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, '
+                         f'got {precision!r}')
+    torch.manual_seed(0)
+    batch = first_batch(cfg)
+    model = build_model(cfg, method == STUDENT, device)
+    optim_wrapper = optim_wrapper_for(cfg, model, precision, device)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(warmup + repeats):
+        sync(device)
+        start = time.perf_counter()
+        with step_context(precision, device):
+            losses = model.train_step(batch, optim_wrapper)
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    if device.startswith('cuda'):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(
+        seconds=median(times),
+        peak_mb=peak_mb,
+        losses={k: float(v)
+                for k, v in losses.items()})
+
+
+def time_teacher_forward(cfg: Config, device: str, repeats: int) -> dict:
+    """The teacher's forward per step, as each algorithm runs it.
+
+    ``SingleTeacherDistill`` runs the teacher in ``loss`` mode (BN in eval,
+    dropout on: decode and auxiliary heads and their losses);
+    ``EvalTeacherDistill`` in ``tensor`` mode in eval (backbone and decode
+    head). Both under ``no_grad``, on the same batch.
+
+    Args:
+        cfg (Config): A distillation recipe from :func:`load_recipe`.
+        device (str): Torch device.
+        repeats (int): Timed forwards of each, after one warm-up.
+
+    Returns:
+        dict: Median seconds: ``loss_mode`` and ``tensor_mode``.
+    """
+    model = build_model(cfg, False, device)
+    teacher = model.teacher
+    data = model.data_preprocessor(first_batch(cfg), True)
+    inputs, samples = data['inputs'], data['data_samples']
+    result = {}
+    for mode in ('loss', 'tensor'):
+        model.train()  # the algorithm's own train(): its teacher's modes
+        if mode == 'loss':
+            teacher.train()
+            for m in teacher.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        times = []
+        for i in range(repeats + 1):
+            sync(device)
+            start = time.perf_counter()
+            with torch.no_grad():
+                teacher(inputs, samples, mode=mode)
+            sync(device)
+            if i:
+                times.append(time.perf_counter() - start)
+        result[f'{mode}_mode'] = median(times)
+    return result
