@@ -7,30 +7,19 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import MODELS, DefaultScope
 
 from gskd_mm.apis import init_student
 from gskd_mm.models.losses import GSKDLoss
 from gskd_mm.utils import register_all_modules, student_state_dict
 
+from helpers import demo_networks
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Small networks and a dataset with a palette: the CPU demo's, whose
 # dataset type is imported from the repository root.
 PROJECT = osp.join(ROOT, 'projects', 'gskd_demo')
-MODELS_BASE = osp.join(PROJECT, 'configs', '_base_', 'models',
-                       'deeplabv3_r18-d4_demo.py')
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-
-
-def _demo_networks():
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(MODELS_BASE)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        torch.manual_seed(0)
-        student = MODELS.build(cfg.model).eval()
-        teacher = MODELS.build(cfg.teacher).eval()
-    return student, teacher
 
 
 # ------------------------------------------------ GSKD per descriptor
@@ -74,7 +63,7 @@ def test_init_student_of_a_distill_config(tmp_path):
     config = osp.join(
         PROJECT, 'configs',
         'dist_deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py')
-    student, _ = _demo_networks()
+    student, _ = demo_networks()
     state = {f'architecture.{k}': v for k, v in student.state_dict().items()}
     state['teacher.x'] = torch.zeros(1)
     ckpt = str(tmp_path / 'distill.pth')

@@ -9,12 +9,18 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.structures import PixelData
 from mmrazor.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from gskd_mm.apis import offline_recipe
+from gskd_mm.utils import register_all_modules
+
+# The CPU demo's small teacher and student (projects/gskd_demo).
+DEMO_MODELS = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'projects',
+    'gskd_demo', 'configs', '_base_', 'models', 'deeplabv3_r18-d4_demo.py')
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,3 +147,18 @@ def num_classes_of(cfg: Config) -> int:
     """Number of classes of the recipe's student."""
     head: ConfigDict = cfg.model.architecture.decode_head
     return head.num_classes
+
+
+def demo_networks() -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """The CPU demo's student and teacher, seeded, in eval mode.
+
+    Returns:
+        tuple[nn.Module, nn.Module]: Student and teacher segmentors.
+    """
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(DEMO_MODELS)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        torch.manual_seed(0)
+        student = MODELS.build(cfg.model).eval()
+        teacher = MODELS.build(cfg.teacher).eval()
+    return student, teacher

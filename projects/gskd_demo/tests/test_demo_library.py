@@ -6,12 +6,7 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, DefaultScope
 
-from gskd_mm.apis import init_student
-from gskd_mm.models.losses import GSKDLoss
-from gskd_mm.utils import register_all_modules, student_state_dict
 from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, GradientShareHook,
                                           method_spec, paired_differences,
                                           paired_t_interval, pairing_check,
@@ -20,11 +15,7 @@ from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, GradientShareHook,
 from projects.gskd_demo.gskd_demo.gradient_share_hook import gskd_share
 from projects.gskd_demo.gskd_demo.runs import config_dir, load_config
 
-from helpers import random_seg_batch
-
-PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MODELS_BASE = osp.join(PROJECT, 'configs', '_base_', 'models',
-                       'deeplabv3_r18-d4_demo.py')
+from helpers import demo_networks, random_seg_batch
 
 
 # ------------------------------------------------------------ statistics
@@ -86,14 +77,6 @@ def test_paired_differences_and_check():
 
 
 # -------------------------------------------------------- structural gap
-def _demo_networks():
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(MODELS_BASE)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        torch.manual_seed(0)
-        student = MODELS.build(cfg.model).eval()
-        teacher = MODELS.build(cfg.teacher).eval()
-    return student, teacher
 
 
 def _batches():
@@ -102,7 +85,7 @@ def _batches():
 
 
 def test_structural_gap_zero_for_the_teacher_itself():
-    student, teacher = _demo_networks()
+    student, teacher = demo_networks()
     batches = _batches()
     assert structural_gap(teacher, teacher, batches) == pytest.approx(
         0.0, abs=1e-9)
@@ -116,7 +99,7 @@ def test_structural_gap_zero_for_the_teacher_itself():
 
 
 def test_structural_gap_errors():
-    student, teacher = _demo_networks()
+    student, teacher = demo_networks()
     with pytest.raises(ValueError, match='decode_head.nothing'):
         structural_gap(student, teacher, _batches(), 'decode_head.nothing')
     unlabelled = _batches()
@@ -127,10 +110,8 @@ def test_structural_gap_errors():
         structural_gap(student, teacher, unlabelled)
 
 
-
-
 def test_structural_gaps_both_metrics_and_projector():
-    student, teacher = _demo_networks()
+    student, teacher = demo_networks()
     batches = _batches()
     same = structural_gaps(teacher, teacher, batches)
     assert same['kl'] == pytest.approx(0.0, abs=1e-9)
