@@ -146,7 +146,10 @@ def main() -> None:
     if torch_dist.is_initialized():
         # MMEngine leaves the process group to interpreter exit, where a
         # gloo group's threads can abort the process ("terminate called
-        # without an active exception") after training succeeded.
+        # without an active exception") after training succeeded. The
+        # barrier lets no rank tear its group down while another still
+        # talks to it (one such abort was seen in CI with the destroy alone).
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
