@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
         default=800,
         help='iterations of the teacher (trained once, then cached)')
     parser.add_argument(
-        '--seeds', type=int, default=10, help='seeds per student method')
+        '--seeds', type=int, default=40, help='seeds per student method')
     parser.add_argument(
         '--methods',
         nargs='+',
@@ -83,6 +83,13 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=4,
         help='training batch size of the students')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=os.cpu_count() or 1,
+        help='processes that train the students in parallel, one CPU '
+        'thread each (default: one per CPU core); results do not depend on '
+        'it')
     parser.add_argument(
         '--teacher-batch-size',
         type=int,
@@ -145,7 +152,8 @@ def main() -> None:
         summary = run_demo(methods, args.seeds, args.iters,
                            args.teacher_iters, args.batch_size,
                            args.teacher_batch_size, args.num_train,
-                           args.num_val, args.out_dir, args.log_level)
+                           args.num_val, args.out_dir, args.log_level,
+                           args.workers)
         with open(results, 'w') as f:  # kept should a figure fail
             json.dump(summary, f, indent=2)
     if args.sweep:

@@ -5,7 +5,6 @@ import os.path as osp
 import time
 from typing import Dict, Sequence
 
-import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
@@ -18,8 +17,8 @@ from .figures import plot_loss_curves, plot_miou, plot_predictions
 from .data import majority_class_miou, prepare_data, richest_val_images
 from .report import summarise
 from .runs import (GSKD_PAIRS, IMG_SIZE, METHODS, STUDENT_CONFIG,
-                   TEACHER_CONFIG, config_dir, load_config, method_spec,
-                   num_params, student_runs, teacher_run)
+                   TEACHER_CONFIG, RunContext, config_dir, load_config,
+                   method_spec, num_params, student_runs, teacher_run)
 
 
 def run_demo(methods: Sequence[str],
@@ -31,7 +30,8 @@ def run_demo(methods: Sequence[str],
              num_train: int,
              num_val: int,
              out_dir: str,
-             log_level: str = 'WARNING') -> dict:
+             log_level: str = 'WARNING',
+             workers: int = 1) -> dict:
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
@@ -47,6 +47,9 @@ def run_demo(methods: Sequence[str],
         out_dir (str): Where runs, table and figures go.
         log_level (str): Log level of the training runs. Defaults to
             'WARNING'.
+        workers (int): Processes that train the students in parallel.
+            Every student run uses one CPU thread, whatever this is.
+            Defaults to 1.
 
     Returns:
         dict: The summary (see :func:`.report.summarise`).
@@ -69,9 +72,10 @@ def run_demo(methods: Sequence[str],
                 f,
                 indent=2)
 
+    ctx = RunContext(iters, batch_size, out_dir, data_root, generate_cfg,
+                     teacher['checkpoint'], log_level)
     runs, init_gaps = student_runs(
-        list(methods), seeds, iters, batch_size, out_dir, data_root,
-        generate_cfg, teacher['checkpoint'], log_level, save_partial)
+        list(methods), seeds, ctx, workers, on_seed_done=save_partial)
     params = num_params(
         load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
     summary = summarise(
@@ -81,7 +85,8 @@ def run_demo(methods: Sequence[str],
             batch_size=batch_size,
             teacher_batch_size=teacher_batch_size,
             seeds=seeds,
-            torch_threads=torch.get_num_threads()),
+            workers=workers,
+            torch_threads=1),  # every student run (see student_runs)
         dataset=dict(
             name='Synthetic Scenes',
             num_train=num_train,

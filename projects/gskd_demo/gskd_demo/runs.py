@@ -191,6 +191,14 @@ def load_config(name: str, data_root: str, generate_cfg: dict, iters: int,
         Config: The config (without work_dir).
     """
     cfg = Config.fromfile(osp.join(config_dir(), name))
+    # Its text unformatted: MMEngine writes a config's text 3 times per run
+    # (log, dump, checkpoint), and yapf's formatting took ~1.3 s each time.
+    # (MMEngine 0.10's fromfile drops `format_python_code` for such configs.)
+    cfg = Config(
+        cfg.to_dict(),
+        cfg_text=cfg.text,
+        filename=cfg.filename,
+        format_python_code=False)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = data_root
         cfg[loader].dataset.generate_cfg = generate_cfg
@@ -439,16 +447,137 @@ def run_fingerprint(cfg: Config, init: str) -> str:
     return digest.hexdigest()
 
 
+class RunContext(NamedTuple):
+    """What every student run of a demo shares.
+
+    Attributes:
+        iters (int): Iterations per run.
+        batch_size (int): Training batch size.
+        out_dir (str): The demo's output directory.
+        data_root (str): Dataset directory.
+        generate_cfg (dict): Generation parameters of the dataset.
+        teacher_ckpt (str): The teacher's checkpoint.
+        log_level (str): Log level of the runs.
+    """
+    iters: int
+    batch_size: int
+    out_dir: str
+    data_root: str
+    generate_cfg: dict
+    teacher_ckpt: str
+    log_level: str
+
+
+def student_init_file(ctx: RunContext, seed: int) -> str:
+    """The initial student weights of a seed (shared by its runs)."""
+    return osp.join(ctx.out_dir, 'init', f'student_seed{seed}.pth')
+
+
+def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
+                gap_loader) -> Tuple[dict, bool]:
+    """Train one method for one seed, or reuse its stored result.
+
+    The run loads its seed's initial weights (:func:`student_init_file`,
+    written before), and its result is stored beside it
+    (``runs/<key>/seed<k>/result.json``); a stored result with the same
+    config and initial weights (:func:`run_fingerprint`) is returned as is.
+
+    Args:
+        ctx (RunContext): The demo's shared settings.
+        key (str): Method key (see :func:`method_spec`).
+        seed (int): The seed.
+        teacher (nn.Module): The teacher, to measure the structural gaps.
+        gap_loader (Iterable): Validation batches of the gaps.
+
+    Returns:
+        tuple[dict, bool]: The :func:`train` result (with ``seed`` and
+        ``fingerprint``), and whether it was stored before.
+    """
+    spec = method_spec(key)
+    init = student_init_file(ctx, seed)
+    cfg = load_config(spec.config, ctx.data_root, ctx.generate_cfg,
+                      ctx.iters, ctx.batch_size, seed)
+    if spec.loss_gskd is not None:
+        cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
+    if 'teacher_ckpt' in cfg.model:
+        cfg.model.teacher_ckpt = ctx.teacher_ckpt
+    student_model_cfg(cfg).init_cfg = dict(type='Pretrained', checkpoint=init)
+    work_dir = osp.join(ctx.out_dir, 'runs', key, f'seed{seed}')
+    stored = osp.join(work_dir, 'result.json')
+    fingerprint = run_fingerprint(cfg, init)
+    if osp.isfile(stored):
+        with open(stored) as f:
+            result = json.load(f)
+        if result.get('fingerprint') == fingerprint:
+            return result, True
+    result = train(
+        cfg,
+        work_dir,
+        f'demo_{key}_seed{seed}_{os.getpid()}',
+        ctx.log_level,
+        teacher=teacher,
+        gap_loader=gap_loader)
+    result.update(seed=seed, fingerprint=fingerprint)
+    with open(stored, 'w') as f:
+        json.dump(result, f, indent=2)
+    return result, False
+
+
+def run_summary(result: dict, before: bool) -> str:
+    """One log line of a finished run."""
+    if before:
+        return f'done before (mIoU {result["miou"]:.2f})'
+    share = result['gskd_grad_share']
+    return (f'mIoU {result["miou"]:.2f}, structural gap {result["gap"]:.4f} '
+            f'(cos {result["gap_cos"]:.4f})'
+            + ('' if share is None else f', GSKD grad share {share:.3g}')
+            + f', {result["wall_s"]:.0f} s')
+
+
+def teacher_and_gap_loader(ctx: RunContext) -> tuple:
+    """The trained teacher (eval mode) and the validation batches of the
+    structural gaps."""
+    teacher_cfg = load_config(TEACHER_CONFIG, ctx.data_root, ctx.generate_cfg,
+                              1, 1, 0)
+    return (init_student(teacher_cfg, ctx.teacher_ckpt),
+            val_loader(teacher_cfg))
+
+
+# A worker process's teacher and gap loader, built once per process.
+_WORKER: dict = {}
+
+
+def _init_worker(ctx: RunContext, log_level: str) -> None:
+    """Set up a worker process of :func:`student_runs` (spawned: nothing
+    of the parent is inherited)."""
+    import warnings
+
+    from mmengine.logging import MMLogger
+
+    from gskd_mm.utils import register_all_modules
+    torch.set_num_threads(1)
+    warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
+    warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
+    register_all_modules(init_default_scope=False)
+    MMLogger.get_instance(LOGGER, log_level=log_level).addFilter(
+        QuietFilter())
+    _WORKER['ctx'] = ctx
+    _WORKER['teacher'], _WORKER['gap_loader'] = teacher_and_gap_loader(ctx)
+
+
+def _worker_run(job: Tuple[str, int]) -> Tuple[str, int, dict, bool]:
+    """Run one (method, seed) job in a worker process."""
+    key, seed = job
+    result, before = student_run(_WORKER['ctx'], key, seed,
+                                 _WORKER['teacher'], _WORKER['gap_loader'])
+    return key, seed, result, before
+
+
 def student_runs(
     methods: List[str],
     seeds: int,
-    iters: int,
-    batch_size: int,
-    out_dir: str,
-    data_root: str,
-    generate_cfg: dict,
-    teacher_ckpt: str,
-    log_level: str,
+    ctx: RunContext,
+    workers: int = 1,
     on_seed_done: Optional[Callable] = None
 ) -> Tuple[Dict[str, list], List[Dict[str, float]]]:
     """Train every method for every seed, paired by seed.
@@ -460,16 +589,18 @@ def student_runs(
     stored beside it (``result.json``); a run whose stored result has the
     same config and initial weights is not run again.
 
+    Every run uses one CPU thread (a thread count changes the order of
+    floating-point sums, hence the training), so a run's result does not
+    depend on ``workers``: with more than 1, the runs are shared out among
+    as many spawned processes (a test checks that the results are the
+    same).
+
     Args:
         methods (list[str]): Method keys (see :func:`method_spec`).
         seeds (int): Seeds ``0 .. seeds - 1``.
-        iters (int): Iterations per run.
-        batch_size (int): Training batch size.
-        out_dir (str): The demo's output directory.
-        data_root (str): Dataset directory.
-        generate_cfg (dict): Generation parameters of the dataset.
-        teacher_ckpt (str): The teacher's checkpoint.
-        log_level (str): Log level of the runs.
+        ctx (RunContext): The settings every run shares.
+        workers (int): Processes that train in parallel. Defaults to 1
+            (every run in this process).
         on_seed_done (Callable, optional): Called with the runs and initial
             gaps so far after every seed (e.g. to save them).
 
@@ -478,68 +609,64 @@ def student_runs(
         result of every seed (with ``seed``); per seed, the structural gaps
         (``kl``, ``cos``) of the initial student (before training).
     """
-    specs = {key: method_spec(key) for key in methods}
-    teacher_cfg = load_config(TEACHER_CONFIG, data_root, generate_cfg, 1, 1, 0)
-    teacher = init_student(teacher_cfg, teacher_ckpt)
-    gap_loader = val_loader(teacher_cfg)
-    runs: Dict[str, list] = {key: [] for key in methods}
+    for key in methods:
+        method_spec(key)  # a clear error for an unknown method
+    if workers < 1:
+        raise ValueError(f'workers must be >= 1, got {workers}')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _student_runs(methods, seeds, ctx, workers, on_seed_done)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
+                  workers: int, on_seed_done: Optional[Callable]) -> tuple:
+    """:func:`student_runs` on one thread."""
+    teacher, gap_loader = teacher_and_gap_loader(ctx)
+    student_cfg = load_config(STUDENT_CONFIG, ctx.data_root, ctx.generate_cfg,
+                              1, 1, 0)
     init_gaps = []
-    total, done = seeds * len(methods), 0
     for seed in range(seeds):
-        student_cfg = load_config(STUDENT_CONFIG, data_root, generate_cfg, 1,
-                                  1, seed)
-        init = write_student_init(
-            student_cfg, seed,
-            osp.join(out_dir, 'init', f'student_seed{seed}.pth'))
+        init = write_student_init(student_cfg, seed,
+                                  student_init_file(ctx, seed))
         init_gaps.append(
             structural_gaps(
                 init_student(student_cfg, init), teacher, gap_loader))
-        for key, spec in specs.items():
-            done += 1
-            cfg = load_config(spec.config, data_root, generate_cfg, iters,
-                              batch_size, seed)
-            if spec.loss_gskd is not None:
-                cfg.model.distiller.distill_losses.loss_gskd.update(
-                    spec.loss_gskd)
-            if 'teacher_ckpt' in cfg.model:
-                cfg.model.teacher_ckpt = teacher_ckpt
-            student_model_cfg(cfg).init_cfg = dict(
-                type='Pretrained', checkpoint=init)
-            work_dir = osp.join(out_dir, 'runs', key, f'seed{seed}')
-            stored = osp.join(work_dir, 'result.json')
-            fingerprint = run_fingerprint(cfg, init)
-            if osp.isfile(stored):
-                with open(stored) as f:
-                    result = json.load(f)
-                if result.get('fingerprint') == fingerprint:
-                    runs[key].append(result)
-                    print_log(
-                        f'[{done}/{total}] student {spec.label}, seed '
-                        f'{seed}: done before (mIoU {result["miou"]:.2f})',
-                        logger=LOGGER)
-                    continue
-            print_log(
-                f'[{done}/{total}] student {spec.label}, seed {seed}: '
-                f'{iters} iterations',
-                logger=LOGGER)
-            result = train(
-                cfg,
-                work_dir,
-                f'demo_{key}_seed{seed}_{os.getpid()}',
-                log_level,
-                teacher=teacher,
-                gap_loader=gap_loader)
-            result.update(seed=seed, fingerprint=fingerprint)
-            with open(stored, 'w') as f:
-                json.dump(result, f, indent=2)
-            runs[key].append(result)
-            share = result['gskd_grad_share']
-            print_log(
-                f'    mIoU {result["miou"]:.2f}, structural gap '
-                f'{result["gap"]:.4f} (cos {result["gap_cos"]:.4f})'
-                + ('' if share is None else f', GSKD grad share {share:.3g}')
-                + f', {result["wall_s"]:.0f} s',
-                logger=LOGGER)
-        if on_seed_done is not None:
-            on_seed_done(runs, init_gaps)
-    return runs, init_gaps
+    jobs = [(key, seed) for seed in range(seeds) for key in methods]
+    results: Dict[Tuple[str, int], dict] = {}
+    finished = [0]  # seeds 0 .. finished[0] - 1 have every method's result
+
+    def collect(num_seeds: int) -> Dict[str, list]:
+        return {
+            key: [results[key, s] for s in range(num_seeds)]
+            for key in methods
+        }
+
+    def report(key: str, seed: int, result: dict, before: bool) -> None:
+        results[key, seed] = result
+        print_log(
+            f'[{len(results)}/{len(jobs)}] student '
+            f'{method_spec(key).label}, seed {seed}: '
+            + run_summary(result, before),
+            logger=LOGGER)
+        count = finished[0]
+        while count < seeds and all((k, count) in results for k in methods):
+            count += 1
+        if count > finished[0] and on_seed_done is not None:
+            on_seed_done(collect(count), init_gaps[:count])
+        finished[0] = count
+
+    if workers == 1:
+        for key, seed in jobs:
+            report(key, seed, *student_run(ctx, key, seed, teacher,
+                                           gap_loader))
+    else:
+        pool = torch.multiprocessing.get_context('spawn').Pool(
+            workers, _init_worker, (ctx, 'INFO'))
+        with pool:
+            for key, seed, result, before in pool.imap_unordered(
+                    _worker_run, jobs):
+                report(key, seed, result, before)
+    return collect(seeds), init_gaps

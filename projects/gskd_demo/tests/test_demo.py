@@ -35,6 +35,12 @@ SMALL = [
     '--iters', '6', '--teacher-iters', '40', '--seeds', '2', '--num-train',
     '32', '--num-val', '8', '--batch-size', '4', '--methods', *METHODS
 ]
+# What a run's result holds that does not depend on the process that ran it
+# (times and paths aside).
+RESULT_KEYS = [
+    'miou', 'metrics', 'gap', 'gap_cos', 'gap_proj', 'gap_proj_cos',
+    'student_digest', 'data_digest', 'grad_norms', 'gskd_grad_share'
+]
 TIMEOUT = 900  # seconds, per subprocess
 pytestmark = pytest.mark.slow  # a few minutes: the demo's end-to-end runs
 
@@ -59,10 +65,32 @@ def demo(tmp_path_factory) -> Tuple[str, Dict[str, str], dict, str]:
     root = tmp_path_factory.mktemp('demo')
     env = dict(os.environ, GSKD_MM_CACHE=str(root / 'cache'))
     out_dir = str(root / 'out')
-    output = run([sys.executable, DEMO, *SMALL, '--out-dir', out_dir], env)
+    output = run(
+        [sys.executable, DEMO, *SMALL, '--workers', '1', '--out-dir', out_dir],
+        env)
     with open(osp.join(out_dir, 'results.json')) as f:
         results = json.load(f)
     return out_dir, env, results, output
+
+
+def test_workers_give_the_same_runs(demo, tmp_path):
+    # Two processes train the runs in any order; every run's numbers equal
+    # those of the runs trained one after another in one process.
+    _, env, results, _ = demo
+    out_dir = str(tmp_path / 'workers')
+    output = run(
+        [sys.executable, DEMO, *SMALL, '--workers', '2', '--out-dir', out_dir],
+        env)
+    assert 'done before' not in output
+    with open(osp.join(out_dir, 'results.json')) as f:
+        parallel = json.load(f)
+    assert parallel['init_gap'] == results['init_gap']
+    for key, method in results['methods'].items():
+        runs = parallel['methods'][key]['runs']
+        assert [r['seed'] for r in runs] == [0, 1]
+        for serial_run, parallel_run in zip(method['runs'], runs):
+            for name in RESULT_KEYS:
+                assert parallel_run[name] == serial_run[name], (key, name)
 
 
 def test_table(demo):
