@@ -86,7 +86,7 @@ def run_demo(methods: Sequence[str],
             teacher_batch_size=teacher_batch_size,
             seeds=seeds,
             workers=workers,
-            torch_threads=1),  # every student run (see student_runs)
+            torch_threads=1),  # every run (see runs.one_thread)
         dataset=dict(
             name='Synthetic Scenes',
             num_train=num_train,

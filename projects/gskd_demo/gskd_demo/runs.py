@@ -9,6 +9,7 @@ same student weights (written once per seed, loaded through the student's
 ``init_cfg``) and sees the same batches in the same order; a
 :class:`~.RunFingerprintHook` checks both.
 """
+import contextlib
 import copy
 import hashlib
 import json
@@ -16,8 +17,8 @@ import logging
 import os
 import os.path as osp
 import time
-from typing import (Callable, Dict, List, NamedTuple, Optional, Sequence,
-                    Tuple)
+from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 import numpy as np
 import torch
@@ -217,6 +218,21 @@ def load_config(name: str, data_root: str, generate_cfg: dict, iters: int,
     return cfg
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Train on one CPU thread inside the context.
+
+    The demo's runs are reproducible only at a fixed thread count: the
+    count changes the order of floating-point sums, hence the training.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def student_model_cfg(cfg: Config):
     """The student's model dict of a demo config (distiller or not)."""
     return cfg.model.architecture if 'architecture' in cfg.model else cfg.model
@@ -406,14 +422,15 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
     print_log(
         f'Teacher: training {iters} iterations (once; cached in {entry})',
         logger=LOGGER)
-    runner = build_runner(
-        copy.deepcopy(cfg), osp.join(out_dir, 'untrained'),
-        f'demo_untrained_{key}_{os.getpid()}', log_level)
-    untrained = float(runner.val()['mIoU'])
-    del runner
-    print_log(f'Teacher untrained: mIoU {untrained:.2f}', logger=LOGGER)
-    result = train(cfg, osp.join(out_dir, 'teacher'),
-                   f'demo_teacher_{key}_{os.getpid()}', log_level)
+    with one_thread():
+        runner = build_runner(
+            copy.deepcopy(cfg), osp.join(out_dir, 'untrained'),
+            f'demo_untrained_{key}_{os.getpid()}', log_level)
+        untrained = float(runner.val()['mIoU'])
+        del runner
+        print_log(f'Teacher untrained: mIoU {untrained:.2f}', logger=LOGGER)
+        result = train(cfg, osp.join(out_dir, 'teacher'),
+                       f'demo_teacher_{key}_{os.getpid()}', log_level)
     result['untrained_miou'] = untrained
     # Only the weights are kept (a file that torch's weights-only loading,
     # hence MMRazor's `teacher_ckpt`, reads); written aside, then moved in
@@ -613,12 +630,8 @@ def student_runs(
         method_spec(key)  # a clear error for an unknown method
     if workers < 1:
         raise ValueError(f'workers must be >= 1, got {workers}')
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _student_runs(methods, seeds, ctx, workers, on_seed_done)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
