@@ -5,10 +5,11 @@ On the built-in Synthetic Scenes data (64x64 images, generated once into the
 cache), a wider DeepLabV3-R18 teacher is trained once (its checkpoint is
 cached), then a narrow DeepLabV3-R18 student is trained without
 distillation and with DIST, DIST + GSKD, CWD, CWD + GSKD, CIRKD and
-CIRKD + GSKD, for several seeds; runs of one seed share the student's
-initial weights and the data order. The recipes (``configs/``) use the
-project's own distillation pieces and the authors' loss weights; only the
-networks, data and schedule are small. Besides mIoU, every student's
+CIRKD + GSKD, for 40 seeds; runs of one seed share the student's
+initial weights and the data order. The runs train in parallel processes
+(``--workers``, one per CPU core by default), each on one thread. The
+recipes (``configs/``) use the project's own distillation pieces and the
+authors' loss weights; only the networks, data and schedule are small. Besides mIoU, every student's
 structural gap to the teacher is measured (GSKD's descriptor KL on the
 validation images), and each GSKD recipe is compared with its base recipe,
 paired by seed, with a 95 % t interval. It writes a table (markdown and

@@ -564,7 +564,7 @@ def teacher_and_gap_loader(ctx: RunContext) -> tuple:
 _WORKER: dict = {}
 
 
-def _init_worker(ctx: RunContext, log_level: str) -> None:
+def _init_worker(ctx: RunContext) -> None:
     """Set up a worker process of :func:`student_runs` (spawned: nothing
     of the parent is inherited)."""
     import warnings
@@ -576,8 +576,7 @@ def _init_worker(ctx: RunContext, log_level: str) -> None:
     warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
     warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
     register_all_modules(init_default_scope=False)
-    MMLogger.get_instance(LOGGER, log_level=log_level).addFilter(
-        QuietFilter())
+    MMLogger.get_instance(LOGGER, log_level='INFO').addFilter(QuietFilter())
     _WORKER['ctx'] = ctx
     _WORKER['teacher'], _WORKER['gap_loader'] = teacher_and_gap_loader(ctx)
 
@@ -677,7 +676,7 @@ def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
                                            gap_loader))
     else:
         pool = torch.multiprocessing.get_context('spawn').Pool(
-            workers, _init_worker, (ctx, 'INFO'))
+            workers, _init_worker, (ctx, ))
         with pool:
             for key, seed, result, before in pool.imap_unordered(
                     _worker_run, jobs):
