@@ -30,6 +30,7 @@ from mmseg.structures import SegDataSample
 from torch import Tensor
 
 from ..utils import load_state_dict
+from .offline import discriminator_stages
 
 #: Key of the student's gradient norm in a term's result.
 STUDENT = 'student'
@@ -351,9 +352,8 @@ def set_crop(cfg: Config, crop: Tuple[int, int]) -> List[str]:
             if transform.get('type') == 'RandomCrop':
                 transform['crop_size'] = tuple(crop)
     if 'discriminator' in cfg.model:
-        # Its stages halve stride-8 logits; each needs 4 * 2**stages px.
         stages = cfg.model.discriminator.get('num_stages', 4)
-        fit = max(1, min(stages, (min(crop) // 8 // 4).bit_length() - 1))
+        fit = discriminator_stages(crop, stages)
         if fit != stages:
             cfg.model.discriminator.num_stages = fit
             notes.append(f'discriminator: {fit} stages instead of {stages} '

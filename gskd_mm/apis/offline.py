@@ -4,7 +4,6 @@
 The step benchmark (``tools/analysis_tools/benchmark_step.py``) and the
 tests run the shipped recipes on generated data with it.
 """
-import math
 from typing import Any, Iterator, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
@@ -46,6 +45,22 @@ def resize_to_crop(node: dict, crop: Tuple[int, int]) -> None:
         # The student's and the top-level one, which a Runner gives
         # the whole algorithm (``model.data_preprocessor`` default).
         node['size'] = crop
+
+
+def discriminator_stages(crop: Tuple[int, int], stages: int = 4) -> int:
+    """How many of an adversarial discriminator's stages fit a crop.
+
+    Its stride-2 stages halve the student's stride-8 logits, and each stage
+    needs 4 * 2**stages pixels of them (``SAGANDiscriminator``).
+
+    Args:
+        crop (tuple[int, int]): (h, w) crop.
+        stages (int): The discriminator's stages. Defaults to 4.
+
+    Returns:
+        int: ``stages``, or fewer (at least 1) where the crop is too small.
+    """
+    return max(1, min(stages, (min(crop) // 8 // 4).bit_length() - 1))
 
 
 def teacher_without_downloads(teacher: ConfigDict) -> ConfigDict:
@@ -113,9 +128,8 @@ def offline_recipe(cfg: Config,
     student.pretrained = None
     student.backbone.init_cfg = None
     if crop is not None and 'discriminator' in cfg.model:
-        # Logits of crop / 8; each stage halves them, down to >= 4.
-        cfg.model.discriminator.num_stages = max(
-            1, min(4, int(math.log2(min(crop) // 8 // 4))))
+        cfg.model.discriminator.num_stages = discriminator_stages(
+            crop, cfg.model.discriminator.get('num_stages', 4))
     for node in iter_dicts(cfg._cfg_dict):
         kind = node.get('type')
         if kind == 'SyncBN' and sync_bn_to_bn:
