@@ -9,14 +9,14 @@ CIRKD + GSKD, for 40 seeds; runs of one seed share the student's
 initial weights and the data order. The runs train in parallel processes
 (``--workers``, one per CPU core by default), each on one thread. The
 recipes (``configs/``) use the project's own distillation pieces and the
-authors' loss weights; only the networks, data and schedule are small. Besides mIoU, every student's
-structural gap to the teacher is measured (GSKD's descriptor KL on the
-validation images), and each GSKD recipe is compared with its base recipe,
-paired by seed, with a 95 % t interval. It writes a table (markdown and
-JSON) and figures into ``--out-dir``: ``loss_curves.png``, ``miou.png``
-(mIoU and structural gap), ``similarity.png`` (what GSKD compares on one
-image) and ``predictions.png``. The work is done by
-``projects/gskd_demo/gskd_demo``.
+authors' loss weights; only the networks, data and schedule are small.
+Besides mIoU, every student's structural gap to the teacher is measured
+(GSKD's descriptor KL on the validation images), and each GSKD recipe is
+compared with its base recipe, paired by seed, with a 95 % t interval. It
+writes a table (markdown and JSON) and figures into ``--out-dir``:
+``loss_curves.png``, ``miou.png`` (mIoU and structural gap),
+``similarity.png`` (what GSKD compares on one image) and
+``predictions.png``. The work is done by ``projects/gskd_demo/gskd_demo``.
 
 With ``--sweep`` it runs, for each base recipe (DIST, CWD, CIRKD), the base,
 the base with the authors' GSKD and with every GSKD variant
@@ -36,7 +36,6 @@ import os
 import os.path as osp
 import sys
 import time
-import warnings
 
 import matplotlib
 
@@ -48,12 +47,11 @@ if REPO_ROOT not in sys.path:
 
 matplotlib.use('Agg')
 
-from mmengine.logging import MMLogger, print_log  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 
-from gskd_mm.utils import register_all_modules  # noqa: E402
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
-    GSKD_VARIANTS, LOGGER, METHODS, QuietFilter, draw_figures,
-    markdown_table, run_demo, sweep_methods)
+    GSKD_VARIANTS, LOGGER, METHODS, draw_figures, markdown_table, run_demo,
+    setup_process, sweep_methods)
 
 
 def parse_args() -> argparse.Namespace:
@@ -138,10 +136,7 @@ def main() -> None:
             else 'work_dirs/demo'
     methods = sweep_methods(args.bases, args.variants) if args.sweep \
         else args.methods
-    warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
-    warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
-    register_all_modules(init_default_scope=False)
-    MMLogger.get_instance(LOGGER, log_level='INFO').addFilter(QuietFilter())
+    setup_process()
     os.makedirs(args.out_dir, exist_ok=True)
     results = osp.join(args.out_dir, 'results.json')
 

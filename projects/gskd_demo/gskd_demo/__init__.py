@@ -12,7 +12,7 @@ from .report import markdown_table, paired_differences, pairing_check
 from .run_fingerprint_hook import RunFingerprintHook
 from .gradient_share_hook import GradientShareHook
 from .runs import (GSKD_PAIRS, GSKD_VARIANTS, LOGGER, METHODS, MethodSpec,
-                   QuietFilter, method_spec, sweep_methods)
+                   QuietFilter, method_spec, setup_process, sweep_methods)
 from .stats import PairedInterval, paired_t_interval
 from .step_timer_hook import StepTimerHook
 from .structural_gap import structural_gap, structural_gaps
@@ -23,6 +23,6 @@ __all__ = [
     'MethodSpec', 'PairedInterval', 'QuietFilter', 'RunFingerprintHook',
     'StepTimerHook', 'SyntheticScenesDataset', 'draw_figures',
     'markdown_table', 'method_spec', 'paired_differences', 'pairing_check',
-    'paired_t_interval', 'run_demo', 'structural_gap', 'structural_gaps',
-    'sweep_methods'
+    'paired_t_interval', 'run_demo', 'setup_process', 'structural_gap',
+    'structural_gaps', 'sweep_methods'
 ]

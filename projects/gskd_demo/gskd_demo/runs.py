@@ -4,10 +4,10 @@
 On the built-in Synthetic Scenes data, a DeepLabV3-R18 teacher is trained
 once (cached, keyed by its config and the data), then a narrower student is
 trained without distillation and with every recipe of
-``projects/gskd_demo/configs``, for several seeds. Runs of one seed are paired: every method starts from the
-same student weights (written once per seed, loaded through the student's
-``init_cfg``) and sees the same batches in the same order; a
-:class:`~.RunFingerprintHook` checks both.
+``projects/gskd_demo/configs``, for several seeds. Runs of one seed are
+paired: every method starts from the same student weights (written once
+per seed, loaded through the student's ``init_cfg``) and sees the same
+batches in the same order; a :class:`~.RunFingerprintHook` checks both.
 """
 import contextlib
 import copy
@@ -17,18 +17,19 @@ import logging
 import os
 import os.path as osp
 import time
+import warnings
 from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
                     Sequence, Tuple)
 
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger, print_log
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner, set_random_seed
 
 from gskd_mm.apis import init_student
-from gskd_mm.utils import load_state_dict
+from gskd_mm.utils import load_state_dict, register_all_modules
 
 from . import synthetic
 from .gradient_share_hook import GradientShareHook, gskd_share
@@ -290,8 +291,9 @@ def train(cfg: Config,
         dict: ``miou`` and all validation metrics; if measured, the
         structural gaps (:func:`measure_gaps`); ``grad_norms`` and
         ``gskd_grad_share`` (see :class:`GradientShareHook`); ``wall_s``
-        (build, train, validation, checkpoint), ``iter_ms`` (median training step), ``gskd_ms``
-        (median GSKD loss forward + backward per step, 0 without GSKD),
+        (build, train, validation, checkpoint), ``iter_ms`` (median
+        training step), ``gskd_ms`` (median GSKD loss forward + backward
+        per step, 0 without GSKD),
         ``student_digest`` and ``data_digest`` (see
         :class:`~.RunFingerprintHook`), ``checkpoint``,
         ``scalars`` (the MMEngine scalar log).
@@ -560,6 +562,15 @@ def teacher_and_gap_loader(ctx: RunContext) -> tuple:
             val_loader(teacher_cfg))
 
 
+def setup_process() -> None:
+    """Set up a process that runs the demo: the modules registered, known
+    warnings of MMSeg and mmcv off, the demo's logger (quiet filter on)."""
+    warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
+    warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
+    register_all_modules(init_default_scope=False)
+    MMLogger.get_instance(LOGGER, log_level='INFO').addFilter(QuietFilter())
+
+
 # A worker process's teacher and gap loader, built once per process.
 _WORKER: dict = {}
 
@@ -567,16 +578,8 @@ _WORKER: dict = {}
 def _init_worker(ctx: RunContext) -> None:
     """Set up a worker process of :func:`student_runs` (spawned: nothing
     of the parent is inherited)."""
-    import warnings
-
-    from mmengine.logging import MMLogger
-
-    from gskd_mm.utils import register_all_modules
     torch.set_num_threads(1)
-    warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
-    warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
-    register_all_modules(init_default_scope=False)
-    MMLogger.get_instance(LOGGER, log_level='INFO').addFilter(QuietFilter())
+    setup_process()
     _WORKER['ctx'] = ctx
     _WORKER['teacher'], _WORKER['gap_loader'] = teacher_and_gap_loader(ctx)
 
@@ -648,7 +651,7 @@ def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
                 init_student(student_cfg, init), teacher, gap_loader))
     jobs = [(key, seed) for seed in range(seeds) for key in methods]
     results: Dict[Tuple[str, int], dict] = {}
-    finished = [0]  # seeds 0 .. finished[0] - 1 have every method's result
+    finished = 0  # seeds 0 .. finished - 1 have every method's result
 
     def collect(num_seeds: int) -> Dict[str, list]:
         return {
@@ -657,18 +660,19 @@ def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
         }
 
     def report(key: str, seed: int, result: dict, before: bool) -> None:
+        nonlocal finished
         results[key, seed] = result
         print_log(
             f'[{len(results)}/{len(jobs)}] student '
             f'{method_spec(key).label}, seed {seed}: '
             + run_summary(result, before),
             logger=LOGGER)
-        count = finished[0]
+        count = finished
         while count < seeds and all((k, count) in results for k in methods):
             count += 1
-        if count > finished[0] and on_seed_done is not None:
+        if count > finished and on_seed_done is not None:
             on_seed_done(collect(count), init_gaps[:count])
-        finished[0] = count
+        finished = count
 
     if workers == 1:
         for key, seed in jobs:
