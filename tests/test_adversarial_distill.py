@@ -19,9 +19,11 @@ from mmrazor.registry import MODELS
 from torch.nn.utils.parametrize import is_parametrized
 
 from gskd_mm.models import AdversarialDistillDataParallel
+from gskd_mm.testing import generated_batch
 from gskd_mm.utils import register_all_modules
 
-from helpers import random_seg_batch, spawn_with_deadline
+from helpers import spawn_with_deadline
+
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CWD = osp.join(
@@ -114,7 +116,7 @@ def test_optimizers_split_the_parameters(model_and_optim):
 def test_train_step_updates_student_and_discriminator(model_and_optim):
     model, optim = model_and_optim
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    log_vars = model.train_step(random_seg_batch(2, (64, 64), 7), optim)
+    log_vars = model.train_step(generated_batch(2, (64, 64), 7), optim)
     assert {'distill.loss_adv_g', 'distill.loss_adv_d'} <= set(log_vars)
     assert all(torch.isfinite(v) for v in log_vars.values())
     after = model.state_dict()
@@ -130,7 +132,7 @@ def test_train_step_updates_student_and_discriminator(model_and_optim):
 def test_discriminator_learns_from_its_own_loss_only(model_and_optim):
     """The generator term's gradients on the discriminator are dropped."""
     model, optim = model_and_optim
-    model.train_step(random_seg_batch(2, (64, 64), 7), optim)
+    model.train_step(generated_batch(2, (64, 64), 7), optim)
     logits = model._recorded_logits()
     reference = copy.deepcopy(model.discriminator)
     state = copy.deepcopy(optim['discriminator'].state_dict())
@@ -156,7 +158,7 @@ def test_a_single_optimizer_is_refused(model_and_optim):
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     with pytest.raises(TypeError,
                        match='DiscriminatorOptimWrapperConstructor'):
-        model.train_step(random_seg_batch(2, (64, 64), 7), optim)
+        model.train_step(generated_batch(2, (64, 64), 7), optim)
 
 
 @pytest.mark.slow
@@ -215,7 +217,7 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
     optim = build_optim_wrapper(wrapped, copy.deepcopy(cfg.optim_wrapper))
     torch.manual_seed(1 + rank)  # different images on each rank
     for _ in range(2):
-        log_vars = wrapped.train_step(random_seg_batch(2, (64, 64), 7), optim)
+        log_vars = wrapped.train_step(generated_batch(2, (64, 64), 7), optim)
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
     torch.save(
         dict(params=params, initial=initial,

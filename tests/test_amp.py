@@ -27,8 +27,10 @@ from mmrazor.registry import MODELS
 
 from gskd_mm.models.losses import (Float32ChannelWiseDivergence, GSKDLoss,
                                    PixelWiseDISTLoss)
+from gskd_mm.testing import generated_batch
 
-from helpers import num_classes_of, random_seg_batch, shrink_recipe
+from helpers import num_classes_of, shrink_recipe
+
 
 DTYPES = [torch.float16, torch.bfloat16]
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
@@ -144,7 +146,7 @@ def test_recipe_step_under_autocast_matches_float32(name, dtype):
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).train()
-    batch = random_seg_batch(2, (64, 64), num_classes_of(cfg))
+    batch = generated_batch(2, (64, 64), num_classes_of(cfg))
     losses = {}
     for precision in ('fp32', dtype):
         copy_ = copy.deepcopy(model)

@@ -35,11 +35,11 @@ def test_descriptor_losses_average_to_the_loss():
     torch.manual_seed(7)
     steps = loss.descriptors(preds_S, preds_T, logits_T, labels)
     terms = loss.descriptor_losses(steps)
-    assert terms.shape == steps['columns_valid'].shape[:2]
+    assert terms.shape == steps.columns_valid.shape[:2]
     assert (terms >= 0).all()
     torch.testing.assert_close(loss.reduce(terms, steps), expected)
     # Padding groups carry no term.
-    groups = steps['groups_per_img']
+    groups = steps.groups_per_img
     for img in range(3):
         assert (terms[img, int(groups[img]):] == 0).all()
 
@@ -76,7 +76,7 @@ def test_init_student_of_a_distill_config(tmp_path):
 
 # --------------------------------------------------------- visualisation
 def test_dataset_classes_from_mmseg_metainfo():
-    from projects.gskd_demo.gskd_demo import synthetic
+    from projects.gskd_demo.gskd_demo import scenes
     from gskd_mm.visualization import dataset_classes
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(
@@ -84,8 +84,8 @@ def test_dataset_classes_from_mmseg_metainfo():
                  'deeplabv3_r18-w8-d4_synthetic-64x64.py'))
     cfg.test_dataloader.dataset.data_root = '/nonexistent'  # nothing read
     names, palette = dataset_classes(cfg)
-    assert names == list(synthetic.CLASSES)
-    assert palette == [list(c) for c in synthetic.PALETTE]
+    assert names == list(scenes.CLASSES)
+    assert palette == [list(c) for c in scenes.PALETTE]
     # Without a palette, MMSeg's fixed random one, one colour per class.
     cfg = Config(
         dict(

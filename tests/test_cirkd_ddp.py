@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gskd_mm.models import (CIRKDMemoryPixelLoss, CIRKDMemoryRegionLoss,
                             GSKDProjector)
-from gskd_mm.models.losses.cirkd_loop_reference import LoopMemory
+from gskd_mm.testing.cirkd_loop_reference import LoopMemory
 
 from helpers import spawn_with_deadline
 

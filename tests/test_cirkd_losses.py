@@ -10,7 +10,7 @@ from gskd_mm.models import (CIRKDMemoryPixelLoss, CIRKDMemoryRegionLoss,
                             CIRKDMiniBatchPixelLoss, GSKDLoss, GSKDProjector,
                             PixelWiseKDLoss)
 
-from gskd_mm.models.losses import cirkd_loop_reference as loop
+from gskd_mm.testing import cirkd_loop_reference as loop
 
 
 def features(n, channels=16, size=(8, 8), seed=0):

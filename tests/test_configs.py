@@ -19,9 +19,11 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 
+from gskd_mm.testing import generated_batch
 
-from helpers import (load_config, num_classes_of, random_seg_batch,
-                     shrink_recipe, train_one_step, zoo_config)
+from helpers import (load_config, num_classes_of, shrink_recipe,
+                     train_one_step, zoo_config)
+
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
 RECIPES = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
@@ -256,7 +258,7 @@ def test_features_are_the_classifier_input(name, last_layer):
                 last_layer[side]).register_forward_hook(keep(side))
     model.train()
     optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-    model.train_step(random_seg_batch(2, (64, 64), 19), optim)
+    model.train_step(generated_batch(2, (64, 64), 19), optim)
 
     teacher = recorded(model.distiller.teacher_recorders, 'feat')
     assert torch.equal(teacher, outputs['teacher'])
@@ -290,7 +292,7 @@ def test_recipe_trains_one_step(path):
         name: p.detach().clone()
         for name, p in model.distiller.named_parameters()
     }
-    batch = random_seg_batch(2, (64, 64), num_classes_of(cfg))
+    batch = generated_batch(2, (64, 64), num_classes_of(cfg))
     losses = model.train_step(batch, optim)
 
     distill_terms = {k for k in losses if k.startswith('distill.')}
@@ -326,7 +328,7 @@ def test_student_alone_trains_one_step():
                                                        optim_cfg))
     before = student.decode_head.conv_seg.weight.detach().clone()
     losses = student.train_step(
-        random_seg_batch(2, (64, 64), num_classes_of(cfg)), optim)
+        generated_batch(2, (64, 64), num_classes_of(cfg)), optim)
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)
     assert not any(k.startswith('distill.') for k in losses)
     assert all(torch.isfinite(v) for v in losses.values())
@@ -408,7 +410,7 @@ def test_cirkd_queues_go_into_checkpoints_and_come_back(tmp_path):
     model.train()
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     for _ in range(2):
-        model.train_step(random_seg_batch(2, (64, 64), 21), optim)
+        model.train_step(generated_batch(2, (64, 64), 21), optim)
     queues = {
         k: v.clone()
         for k, v in model.state_dict().items() if '.queue' in k

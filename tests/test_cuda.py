@@ -16,8 +16,10 @@ from mmrazor.registry import MODELS
 
 from gskd_mm.engine import enable_amp
 from gskd_mm.models.losses import GSKDLoss
+from gskd_mm.testing import generated_batch
 
-from helpers import num_classes_of, random_seg_batch, shrink_recipe
+from helpers import num_classes_of, shrink_recipe
+
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs a CUDA GPU')
@@ -126,7 +128,7 @@ def test_recipe_step_with_amp_optim_wrapper(name, dtype):
                w.cast_dtype == getattr(torch, dtype) for w in wrappers)
     before = {k: p.detach().clone() for k, p in model.named_parameters()
               if p.requires_grad}
-    batch = random_seg_batch(2, (128, 256), num_classes_of(cfg))
+    batch = generated_batch(2, (128, 256), num_classes_of(cfg))
     # The dynamic loss scale may skip a first step whose half-precision
     # gradients overflow; it halves and goes on, as in training.
     for _ in range(3):

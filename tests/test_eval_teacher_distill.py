@@ -12,8 +12,10 @@ from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 from torch import nn
 
+from gskd_mm.testing import generated_batch
 
-from helpers import num_classes_of, random_seg_batch, shrink_recipe
+from helpers import num_classes_of, shrink_recipe
+
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
 RECIPE = osp.join(
@@ -51,7 +53,7 @@ def teacher_logits_of_two_steps(model: nn.Module, cfg: Config):
     model.train()
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     torch.manual_seed(1)
-    batch = random_seg_batch(2, (64, 64), num_classes_of(cfg))
+    batch = generated_batch(2, (64, 64), num_classes_of(cfg))
     recorder = model.distiller.teacher_recorders.get_recorder('logits')
     logits = []
     for _ in range(2):
@@ -167,7 +169,7 @@ def test_teacher_auxiliary_logits_are_its_eval_forward(models):
     model.train()
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     torch.manual_seed(1)
-    batch = random_seg_batch(2, (64, 64), num_classes_of(cfg))
+    batch = generated_batch(2, (64, 64), num_classes_of(cfg))
     losses = model.train_step(batch, optim)
     assert 'distill.loss_dist_aux' in losses
     assert float(losses['distill.loss_dist_aux']) > 0
@@ -245,7 +247,7 @@ def test_pspnet_dist_recipe_trains_with_auxiliary_logits():
     cfg = shrink_recipe(Config.fromfile(path))
     model = build(cfg).train()
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    batch = random_seg_batch(2, (64, 64), num_classes_of(cfg))
+    batch = generated_batch(2, (64, 64), num_classes_of(cfg))
     losses = model.train_step(batch, optim)
     assert {'distill.loss_dist', 'distill.loss_dist_aux'} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
@@ -261,7 +263,7 @@ def test_teacher_with_other_classes_says_so():
         cfg.model.teacher[head].num_classes = classes + 2
     model = build(cfg).train()
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    batch = random_seg_batch(2, (64, 64), classes)
+    batch = generated_batch(2, (64, 64), classes)
     with pytest.raises(ValueError) as error:
         model.train_step(batch, optim)
     message = str(error.value)
@@ -272,7 +274,7 @@ def test_teacher_with_other_classes_says_so():
 
 
 def test_channel_mismatch_messages():
-    from gskd_mm.models.losses.utils import check_dense_pair
+    from gskd_mm.models.utils import check_dense_pair
     a, b = torch.zeros(2, 19, 4, 4), torch.zeros(2, 21, 4, 4)
     with pytest.raises(ValueError, match=r'classes \(19 and 21\)') as error:
         check_dense_pair('logits_S', 'logits_T', a, b)
@@ -280,3 +282,30 @@ def test_channel_mismatch_messages():
     # Names that do not say which: both fixes.
     with pytest.raises(ValueError, match='if these are logits.*connector'):
         check_dense_pair('preds_S', 'preds_T', a, b)
+    # Features: the connector's out_channels, and no word of classes.
+    with pytest.raises(ValueError, match='out_channels must be the '
+                       "teacher's feature width, 21") as error:
+        check_dense_pair('preds_S', 'preds_T', a, b, kind='features')
+    assert 'classes' not in str(error.value)
+
+
+@pytest.mark.parametrize('width', ['in_channels', 'out_channels'])
+def test_a_projector_of_the_wrong_width_is_named_with_the_fix(width):
+    """A GSKD projector that does not fit the student (in) or the teacher
+    (out) fails before the loss, naming itself, both widths and the key to
+    set; not with torch's conv error or a word about classes."""
+    cfg = recipe_cfg()
+    projector = cfg.model.distiller.connectors.gskd_projector
+    right = projector[width]
+    projector[width] = right // 2
+    model = build(cfg).train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    batch = generated_batch(2, (64, 64), num_classes_of(cfg))
+    with pytest.raises(ValueError) as error:
+        model.train_step(batch, optim)
+    message = str(error.value)
+    assert "connector 'gskd_projector' (GSKDProjector)" in message
+    assert f'{right // 2} channels' in message and f'{right}' in message
+    assert (f'set model.distiller.connectors.gskd_projector.{width}='
+            f'{right}') in message
+    assert 'classes' not in message

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from gskd_mm.models.losses import GSKDLoss
-from gskd_mm.models.losses.gskd_loss import (class_balanced_sample,
-                                             class_counts,
-                                             descriptor_kl_terms,
-                                             resize_labels, valid_pixel_mask)
-from gskd_mm.models.losses import loop_reference
+from gskd_mm.models.losses.gskd_loss import descriptor_kl_terms
+from gskd_mm.models.utils import (class_balanced_sample, class_counts,
+                                  resize_labels, valid_pixel_mask)
+from gskd_mm.testing import loop_reference
 
 
 def features(num_imgs=2, channels=16, size=(8, 8), seed=0):
@@ -343,7 +342,7 @@ def test_valid_mask_agrees_with_loop_reference(valid_mask):
     logits = one_hot_logits(coarse, 5) + 3 * torch.randn(3, 5, 6, 8)
     torch.testing.assert_close(
         valid_pixel_mask(labels, logits, 255, valid_mask),
-        loop_reference.valid_pixel_mask(logits, labels, 255, valid_mask))
+        loop_reference.valid_pixel_mask(labels, logits, 255, valid_mask))
 
 
 @pytest.mark.parametrize('seed', range(6))
@@ -439,10 +438,10 @@ def authors_loss(loss, f_s, f_t, logits, labels):
     """The loss before its options: the same draws, the frozen KL and mean."""
     steps = loss.descriptors(f_s, f_t, logits, labels)
     terms = loss.loss_weight * authors_descriptor_kl_terms(
-        steps['shuffled_S'], steps['shuffled_T'], steps['rows_valid'],
-        steps['columns_valid'], loss.tau)
-    per_img = terms.sum(1) / steps['groups_per_img'].clamp(min=1)
-    img_valid = steps['num_present'] > 0
+        steps.shuffled_S, steps.shuffled_T, steps.rows_valid,
+        steps.columns_valid, loss.tau)
+    per_img = terms.sum(1) / steps.groups_per_img.clamp(min=1)
+    img_valid = steps.num_present > 0
     return (per_img * img_valid).sum() / img_valid.sum()
 
 
@@ -493,14 +492,14 @@ def test_defaults_are_the_authors_loss_bit_for_bit(num_imgs, channels, size,
 def draws_of(steps):
     """The vectorised loss's draws, per image, for the loop reference."""
     draws = []
-    for i, rows_valid in enumerate(steps['rows_valid']):
+    for i, rows_valid in enumerate(steps.rows_valid):
         num_points = int(rows_valid.sum())  # real rows come first
         if num_points == 0:
             draws.append(None)
             continue
-        real_columns = steps['columns_valid'][i].flatten()
-        perms = steps['columns'][i, :num_points][:, real_columns]
-        draws.append((steps['index'][i, :num_points], perms))
+        real_columns = steps.columns_valid[i].flatten()
+        perms = steps.columns[i, :num_points][:, real_columns]
+        draws.append((steps.index[i, :num_points], perms))
     return draws
 
 
@@ -632,10 +631,10 @@ def test_exclude_diagonal_with_single_columns():
                     exclude_diagonal=True)
     torch.manual_seed(0)
     steps = loss.descriptors(f_s, f_t, logits, labels)
-    real = steps['rows_valid'][:, :, None] & steps['columns_valid'].flatten(
+    real = steps.rows_valid[:, :, None] & steps.columns_valid.flatten(
         1)[:, None, :]
-    diagonal = (real & ~steps['off_diagonal']).sum(2)
-    assert torch.equal(diagonal, steps['rows_valid'].long())
+    diagonal = (real & ~steps.off_diagonal).sum(2)
+    assert torch.equal(diagonal, steps.rows_valid.long())
     for normalize in ('length', 'descriptor'):
         loss.normalize = normalize
         (value, grad), (expected, expected_grad) = loss_and_loop(
@@ -666,8 +665,8 @@ def test_descriptor_of_only_the_diagonal_does_not_count():
                         normalize=normalize, exclude_diagonal=True)
         torch.manual_seed(0)
         steps = loss.descriptors(f_s, f_t, logits, labels)
-        assert not steps['descriptor_valid'][0].any()
-        assert steps['descriptor_valid'][1].all()
+        assert not steps.descriptor_valid[0].any()
+        assert steps.descriptor_valid[1].all()
         (value, grad), (expected, expected_grad) = loss_and_loop(
             loss, f_s, f_t, logits, labels)
         assert value > 0  # image 1: B = 3, rows of 2 entries
@@ -695,8 +694,8 @@ def test_descriptor_terms_average_to_the_loss_with_options(
     torch.manual_seed(5)
     steps = loss.descriptors(f_s, f_t, logits, labels)
     terms = loss.descriptor_losses(steps)
-    assert terms.shape == steps['columns_valid'].shape[:2]
-    assert (terms >= 0).all() and (terms[~steps['descriptor_valid']] == 0).all()
+    assert terms.shape == steps.columns_valid.shape[:2]
+    assert (terms >= 0).all() and (terms[~steps.descriptor_valid] == 0).all()
     assert torch.equal(loss.reduce(terms, steps), expected)
 
 

@@ -18,11 +18,14 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 
-import gskd_mm  # noqa: F401  registers the modules
 from gskd_mm.apis import loss_gradient_norms, term_gradient_norms
 from gskd_mm.apis.loss_gradients import weights_for_share
 from gskd_mm.engine import LossGradientHook
-from helpers import random_seg_batch, shrink_recipe
+from gskd_mm.testing import generated_batch
+import gskd_mm  # noqa: F401  registers the modules
+
+from helpers import shrink_recipe
+
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'projects', 'gskd_demo', 'configs')
@@ -142,7 +145,7 @@ def test_reference_is_resolved_or_named_in_the_error():
 def test_share_is_linear_in_the_loss_weight():
     cfg = recipe(DIST_GSKD)
     model = build(cfg)
-    batch = random_seg_batch(2, CROP, num_classes(cfg))
+    batch = generated_batch(2, CROP, num_classes(cfg))
     losses = model.distiller.distill_losses
     shares = {}
     for weight in (0.0, 1.0, 3.0):
@@ -164,7 +167,7 @@ def test_share_is_linear_in_the_loss_weight():
 def test_weight_for_a_target_share_gives_that_share():
     cfg = recipe(DIST_GSKD)
     model = build(cfg)
-    batch = random_seg_batch(2, CROP, num_classes(cfg))
+    batch = generated_batch(2, CROP, num_classes(cfg))
     torch.manual_seed(1)
     norms = loss_gradient_norms(model, batch)
     weights = weights_for_share(norms, model, target=0.5)
@@ -199,7 +202,7 @@ def train(cfg: Config, hook, steps: int = 3):
         message_hub=MessageHub.get_instance(f'test-{uuid.uuid4()}'))
     torch.manual_seed(2)
     batches = [
-        random_seg_batch(2, CROP, num_classes(cfg)) for _ in range(steps)
+        generated_batch(2, CROP, num_classes(cfg)) for _ in range(steps)
     ]
     hooked = []
     for i, batch in enumerate(batches):
@@ -411,7 +414,7 @@ def test_hook_under_amp_gives_unscaled_norms_and_the_same_step():
                              type='AmpOptimWrapper',
                              loss_scale='dynamic')
     torch.manual_seed(2)
-    batch = random_seg_batch(2, CROP, num_classes(cfg))
+    batch = generated_batch(2, CROP, num_classes(cfg))
 
     def step(hook):
         model = build(cfg).cuda()
@@ -450,7 +453,7 @@ def test_hook_values_reach_the_log_and_scalars_json(tmp_path):
 
     from mmengine.runner import Runner
 
-    from projects.gskd_demo.gskd_demo.synthetic import \
+    from projects.gskd_demo.gskd_demo.dataset import \
         generate_synthetic_scenes
     cfg = recipe(DIST_GSKD)
     data_root = generate_synthetic_scenes(str(tmp_path / 'data'),

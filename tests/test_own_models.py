@@ -19,9 +19,10 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from PIL import Image
 
+from gskd_mm.testing import region_sample
 
-from helpers import (run_with_deadline, shrink_recipe, synthetic_sample,
-                     train_one_step)
+from helpers import run_with_deadline, shrink_recipe, train_one_step
+
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 GUIDE = osp.join(REPO, 'docs', 'en', 'user_guides', 'own_models.md')
@@ -99,8 +100,8 @@ def make_mydata(root: str, num_classes: int) -> None:
     rng = np.random.default_rng(0)
     for split, count in (('train', 4), ('val', 2)):
         for i in range(count):
-            image, label = synthetic_sample(rng, (64, 96),
-                                            [*range(num_classes), 255])
+            image, label = region_sample(rng, (64, 96),
+                                         [*range(num_classes), 255])
             for folder, array in (('img_dir', image), ('ann_dir', label)):
                 os.makedirs(osp.join(root, folder, split), exist_ok=True)
                 Image.fromarray(array).save(

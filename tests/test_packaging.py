@@ -9,6 +9,8 @@ would replace the editable install's ``gskd_mm/.mim`` symlinks by copies)
 and installed into a folder of its own, which a fresh interpreter then
 uses as a site directory.
 """
+import importlib
+import json
 import os
 import os.path as osp
 import shutil
@@ -82,3 +84,33 @@ for name in ({RECIPE!r}, ):
 print('installed configs load')
 '''
     assert 'installed configs load' in run(sys.executable, '-c', code)
+
+
+def test_the_package_imports_no_scaffolding():
+    """``import gskd_mm`` (what every recipe's ``custom_imports`` does)
+    imports the library only: not the test and benchmark helpers of
+    ``gskd_mm.testing``, and ``models/losses`` holds registered losses
+    alone."""
+    code = '''
+import sys
+import gskd_mm
+from mmrazor.registry import MODELS
+assert not [m for m in sys.modules if m.startswith('gskd_mm.testing')]
+import gskd_mm.models.losses as losses
+for name in losses.__all__:
+    assert MODELS.get(name) is getattr(losses, name), name
+import json, pkgutil
+print(json.dumps(dict(
+    losses=losses.__all__,
+    modules=[m.name for m in pkgutil.iter_modules(losses.__path__)])))
+'''
+    found = json.loads(run(sys.executable, '-c', code).splitlines()[-1])
+    # Every module of models/losses defines registered losses (one, or a
+    # pair such as the hinge losses), and nothing else.
+    for name in found['modules']:
+        module = importlib.import_module(f'gskd_mm.models.losses.{name}')
+        assert [
+            loss for loss in found['losses']
+            if getattr(getattr(module, loss, None), '__module__',
+                       None) == module.__name__
+        ], f'models/losses/{name}.py defines no registered loss'

@@ -1,16 +1,14 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """tools/analysis_tools/benchmark_step.py on the CPU, at a small crop."""
-import filecmp
 import json
-import os
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
 
-from gskd_mm.apis import step_benchmark as bench
+from gskd_mm.testing import step_benchmark as bench
 
-from helpers import make_cityscapes, run_with_deadline
+from helpers import run_with_deadline
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'gskd')
@@ -51,23 +49,6 @@ def test_load_recipe_keeps_the_real_crop_unless_asked(tmp_path):
     small = bench.load_recipe(RECIPE, str(tmp_path), 2, (64, 128))
     assert small.model.architecture.data_preprocessor.size == (64, 128)
     assert Config.fromfile(RECIPE).model.teacher_ckpt  # as shipped
-
-
-def test_data_is_the_cityscapes_data_of_the_tests(tmp_path, monkeypatch):
-    """The benchmark writes its own data (the package cannot import the
-    tests): the same files as ``make_cityscapes`` writes, at a small size
-    here."""
-    monkeypatch.setattr(bench, 'CITYSCAPES_SIZE', (64, 128))
-    ours = bench.make_data(str(tmp_path / 'tool'), 3)
-    tests = make_cityscapes(
-        str(tmp_path / 'tests'), num_train=3, num_val=0, size=(64, 128))
-    files = sorted(
-        osp.relpath(osp.join(d, f), ours) for d, _, fs in os.walk(ours)
-        for f in fs)
-    assert len(files) == 6
-    match, mismatch, errors = filecmp.cmpfiles(
-        ours, tests, files, shallow=False)
-    assert match == files, (mismatch, errors)
 
 
 @pytest.mark.slow

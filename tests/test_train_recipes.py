@@ -2,7 +2,7 @@
 """Real recipes train, evaluate, checkpoint and resume on tiny datasets.
 
 Each dataset is written with its real layout and file naming (see
-``tests/helpers/datasets.py``) and read by MMSeg's own dataset class and the
+``gskd_mm.testing.data``) and read by MMSeg's own dataset class and the
 recipe's own pipelines; the recipes are changed only where the CPU needs it
 (``shrink_recipe``: crop, data root, no downloads, no loader workers) and in
 their schedule (batch, iterations, intervals). Runs go through every entry
@@ -24,10 +24,11 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from gskd_mm.testing import (make_ade20k, make_cityscapes, make_coco_stuff164k,
+                             make_voc12aug)
 
-from helpers import (free_port, make_ade20k, make_cityscapes,
-                     make_coco_stuff164k, make_voc12aug, run_with_deadline,
-                     shrink_recipe)
+from helpers import free_port, run_with_deadline, shrink_recipe
+
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'gskd')

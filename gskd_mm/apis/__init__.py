@@ -3,10 +3,9 @@ from .gskd_view import find_gskd_loss, gskd_view
 from .inference import (default_annotation, init_distiller, init_student,
                         load_sample)
 from .loss_gradients import loss_gradient_norms, term_gradient_norms
-from .offline import offline_recipe
 
 __all__ = [
     'default_annotation', 'find_gskd_loss', 'gskd_view', 'init_distiller',
-    'init_student', 'load_sample', 'loss_gradient_norms', 'offline_recipe',
+    'init_student', 'load_sample', 'loss_gradient_norms',
     'term_gradient_norms'
 ]

@@ -96,32 +96,32 @@ def gskd_view(model: BaseModel,
         raise ValueError('no pixel of this image can be sampled (none is '
                          'labelled and predicted right by the teacher)')
     terms = loss.descriptor_losses(steps)
-    num_groups = int(steps['groups_per_img'][0])
-    width = steps['columns_valid'].shape[2]
+    num_groups = int(steps.groups_per_img[0])
+    width = steps.columns_valid.shape[2]
 
     def descriptors(shuffled: torch.Tensor) -> np.ndarray:
         b = shuffled.shape[1]
         out = shuffled[0].view(b, -1, width).transpose(0, 1)[:num_groups]
         # Missing columns of a partial last group show as NaN (blank).
-        mask = steps['columns_valid'][0, :num_groups, None, :].expand_as(out)
+        mask = steps.columns_valid[0, :num_groups, None, :].expand_as(out)
         return torch.where(mask, out, float('nan')).numpy()
 
     image = sample['inputs'].flip(0).permute(1, 2, 0).numpy()  # BGR->RGB
     padded = np.zeros(tuple(inputs.shape[-2:]) + (3, ), dtype=np.uint8)
     padded[:image.shape[0], :image.shape[1]] = image
-    present = torch.nonzero(steps['counts'][0] > 0)[:, 0].numpy()
+    present = torch.nonzero(steps.counts[0] > 0)[:, 0].numpy()
     return dict(
         image=padded,
         labels=labels[0].numpy(),
-        feat_valid=steps['valid'][0].view(
+        feat_valid=steps.valid[0].view(
             kwargs['preds_S'].shape[-2:]).numpy(),
-        index=steps['index'][0].numpy(),
+        index=steps.index[0].numpy(),
         sample_class=np.repeat(present, loss.num_samples),
         classes=present,
-        V_t=steps['sim_T'][0].numpy(),
-        V_s=steps['sim_S'][0].numpy(),
-        desc_t=descriptors(steps['shuffled_T']),
-        desc_s=descriptors(steps['shuffled_S']),
+        V_t=steps.sim_T[0].numpy(),
+        V_s=steps.sim_S[0].numpy(),
+        desc_t=descriptors(steps.shuffled_T),
+        desc_s=descriptors(steps.shuffled_S),
         desc_kl=terms[0, :num_groups].numpy(),
         loss=float(loss.reduce(terms, steps)),
         loss_reference=reference,

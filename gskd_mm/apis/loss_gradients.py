@@ -17,20 +17,13 @@ process (under DDP, each rank's own gradients, before any all-reduce).
 Used by :class:`~gskd_mm.engine.LossGradientHook` during training and by
 ``tools/analysis_tools/loss_gradients.py`` on a recipe.
 """
-import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 from mmengine.model import BaseModel, is_model_wrapper
-from mmengine.structures import PixelData
-from mmseg.structures import SegDataSample
 from torch import Tensor
-
-from ..utils import load_state_dict
-from .offline import discriminator_stages
 
 #: Key of the student's gradient norm in a term's result.
 STUDENT = 'student'
@@ -68,14 +61,18 @@ def loss_terms(
     return terms
 
 
-def resolve_reference(names: Sequence[str], reference: str) -> str:
-    """The term a reference name designates.
+def resolve_reference(names: Sequence[str],
+                      reference: str,
+                      argument: str = 'reference') -> str:
+    """The term a name designates.
 
     Args:
         names (Sequence[str]): Names of the step's loss terms, e.g.
             ``student.decode.loss_ce``.
         reference (str): A full name or its unique tail after a dot, e.g.
             ``decode.loss_ce``.
+        argument (str): What the name was given as, for the message.
+            Defaults to 'reference'.
 
     Returns:
         str: The full name.
@@ -88,9 +85,9 @@ def resolve_reference(names: Sequence[str], reference: str) -> str:
     matches = [n for n in names if n.endswith('.' + reference)]
     if len(matches) != 1:
         raise KeyError(
-            f'reference term {reference!r} matches '
+            f'{argument} term {reference!r} matches '
             f'{matches or "no loss term"}; the terms of this step are '
-            f'{list(names)}: pass one of them as `reference`')
+            f'{list(names)}: pass one of them as `{argument}`')
     return matches[0]
 
 
@@ -134,13 +131,16 @@ def _norm(grads: Sequence[Optional[Tensor]]) -> float:
 
 
 def term_gradient_norms(
-        model: nn.Module,
-        losses: Dict[str, Union[Tensor, List[Tensor]]],
-        reference: str = 'decode.loss_ce') -> 'OrderedDict[str, TermNorms]':
-    """Gradient norms of every loss term of a forward, from its graph.
+    model: nn.Module,
+    losses: Dict[str, Union[Tensor, List[Tensor]]],
+    reference: str = 'decode.loss_ce',
+    terms: Optional[Sequence[str]] = None
+) -> 'OrderedDict[str, TermNorms]':
+    """Gradient norms of the loss terms of a forward, from its graph.
 
     The graph is retained, so the caller can still backpropagate the
-    summed loss; nothing is written to any ``.grad``.
+    summed loss; nothing is written to any ``.grad``. Each measured term
+    costs one backward pass.
 
     Args:
         model (nn.Module): The model whose forward computed ``losses``.
@@ -148,20 +148,32 @@ def term_gradient_norms(
         reference (str): The term the shares are relative to, a full name
             or its unique tail (see :func:`resolve_reference`). Defaults
             to 'decode.loss_ce', the decode head's cross-entropy.
+        terms (Sequence[str], optional): The terms to measure, full names
+            or unique tails; the reference is measured too. Defaults to
+            None: every term.
 
     Returns:
-        OrderedDict[str, dict[str, float]]: For every term, ``student``
+        OrderedDict[str, dict[str, float]]: For every measured term,
+        ``student``
         (its gradient's L2 norm over the student's parameters), ``share``
         (that over the reference term's; NaN when the reference's is 0),
         ``connector.<name>`` for every connector, and ``value`` (the
         term's value).
     """
-    terms = loss_terms(losses)
-    reference = resolve_reference(list(terms), reference)
+    all_terms = loss_terms(losses)
+    names = list(all_terms)
+    reference = resolve_reference(names, reference)
+    if terms is not None:
+        wanted = {reference} | {
+            resolve_reference(names, t, 'terms')
+            for t in terms
+        }
+        all_terms = OrderedDict(
+            (n, t) for n, t in all_terms.items() if n in wanted)
     student, connectors = student_and_connectors(model)
     params = student + [p for ps in connectors.values() for p in ps]
     results: 'OrderedDict[str, TermNorms]' = OrderedDict()
-    for name, term in terms.items():
+    for name, term in all_terms.items():
         if term.requires_grad:
             grads = torch.autograd.grad(term,
                                         params,
@@ -302,165 +314,3 @@ def format_norms(results: 'OrderedDict[str, TermNorms]') -> str:
     ]
     lines.insert(1, '-' * len(lines[0]))
     return '\n'.join(lines)
-
-
-# --------------------------------------------------------------------------
-# Offline inputs for the tool: a recipe's model without downloads, and
-# generated batches in the format of its dataset.
-
-
-def recipe_crop(cfg: Config) -> Tuple[int, int]:
-    """The (h, w) training crop of a recipe (its student's padding size).
-
-    Args:
-        cfg (Config): A distillation recipe.
-
-    Returns:
-        tuple[int, int]: (h, w).
-    """
-    size = cfg.model.architecture.data_preprocessor.get('size')
-    if size:
-        return tuple(size)
-    for transform in cfg.get('train_pipeline', []):
-        if transform.get('type') == 'RandomCrop':
-            return tuple(transform['crop_size'])
-    raise ValueError('the recipe has no crop (student data_preprocessor '
-                     'size, or RandomCrop in train_pipeline): pass --crop')
-
-
-def set_crop(cfg: Config, crop: Tuple[int, int]) -> List[str]:
-    """Train a recipe at another crop: preprocessor padding, pipeline crop
-    and, with adversarial distillation, the discriminator's depth.
-
-    Args:
-        cfg (Config): A distillation recipe; changed in place.
-        crop (tuple[int, int]): (h, w).
-
-    Returns:
-        list[str]: What was changed beyond the crop, for the user.
-    """
-    notes = []
-    cfg.model.architecture.data_preprocessor.size = tuple(crop)
-    if cfg.model.get('data_preprocessor') and \
-            cfg.model.data_preprocessor.get('size'):
-        cfg.model.data_preprocessor.size = tuple(crop)
-    for transform in cfg.get('train_pipeline', []):
-        if transform.get('type') == 'RandomCrop':
-            transform['crop_size'] = tuple(crop)
-    if 'train_dataloader' in cfg:
-        for transform in cfg.train_dataloader.dataset.get('pipeline', []):
-            if transform.get('type') == 'RandomCrop':
-                transform['crop_size'] = tuple(crop)
-    if 'discriminator' in cfg.model:
-        stages = cfg.model.discriminator.get('num_stages', 4)
-        fit = discriminator_stages(crop, stages)
-        if fit != stages:
-            cfg.model.discriminator.num_stages = fit
-            notes.append(f'discriminator: {fit} stages instead of {stages} '
-                         f'(its logits at crop {crop[0]}x{crop[1]} are too '
-                         'small for more)')
-    return notes
-
-
-def strip_pretrained(model: nn.Module) -> None:
-    """Drop every ``Pretrained`` initialisation, so ``init_weights`` makes
-    no download (ImageNet backbones of untrained networks).
-
-    Args:
-        model (nn.Module): A model built from a config; changed in place.
-    """
-    for module in model.modules():
-        init_cfg = getattr(module, 'init_cfg', None)
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            module.init_cfg = None
-        elif isinstance(init_cfg, list):
-            module.init_cfg = [
-                c for c in init_cfg if c.get('type') != 'Pretrained'
-            ] or None
-
-
-def build_for_gradients(cfg: Config,
-                        checkpoint: Optional[str] = None,
-                        device: str = 'cpu') -> Tuple[BaseModel, str]:
-    """A recipe's distiller, in train mode, with what weights exist offline.
-
-    With ``checkpoint`` (a distiller checkpoint) every weight comes from
-    there. Otherwise the networks are initialised as their configs say
-    minus ImageNet weights, and the recipe's ``teacher_ckpt`` is loaded
-    only if that file exists (it is never downloaded).
-
-    Args:
-        cfg (Config): A distillation recipe.
-        checkpoint (str, optional): A checkpoint of the distiller.
-        device (str): Device. Defaults to 'cpu'.
-
-    Returns:
-        tuple[BaseModel, str]: The model, and which networks were trained
-        ('student and teacher from <ckpt>', 'teacher from <ckpt>, student
-        untrained', or 'untrained').
-    """
-    from .inference import init_distiller  # the same build as the tools
-    teacher_ckpt = cfg.model.get('teacher_ckpt')
-    model, _ = init_distiller(cfg, None, device)  # never reads teacher_ckpt
-    if checkpoint is not None:
-        model.load_state_dict(load_state_dict(checkpoint))
-        trained = f'student and teacher from {checkpoint}'
-    else:
-        strip_pretrained(model)
-        model.init_weights()
-        if teacher_ckpt and osp.isfile(osp.expanduser(teacher_ckpt)):
-            model.teacher.load_state_dict(
-                load_state_dict(osp.expanduser(teacher_ckpt)))
-            trained = f'teacher from {teacher_ckpt}, student untrained'
-        else:
-            trained = 'untrained (no checkpoint; teacher_ckpt ' + (
-                'absent' if teacher_ckpt else 'not set') + ')'
-    model.to(device)
-    model.train()
-    return model, trained
-
-
-def generated_batch(num_images: int,
-                    crop: Tuple[int, int],
-                    num_classes: int,
-                    generator: torch.Generator,
-                    ignore_index: int = 255,
-                    block: int = 16) -> Dict[str, list]:
-    """A batch as MMSeg's train dataloader yields it, with generated data.
-
-    Labels are blocks of ``block`` x ``block`` pixels of random classes,
-    with a tenth of the blocks unlabelled; images are uint8 noise around a
-    colour per class (so a network could learn them). The data
-    preprocessor of the recipe then normalises and pads as for real data.
-
-    Args:
-        num_images (int): Batch size.
-        crop (tuple[int, int]): (h, w).
-        num_classes (int): Labels are in ``[0, num_classes)``.
-        generator (torch.Generator): Source of randomness.
-        ignore_index (int): Label of unlabelled pixels. Defaults to 255.
-        block (int): Side of the label blocks. Defaults to 16.
-
-    Returns:
-        dict: ``inputs`` (uint8 (3, h, w) tensors) and ``data_samples``
-        (``SegDataSample`` with ``gt_sem_seg``).
-    """
-    h, w = crop
-    bh, bw = -(-h // block), -(-w // block)
-    colours = torch.randint(0, 256, (num_classes + 1, 3), generator=generator)
-    batch: Dict[str, list] = dict(inputs=[], data_samples=[])
-    for _ in range(num_images):
-        coarse = torch.randint(0, num_classes, (bh, bw), generator=generator)
-        coarse[torch.rand(bh, bw, generator=generator) < 0.1] = ignore_index
-        label = coarse.repeat_interleave(block, 0).repeat_interleave(block,
-                                                                     1)[:h, :w]
-        colour = colours[label.clamp(max=num_classes)].permute(2, 0, 1)
-        noise = torch.randint(-40, 41, (3, h, w), generator=generator)
-        image = (colour + noise).clamp(0, 255).to(torch.uint8)
-        batch['inputs'].append(image)
-        batch['data_samples'].append(
-            SegDataSample(gt_sem_seg=PixelData(data=label[None].long()),
-                          metainfo=dict(img_shape=(h, w),
-                                        pad_shape=(h, w),
-                                        ori_shape=(h, w))))
-    return batch

@@ -20,7 +20,7 @@ writes a table (markdown and JSON) and figures into ``--out-dir``:
 
 With ``--sweep`` it runs, for each base recipe (DIST, CWD, CIRKD), the base,
 the base with the authors' GSKD and with every GSKD variant
-(``GSKD_VARIANTS`` in ``gskd_demo/runs.py``), and writes the paired table
+(``GSKD_VARIANTS`` in ``gskd_demo/methods.py``), and writes the paired table
 and JSON only (no figures). Finished runs are kept (``<out-dir>/runs/*/*/
 result.json``) and not run again, so a stopped demo or sweep resumes.
 

@@ -1,20 +1,19 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""Run the real recipes small: CPU-sized crops, no downloads, random data."""
+"""Run the real recipes small: CPU-sized crops, no downloads, generated
+data."""
 import copy
 import functools
 import os.path as osp
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.structures import PixelData
 from mmrazor.registry import MODELS
-from mmseg.structures import SegDataSample
 
-from gskd_mm.apis import offline_recipe
+from gskd_mm.testing import generated_batch, offline_recipe
 from gskd_mm.utils import register_all_modules
 
 # The CPU demo's small teacher and student (projects/gskd_demo).
@@ -68,7 +67,7 @@ def shrink_recipe(cfg: Config,
                   sync_bn_to_bn: bool = False,
                   data_root: Optional[str] = None) -> Config:
     """Make a distillation recipe runnable on a CPU in tests: the package's
-    :func:`~gskd_mm.apis.offline_recipe`, at a 64 x 64 crop by default.
+    :func:`~gskd_mm.testing.offline_recipe`, at a 64 x 64 crop by default.
 
     Args:
         cfg (Config): A loaded recipe; modified in place.
@@ -84,41 +83,12 @@ def shrink_recipe(cfg: Config,
     return offline_recipe(cfg, crop, data_root, sync_bn_to_bn)
 
 
-def random_seg_batch(num_images: int,
-                     size: Tuple[int, int],
-                     num_classes: int,
-                     ignore_fraction: float = 0.1) -> Dict[str, list]:
-    """A data batch as MMSeg's dataloader yields it, with random content.
-
-    Args:
-        num_images (int): Batch size.
-        size (tuple[int, int]): Image (h, w).
-        num_classes (int): Labels are drawn from ``[0, num_classes)``.
-        ignore_fraction (float): Share of pixels labelled 255.
-
-    Returns:
-        dict: ``inputs`` (uint8 CHW images) and ``data_samples``.
-    """
-    h, w = size
-    batch: Dict[str, list] = dict(inputs=[], data_samples=[])
-    for _ in range(num_images):
-        label = torch.randint(0, num_classes, (1, h, w))
-        label[torch.rand(1, h, w) < ignore_fraction] = 255
-        sample = SegDataSample(
-            gt_sem_seg=PixelData(data=label),
-            metainfo=dict(img_shape=size, pad_shape=size, ori_shape=size))
-        batch['inputs'].append(
-            torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
-        batch['data_samples'].append(sample)
-    return batch
-
-
 def train_one_step(cfg: Config,
                    num_images: int = 2,
                    size: Tuple[int, int] = (64, 64)) -> Tuple[Any, dict]:
-    """Build a shrunk recipe and train it one step on a random batch.
+    """Build a shrunk recipe and train it one step on a generated batch.
 
-    GSKD samples every labelled pixel (``valid_mask='labeled'``): random
+    GSKD samples every labelled pixel (``valid_mask='labeled'``): generated
     labels rarely match an untrained teacher, and GSKD would then have no
     points and its projector no gradient.
 
@@ -139,7 +109,7 @@ def train_one_step(cfg: Config,
     model.train()
     # The recipe's own optimizers (two with adversarial distillation).
     optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-    batch = random_seg_batch(num_images, size, num_classes_of(cfg))
+    batch = generated_batch(num_images, size, num_classes_of(cfg))
     return model, model.train_step(batch, optim)
 
 

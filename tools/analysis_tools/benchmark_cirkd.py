@@ -5,7 +5,7 @@ Forward + backward of each term on one rank's batch of Cityscapes-scale
 inputs (512 x 1024 crops: 64 x 128 features at stride 8, 19 classes, a
 512-channel teacher, a 128-channel DeepLabV3-R18 student for the
 mini-batch term), for the vectorised losses of ``gskd_mm.models.losses``
-and the loop versions of ``gskd_mm.models.losses.cirkd_loop_reference`` (loops
+and the loop versions of ``gskd_mm.testing.cirkd_loop_reference`` (loops
 over images, image pairs and classes; keys enqueued one at a time). The
 memory terms run at the authors' sizes (20000 pixels / 2000 regions per
 class, 4096 / 1024 keys contrasted, 16 pixels enqueued per class and
@@ -91,7 +91,7 @@ def step_fn(term: str, variant: str,
             inputs: Dict[str, torch.Tensor]) -> Callable:
     """A callable running one step of ``term``: returns the loss."""
     from gskd_mm.models import losses
-    from gskd_mm.models.losses import cirkd_loop_reference as loop
+    from gskd_mm.testing import cirkd_loop_reference as loop
     x = inputs
     if term == 'kd':
         if variant == 'vectorised':

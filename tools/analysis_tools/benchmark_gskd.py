@@ -4,7 +4,7 @@
 Forward + backward of the loss at Cityscapes scale (batch 8, 512 channels,
 64 x 128 features, 19 classes) and ADE20K scale (150 classes), N = 8,
 S = -1, for the vectorised ``GSKDLoss`` and for the loop-over-images,
-classes and groups reference (``gskd_mm.models.losses.loop_reference``), plus
+classes and groups reference (``gskd_mm.testing.loop_reference``), plus
 each variant's peak memory, measured in a fresh process. With ``--student``
 it also times a DeepLabV3-R18 student's forward + backward at the same batch
 (512 x 1024 crops), the cost GSKD is added to.
@@ -82,7 +82,7 @@ def loss_fn(variant: str):
     if variant == 'vectorised':
         from gskd_mm.models.losses import GSKDLoss
         return GSKDLoss(num_samples=8, group_size=-1, tau=1.0)
-    from gskd_mm.models.losses.loop_reference import gskd_loss_loop
+    from gskd_mm.testing.loop_reference import gskd_loss_loop
     return lambda *args: gskd_loss_loop(
         *args, num_samples=8, group_size=-1, tau=1.0)
 

@@ -5,8 +5,8 @@ For the teacher, student and dataset of CONFIG, times a training step of
 the student alone and of the recipes of each method (default: DIST,
 DIST + GSKD and CWD + GSKD), in float32 and mixed precision, at the
 recipe's crop on generated Cityscapes-format data (nothing downloaded;
-written by ``gskd_mm.apis.step_benchmark.make_data``). Each measurement runs in a fresh
-process, so its peak memory is its own. GSKD's share of the step is the
+written by ``gskd_mm.testing.make_cityscapes``). Each measurement runs in
+a fresh process, so its peak memory is its own. GSKD's share of the step is the
 difference between DIST + GSKD and DIST. ``--teacher`` also times the
 teacher's forward as ``SingleTeacherDistill`` and ``EvalTeacherDistill``
 run it.
@@ -26,10 +26,9 @@ Example::
     python tools/analysis_tools/benchmark_step.py configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py --device cuda
     python tools/analysis_tools/benchmark_step.py CONFIG --crop 128 256 --batch 2  # CPU
 
-The work is done by :mod:`gskd_mm.apis.step_benchmark`: it writes its own
-data (the same files as the tests' Cityscapes writer,
-``tests/test_step_benchmark.py`` checks it) and runs the recipe offline
-with :func:`gskd_mm.apis.offline_recipe`.
+The work is done by :mod:`gskd_mm.testing.step_benchmark`, on the data of
+:func:`gskd_mm.testing.make_cityscapes` (the tests' Cityscapes writer), with
+the recipe run offline by :func:`gskd_mm.testing.offline_recipe`.
 """  # noqa: E501
 
 import argparse
@@ -42,9 +41,10 @@ import tempfile
 import torch
 from mmengine.logging import print_log
 
-from gskd_mm.apis.step_benchmark import (PRECISIONS, load_recipe, make_data,
-                                         sibling_recipes, time_steps,
-                                         time_teacher_forward)
+from gskd_mm.testing import make_cityscapes
+from gskd_mm.testing.step_benchmark import (CITYSCAPES_SIZE, PRECISIONS,
+                                            load_recipe, sibling_recipes,
+                                            time_steps, time_teacher_forward)
 from gskd_mm.utils import register_all_modules
 
 
@@ -162,8 +162,11 @@ def main() -> None:
         return
     sibling_recipes(args.config, args.methods)  # fail early
     with tempfile.TemporaryDirectory() as tmp:
-        args.data_root = make_data(
-            os.path.join(tmp, 'cityscapes'), args.batch)
+        args.data_root = make_cityscapes(
+            os.path.join(tmp, 'cityscapes'),
+            num_train=args.batch,
+            num_val=0,
+            size=CITYSCAPES_SIZE)
         rows = {}
         for method in args.methods:
             rows[method] = {}

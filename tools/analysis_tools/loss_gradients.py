@@ -10,32 +10,37 @@ docs/en/user_guides/loss_gradients.md).
 
 It runs on the recipe's training data when its ``data_root`` exists (or is
 None: the dataset's own default, e.g. the demo's), and on generated data of
-the recipe's crop and classes otherwise. Without
-``--checkpoint`` the networks are untrained, unless the recipe's
-``teacher_ckpt`` is a file that exists (it is never downloaded).
+the recipe's crop and classes otherwise (scenes of a few large regions,
+:func:`gskd_mm.testing.generated_batch`). Without ``--checkpoint`` the
+networks are untrained, unless the recipe's ``teacher_ckpt`` is a file that
+exists (it is never downloaded). Shares measured on untrained networks or
+generated data only indicate: what counts is the share in the first
+iterations of your own run (``LossGradientHook``, or the balancer,
+``GradientShareBalancerHook``).
 
 Example::
 
     python tools/analysis_tools/loss_gradients.py \\
-        configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_*cityscapes*.py \\
+        configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py \\
         --crop 256 512 --batch 2 --cfg-options \\
         model.distiller.distill_losses.loss_gskd.valid_mask=labeled
-"""
+"""  # noqa: E501
 import argparse
 import os.path as osp
 import time
 
+import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.runner import set_random_seed
 
-from gskd_mm.apis.loss_gradients import (STUDENT, average_norms,
-                                         build_for_gradients, format_norms,
-                                         generated_batch, loss_terms,
-                                         recipe_crop, set_crop,
-                                         term_gradient_norms, weights_for_share)
+from gskd_mm.apis.loss_gradients import (STUDENT, average_norms, format_norms,
+                                         loss_terms, term_gradient_norms,
+                                         weights_for_share)
+from gskd_mm.testing import (build_offline_distiller, generated_batch,
+                             offline_recipe, recipe_crop)
 
 
 def parse_args() -> argparse.Namespace:
@@ -109,14 +114,15 @@ def batches(cfg: Config, args: argparse.Namespace, crop):
         return iter(loader), f'the recipe\'s training data ({where})'
     decode_head = cfg.model.architecture.decode_head
     num_classes = decode_head.num_classes
-    generator = torch.Generator().manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
 
     def generate():
         while True:
-            yield generated_batch(args.batch, crop, num_classes, generator)
+            yield generated_batch(args.batch, crop, num_classes, rng)
 
-    return generate(), (f'generated data ({data_root} absent): '
-                        f'{num_classes} classes, {crop[0]}x{crop[1]}')
+    return generate(), (f'generated data ({data_root} absent): scenes of a '
+                        f'few large regions of {num_classes} classes, '
+                        f'{crop[0]}x{crop[1]}')
 
 
 def main() -> None:
@@ -128,16 +134,22 @@ def main() -> None:
         raise SystemExit(f'{args.config} is not a distillation config '
                          '(no model.architecture)')
     notes = []
-    if args.crop:
-        crop = tuple(args.crop)
-        notes += set_crop(cfg, crop)
-    else:
-        crop = recipe_crop(cfg)
+    crop = tuple(args.crop) if args.crop else recipe_crop(cfg)
+    teacher_ckpt = cfg.model.get('teacher_ckpt')
+    stages = cfg.model.get('discriminator', {}).get('num_stages', 4)
+    # No downloads, and the crop if asked (the same path as the tests').
+    offline_recipe(cfg, tuple(args.crop) if args.crop else None)
+    if 'discriminator' in cfg.model and \
+            cfg.model.discriminator.num_stages != stages:
+        notes.append(f'discriminator: {cfg.model.discriminator.num_stages} '
+                     f'stages instead of {stages} (its logits at crop '
+                     f'{crop[0]}x{crop[1]} are too small for more)')
     # Quiet: init_weights logs every parameter at INFO.
     MMLogger.get_current_instance().setLevel('WARNING')
     # Python, numpy (the pipeline's random transforms) and torch.
     set_random_seed(args.seed)
-    model, trained = build_for_gradients(cfg, args.checkpoint, args.device)
+    model, trained = build_offline_distiller(cfg, args.checkpoint,
+                                             teacher_ckpt, args.device)
 
     runs, times = [], dict(forward=0.0, measure=0.0, backward=0.0)
     with DefaultScope.overwrite_default_scope(
@@ -180,6 +192,17 @@ def main() -> None:
     print('share: the term\'s student-gradient norm over that of '
           f'{args.reference!r}. grad <connector>: norm over that '
           'connector\'s parameters.')
+    if 'generated' in data_text or 'untrained' in trained:
+        print('\nThese shares only indicate: they come from ' + ' and '.join(
+            what for what, found in (
+                ('untrained networks', 'untrained' in trained),
+                ('generated data', 'generated' in data_text)) if found) +
+              ', and shares depend on both (the task loss\'s gradient on '
+              'generated labels says little about real ones). The '
+              'measurement that counts is the share in the first '
+              'iterations of your own run: LossGradientHook, or '
+              'GradientShareBalancerHook, which also holds it at a '
+              'target (docs/en/user_guides/loss_gradients.md).')
     distiller = getattr(model, 'distiller', None)
     for name, loss in getattr(distiller, 'distill_losses', {}).items():
         term = f'distill.{name}'

@@ -9,7 +9,7 @@ from mmrazor.models.algorithms.base import LossResults
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from ..losses.utils import teacher_at_student_size
+from ..utils import teacher_at_student_size
 from .eval_teacher_distill import EvalTeacherDistill
 
 

@@ -1,5 +1,6 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-from typing import List, Optional
+import inspect
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,6 +11,7 @@ from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.models.algorithms.base import LossResults
 from mmrazor.models.utils import add_prefix
 from mmrazor.registry import MODELS
+from torch import Tensor
 
 
 @MODELS.register_module()
@@ -68,6 +70,8 @@ class EvalTeacherDistill(SingleTeacherDistill):
         super().__init__(
             teacher=teacher, teacher_trainable=False, **kwargs)
         self.teacher_auxiliary = teacher_auxiliary
+        # Connector widths are checked once, on the first batch's records.
+        self._connectors_checked = False
         if teacher_auxiliary and not getattr(self.teacher,
                                              'with_auxiliary_head', False):
             raise ValueError(
@@ -121,6 +125,9 @@ class EvalTeacherDistill(SingleTeacherDistill):
         if self.calculate_student_loss:
             losses.update(add_prefix(student_losses, 'student'))
         if not self.distillation_stopped:  # see MMRazor's StopDistillHook
+            if not self._connectors_checked:
+                check_connector_widths(self.distiller)
+                self._connectors_checked = True
             losses.update(
                 add_prefix(self.distiller.compute_distill_losses(),
                            'distill'))
@@ -209,3 +216,80 @@ def teacher_model_config(teacher: dict) -> ConfigDict:
         model.setdefault(key, value)
     model._scope_ = scope
     return model
+
+
+def _width_arguments(connector: nn.Module) -> Tuple[str, str]:
+    """The names of a connector's input and output width arguments."""
+    params = inspect.signature(type(connector).__init__).parameters
+    if 'in_channel' in params:  # MMRazor's connectors
+        return 'in_channel', 'out_channel'
+    return 'in_channels', 'out_channels'
+
+
+def check_connector_widths(distiller: nn.Module) -> None:
+    """Check that every student connector fits what it connects.
+
+    For every distillation loss input that reaches the loss through a
+    connector (a convolutional one, e.g. ``GSKDProjector``), the student
+    features it receives must have its input width, and its output must
+    have the width of the teacher features the loss compares them with
+    (the input named like it with ``_T`` for ``_S``, e.g. ``preds_T`` for
+    ``preds_S``). Reads the records of the step; runs no connector.
+
+    Args:
+        distiller (nn.Module): A ``ConfigurableDistiller`` whose recorders
+            hold a step's records.
+
+    Raises:
+        ValueError: Naming the loss, the connector, both widths and the
+            setting to change, where one does not fit.
+    """
+    for loss_name, mapping in distiller.loss_forward_mappings.items():
+        for key, record in mapping.items():
+            name = record.get('connector')
+            if not name or not record.get('from_student', False) \
+                    or record.get('connector_idx') is not None:
+                continue
+            connector = distiller.connectors[name]
+            convs = [
+                m for m in connector.modules()
+                if isinstance(m, nn.modules.conv._ConvNd)
+            ]
+            if not convs:
+                continue
+            arg_in, arg_out = _width_arguments(connector)
+            where = f'model.distiller.connectors.{name}'
+            student = distiller.get_record(record['recorder'], True,
+                                           record.get('record_idx', 0),
+                                           record.get('data_idx'))
+            width_in = convs[0].in_channels
+            if isinstance(student, Tensor) and student.dim() == 4 \
+                    and student.shape[1] != width_in:
+                raise ValueError(
+                    f'connector {name!r} ({type(connector).__name__}) takes '
+                    f'{width_in} channels, but the student features it '
+                    f'projects for {loss_name} ({key}, student recorder '
+                    f'{record["recorder"]!r}) have {student.shape[1]}: set '
+                    f'{where}.{arg_in}={student.shape[1]}, the width of '
+                    'those features (for the recipes\' decode-head '
+                    'features, the student\'s decode_head.channels)')
+            partner = mapping.get(key[:-2] + '_T') \
+                if key.endswith('_S') else None
+            if partner is None or partner.get('from_student', True) \
+                    or partner.get('connector'):
+                continue
+            teacher = distiller.get_record(partner['recorder'], False,
+                                           partner.get('record_idx', 0),
+                                           partner.get('data_idx'))
+            width_out = convs[-1].out_channels
+            if isinstance(teacher, Tensor) and teacher.dim() == 4 \
+                    and teacher.shape[1] != width_out:
+                raise ValueError(
+                    f'connector {name!r} ({type(connector).__name__}) gives '
+                    f'{width_out} channels, but {loss_name} compares its '
+                    f'output ({key}) with teacher features of '
+                    f'{teacher.shape[1]} channels ({key[:-2]}_T, teacher '
+                    f'recorder {partner["recorder"]!r}): set '
+                    f'{where}.{arg_out}={teacher.shape[1]}, the teacher\'s '
+                    'feature width (for the recipes\' decode-head features, '
+                    'the teacher\'s decode_head.channels)')

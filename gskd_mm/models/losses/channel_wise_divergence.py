@@ -3,7 +3,7 @@ from mmrazor.models.losses import ChannelWiseDivergence
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import float32_forward, teacher_at_student_size
+from ..utils import float32_forward, teacher_at_student_size
 
 
 @MODELS.register_module()

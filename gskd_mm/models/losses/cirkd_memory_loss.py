@@ -23,8 +23,8 @@ from mmengine.dist import all_gather
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .gskd_loss import class_counts, resize_labels
-from .utils import check_dense_pair, check_labels, float32_forward
+from ..utils import (check_dense_pair, check_labels, class_counts,
+                     float32_forward, resize_labels)
 
 
 class MemoryContrastLoss(nn.Module):
@@ -120,7 +120,8 @@ class MemoryContrastLoss(nn.Module):
             of the graph of ``preds_S``, when no pixel of the batch is
             labelled.
         """
-        check_dense_pair('preds_S', 'preds_T', preds_S, preds_T)
+        check_dense_pair(
+            'preds_S', 'preds_T', preds_S, preds_T, kind='features')
         if preds_T.shape[1] != self.channels:
             raise ValueError(
                 f'features have {preds_T.shape[1]} channels, the memory '

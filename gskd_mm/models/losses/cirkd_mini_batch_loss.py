@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import check_dense_pair, float32_forward
+from ..utils import check_dense_pair, float32_forward
 
 
 class _MiniBatchPixelKL(torch.autograd.Function):

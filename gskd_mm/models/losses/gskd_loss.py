@@ -9,7 +9,8 @@ host-device sync (for the largest number of classes in an image, which sets
 the padded shapes) regardless of the number of classes or groups.
 """
 import numbers
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -17,11 +18,61 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import (check_dense_pair, check_labels, float32_forward,
-                    teacher_at_student_size)
+from ..utils import (check_dense_pair, check_labels, class_balanced_sample,
+                     class_counts, float32_forward, gather_normalized,
+                     resize_labels, teacher_at_student_size, valid_pixel_mask)
 
 VALID_MASKS = ('teacher_correct', 'labeled')
 NORMALIZATIONS = ('length', 'descriptor', 'row')
+
+
+@dataclass(frozen=True)
+class GSKDDescriptors:
+    """The steps of GSKD before the KL, for a batch.
+
+    What :meth:`GSKDLoss.descriptors` returns.
+
+    B is the padded number of samples per image, G the largest number of
+    groups and S the largest group width.
+
+    Attributes:
+        labels (Tensor): (N, h * w) labels at feature size.
+        valid (Tensor): (N, h * w) pixels that may be sampled.
+        counts (Tensor): (N, K) valid pixels per class.
+        num_present (Tensor): (N,) classes present among the valid pixels.
+        index (Tensor): (N, B) sampled pixels, class by class (see
+            :func:`~gskd_mm.models.utils.class_balanced_sample`).
+        rows_valid (Tensor): (N, B) real (not padding) samples.
+        sim_S (Tensor): (N, B, B) the student's cosine self-similarities.
+        sim_T (Tensor): (N, B, B) the teacher's.
+        shuffled_S (Tensor): (N, B, G * S) ``sim_S`` with every row
+            shuffled, laid out group by group.
+        shuffled_T (Tensor): (N, B, G * S) the teacher's, same shuffle.
+        columns (Tensor): (N, B, G * S) the column of ``sim_S`` each
+            shuffled entry comes from.
+        columns_valid (Tensor): (N, G, S) the columns that exist.
+        groups_per_img (Tensor): (N,) groups of each image.
+        off_diagonal (Tensor): (N, B, G * S) shuffled entries that are not
+            a sample's similarity with itself.
+        descriptor_valid (Tensor): (N, G) descriptors with at least one
+            entry (with ``exclude_diagonal``, a descriptor can hold nothing
+            but diagonal entries).
+    """
+    labels: Tensor
+    valid: Tensor
+    counts: Tensor
+    num_present: Tensor
+    index: Tensor
+    rows_valid: Tensor
+    sim_S: Tensor
+    sim_T: Tensor
+    shuffled_S: Tensor
+    shuffled_T: Tensor
+    columns: Tensor
+    columns_valid: Tensor
+    groups_per_img: Tensor
+    off_diagonal: Tensor
+    descriptor_valid: Tensor
 
 
 @MODELS.register_module()
@@ -160,19 +211,19 @@ class GSKDLoss(nn.Module):
             of the graph of ``preds_S``, when no image has a valid pixel.
         """
         labels = self._check_inputs(preds_S, preds_T, logits_T, gt_labels)
-        preds_T = teacher_at_student_size(preds_S, preds_T,
-                                          self.resize_teacher)
+        preds_T = teacher_at_student_size(
+            preds_S, preds_T, self.resize_teacher, kind='features')
         steps = self.descriptors(preds_S, preds_T, logits_T, labels)
         if steps is None:
             # Still a function of preds_S, so DDP sees the projector used.
             return preds_S.sum() * 0.0
         return self.reduce(self.descriptor_losses(steps), steps)
 
-    def descriptor_losses(self, steps: Dict[str, Tensor]) -> Tensor:
+    def descriptor_losses(self, steps: GSKDDescriptors) -> Tensor:
         """The weighted KL term of every descriptor.
 
         Args:
-            steps (dict[str, Tensor]): Output of :meth:`descriptors`.
+            steps (GSKDDescriptors): Output of :meth:`descriptors`.
 
         Returns:
             Tensor: (N, G) ``loss_weight`` times the KL term of each image's
@@ -181,35 +232,35 @@ class GSKDLoss(nn.Module):
             them into the loss.
         """
         return self.loss_weight * descriptor_kl_terms(
-            steps['shuffled_S'],
-            steps['shuffled_T'],
-            steps['rows_valid'],
-            steps['columns_valid'],
+            steps.shuffled_S,
+            steps.shuffled_T,
+            steps.rows_valid,
+            steps.columns_valid,
             self.tau,
             normalize=self.normalize,
-            keep=steps['off_diagonal'] if self.exclude_diagonal else None)
+            keep=steps.off_diagonal if self.exclude_diagonal else None)
 
     @staticmethod
-    def reduce(terms: Tensor, steps: Dict[str, Tensor]) -> Tensor:
+    def reduce(terms: Tensor, steps: GSKDDescriptors) -> Tensor:
         """Average descriptor terms per image, then over images.
 
         Args:
             terms (Tensor): (N, G) terms, see :meth:`descriptor_losses`.
-            steps (dict[str, Tensor]): Output of :meth:`descriptors`.
+            steps (GSKDDescriptors): Output of :meth:`descriptors`.
 
         Returns:
             Tensor: Scalar: the mean over each image's descriptors that have
             an entry, averaged over the images that have such descriptors;
             zero (in the graph of ``terms``) when no image has one.
         """
-        descriptor_valid = steps['descriptor_valid']
+        descriptor_valid = steps.descriptor_valid
         per_img = terms.sum(1) / descriptor_valid.sum(1).clamp(min=1)
         img_valid = descriptor_valid.any(1)
         # Sum and count rather than boolean indexing: no host sync.
         return (per_img * img_valid).sum() / img_valid.sum().clamp(min=1)
 
     def descriptors(self, preds_S: Tensor, preds_T: Tensor, logits_T: Tensor,
-                    labels: Tensor) -> Optional[Dict[str, Tensor]]:
+                    labels: Tensor) -> Optional[GSKDDescriptors]:
         """Sample, build the self-similarity maps, shuffle and group them.
 
         The steps of :meth:`forward` before the KL, on validated inputs;
@@ -222,21 +273,8 @@ class GSKDLoss(nn.Module):
             labels (Tensor): Integer labels, (N, H, W).
 
         Returns:
-            dict[str, Tensor] | None: None when no image has a valid pixel.
-            Else, with B the padded number of samples: ``labels`` and
-            ``valid`` (N, h * w) at feature size; ``counts`` (N, K) valid
-            pixels per class; ``num_present`` (N,); ``index`` and
-            ``rows_valid`` (N, B), see :func:`class_balanced_sample`;
-            ``sim_S`` and ``sim_T`` (N, B, B) cosine self-similarities;
-            ``shuffled_S`` and ``shuffled_T`` (N, B, G * S) their rows
-            shuffled and laid out group by group; ``columns`` (N, B, G * S)
-            the column of ``sim_S`` each shuffled entry comes from;
-            ``columns_valid`` (N, G, S) and ``groups_per_img`` (N,), see
-            :meth:`_grouped_columns`; ``off_diagonal`` (N, B, G * S) the
-            shuffled entries that are not a sample's similarity with
-            itself; ``descriptor_valid`` (N, G) the descriptors with at
-            least one entry (with ``exclude_diagonal``, a descriptor can
-            hold nothing but diagonal entries).
+            GSKDDescriptors | None: The sampled points, similarities and
+            descriptors; None when no image has a valid pixel.
         """
         preds_T, logits_T = preds_T.detach(), logits_T.detach()
         num_classes = logits_T.shape[1]
@@ -277,7 +315,7 @@ class GSKDLoss(nn.Module):
         if self.exclude_diagonal:
             entries = entries & off_diagonal.view(entries.shape)
         descriptor_valid = entries.any(3).any(1)
-        return dict(
+        return GSKDDescriptors(
             labels=labels,
             valid=valid,
             counts=counts,
@@ -351,210 +389,6 @@ class GSKDLoss(nn.Module):
         check_dense_pair('preds_S', 'logits_T', preds_S, logits_T,
                          same_channels=False, same_size=False)
         return check_labels(gt_labels, preds_S.shape[0])
-
-
-def resize_labels(labels: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Resize (N, H, W) integer labels to ``size`` with nearest sampling.
-
-    Picks the pixels ``F.interpolate(mode='nearest')`` picks, by indexing:
-    no float copy of the full-resolution labels (at Cityscapes scale that
-    copy cost more than the rest of the loss's forward).
-
-    Args:
-        labels (Tensor): Integer labels, (N, H, W).
-        size (tuple[int, int]): Target (h, w).
-
-    Returns:
-        Tensor: Long labels, (N, h, w).
-    """
-    labels = labels.long()
-    if tuple(labels.shape[-2:]) == tuple(size):
-        return labels
-    rows, cols = (nearest_source_index(in_size, out_size, labels.device)
-                  for in_size, out_size in zip(labels.shape[-2:], size))
-    return labels[:, rows[:, None], cols]
-
-
-def nearest_source_index(in_size: int, out_size: int,
-                         device: torch.device) -> Tensor:
-    """Source index of every output position of a nearest resize.
-
-    PyTorch's rule: ``floor(i * scale)`` with the float32 scale
-    ``in_size / out_size``, clamped to the input.
-
-    Args:
-        in_size (int): Input length.
-        out_size (int): Output length.
-        device (torch.device): Device of the result.
-
-    Returns:
-        Tensor: (out_size,) long indices into the input.
-    """
-    scale = torch.tensor(in_size, dtype=torch.float32) / out_size
-    index = torch.arange(out_size, dtype=torch.float32) * scale
-    return index.floor().long().clamp(max=in_size - 1).to(device)
-
-
-def teacher_prediction(logits: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Argmax of the logits after bilinear resizing to ``size``.
-
-    Args:
-        logits (Tensor): (N, K, h', w') logits.
-        size (tuple[int, int]): Target (h, w).
-
-    Returns:
-        Tensor: (N, h, w) predicted classes.
-    """
-    if tuple(logits.shape[-2:]) != tuple(size):
-        logits = F.interpolate(
-            logits.float(), size=size, mode='bilinear', align_corners=False)
-    return logits.argmax(dim=1)
-
-
-def valid_pixel_mask(labels: Tensor,
-                     logits_T: Tensor,
-                     ignore_index: int = 255,
-                     valid_mask: str = 'teacher_correct') -> Tensor:
-    """The pixels that class-balanced sampling may draw.
-
-    Args:
-        labels (Tensor): (N, h, w) labels at feature size.
-        logits_T (Tensor): (N, K, h', w') teacher logits.
-        ignore_index (int): Label of unlabelled pixels. Defaults to 255.
-        valid_mask (str): ``'teacher_correct'``: labelled pixels where the
-            teacher's prediction (logits resized to (h, w)) is the label;
-            ``'labeled'``: every labelled pixel. Defaults to
-            'teacher_correct'.
-
-    Returns:
-        Tensor: (N, h, w) bool mask. Labels outside ``[0, K)`` are never
-        valid.
-    """
-    num_classes = logits_T.shape[1]
-    valid = (labels != ignore_index) & (labels >= 0) & (labels < num_classes)
-    if valid_mask == 'teacher_correct':
-        valid &= teacher_prediction(logits_T, labels.shape[-2:]) == labels
-    return valid
-
-
-def class_counts(labels: Tensor, valid: Tensor, num_classes: int) -> Tensor:
-    """Count valid pixels per class and image.
-
-    Args:
-        labels (Tensor): (N, P) labels, in ``[0, num_classes)`` where valid.
-        valid (Tensor): (N, P) mask of pixels to count.
-        num_classes (int): Number of classes.
-
-    Returns:
-        Tensor: (N, num_classes) counts.
-    """
-    counts = torch.zeros(
-        labels.shape[0], num_classes, dtype=torch.long, device=labels.device)
-    return counts.scatter_add_(1, torch.where(valid, labels, 0),
-                               valid.long())
-
-
-def class_balanced_sample(labels: Tensor, valid: Tensor, counts: Tensor,
-                          max_present: int,
-                          num_samples: int) -> Tuple[Tensor, Tensor]:
-    """Draw ``num_samples`` valid pixels per present class, for every image.
-
-    A class with at least ``num_samples`` valid pixels gets that many drawn
-    uniformly without replacement. A smaller class keeps all its pixels and
-    is filled with the image's other valid pixels, drawn uniformly without
-    replacement while they last and then repeated; with no other valid
-    pixel, its own pixels are repeated.
-
-    Args:
-        labels (Tensor): (N, P) labels.
-        valid (Tensor): (N, P) mask of the pixels that may be drawn.
-        counts (Tensor): (N, K) valid pixels per class.
-        max_present (int): Largest number of present classes in an image.
-        num_samples (int): Points per class.
-
-    Returns:
-        tuple[Tensor, Tensor]: (N, B) pixel indices with
-        ``B = max_present * num_samples``, class by class in ascending class
-        order, images with fewer classes padded at the end; the (N, B) mask
-        of real samples.
-    """
-    num_imgs, num_pixels = labels.shape
-    num_classes = counts.shape[1]
-    device = labels.device
-
-    # Valid pixels in a uniformly random order (invalid ones last) ...
-    keys = torch.rand(num_imgs, num_pixels, device=device)
-    random_order = keys.masked_fill(~valid, 2.0).argsort(dim=1)
-    # ... and grouped by class, keeping that random order inside a class.
-    class_key = torch.where(valid, labels, num_classes)
-    by_class = class_key.gather(1, random_order).argsort(dim=1, stable=True)
-    class_order = random_order.gather(1, by_class)
-    # Position of each pixel in `random_order`.
-    rank_in_random = torch.empty_like(random_order).scatter_(
-        1, random_order,
-        torch.arange(num_pixels, device=device).expand(num_imgs, -1))
-
-    # Present classes first, in ascending class order.
-    present = counts > 0
-    classes = torch.where(present,
-                          torch.arange(num_classes, device=device),
-                          num_classes + torch.arange(num_classes,
-                                                     device=device))
-    classes = classes.sort(dim=1).values[:, :max_present] % num_classes
-    slot_valid = present.gather(1, classes)  # (N, Cmax)
-    count = counts.gather(1, classes)
-    start = (counts.cumsum(1) - counts).gather(1, classes)
-    num_valid = counts.sum(1, keepdim=True)
-    num_other = num_valid - count
-
-    j = torch.arange(num_samples, device=device)  # slot within the class
-    # Padding slots (count 0) index pixel 0..P-1 too; they are masked out.
-    own_pos = (start[..., None] + torch.minimum(j, count[..., None] - 1)).clamp(
-        0, num_pixels - 1)
-    own = class_order.gather(1, own_pos.flatten(1)).view(own_pos.shape)
-
-    # Fill: the q-th pixel of `random_order` that is not of this class, for
-    # q running cyclically from a random start. The class's own pixels sit
-    # at sorted positions p_k there, and the q-th other pixel is at
-    # q + #{k : p_k - k <= q}.
-    own_rank = rank_in_random.gather(1, own.flatten(1)).view(own.shape)
-    # Slots beyond the class's own pixels get a rank no q reaches.
-    own_rank = own_rank.masked_fill(j >= count[..., None],
-                                    num_pixels + num_samples)
-    own_rank = own_rank.sort(dim=2).values - j
-    fill_start = (torch.rand(num_imgs, max_present, device=device) *
-                  num_other).long()
-    q = (fill_start[..., None] + j - count[..., None]) % num_other.clamp(
-        min=1)[..., None]
-    fill_pos = q + (own_rank[:, :, None, :] <= q[..., None]).sum(-1)
-    fill = random_order.gather(
-        1,
-        fill_pos.clamp(max=num_pixels - 1).flatten(1)).view(fill_pos.shape)
-    # A class with no other valid pixel to borrow repeats its own pixels.
-    cyclic = (start[..., None] + j % count[..., None].clamp(min=1)).clamp(
-        max=num_pixels - 1)
-    own_repeated = class_order.gather(1, cyclic.flatten(1)).view(
-        cyclic.shape)
-    fill = torch.where((num_other > 0)[..., None], fill, own_repeated)
-
-    index = torch.where(j < count[..., None], own, fill)
-    rows_valid = slot_valid[..., None].expand(-1, -1, num_samples)
-    return index.flatten(1), rows_valid.flatten(1)
-
-
-def gather_normalized(feats: Tensor, index: Tensor) -> Tensor:
-    """Pick pixels of a feature map and L2-normalise them over channels.
-
-    Args:
-        feats (Tensor): (N, C, h, w) features.
-        index (Tensor): (N, B) flat pixel indices.
-
-    Returns:
-        Tensor: (N, B, C) float32 unit vectors.
-    """
-    flat = feats.flatten(2)  # (N, C, P)
-    picked = flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1))
-    return F.normalize(picked.float().transpose(1, 2), dim=2)
 
 
 def descriptor_kl_terms(sim_S: Tensor,

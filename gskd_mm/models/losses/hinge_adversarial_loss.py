@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from .utils import float32_forward
+from ..utils import float32_forward
 
 
 @MODELS.register_module()

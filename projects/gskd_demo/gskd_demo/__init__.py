@@ -7,16 +7,17 @@ fingerprint the runs, the figures and the table. Import it with the
 repository root on ``sys.path`` (as ``projects.gskd_demo.gskd_demo``, like
 MMSeg's projects); importing ``gskd_mm`` does not import it.
 """
+from .dataset import SyntheticScenesDataset
+from .gradient_share_hook import GradientShareHook
+from .methods import (GSKD_PAIRS, GSKD_VARIANTS, METHODS, MethodSpec,
+                      method_spec, sweep_methods)
 from .pipeline import draw_figures, run_demo
 from .report import markdown_table, paired_differences, pairing_check
 from .run_fingerprint_hook import RunFingerprintHook
-from .gradient_share_hook import GradientShareHook
-from .runs import (GSKD_PAIRS, GSKD_VARIANTS, LOGGER, METHODS, MethodSpec,
-                   QuietFilter, method_spec, setup_process, sweep_methods)
 from .stats import PairedInterval, paired_t_interval
 from .step_timer_hook import StepTimerHook
 from .structural_gap import structural_gap, structural_gaps
-from .synthetic import SyntheticScenesDataset
+from .training import LOGGER, QuietFilter, setup_process
 
 __all__ = [
     'GSKD_PAIRS', 'GSKD_VARIANTS', 'GradientShareHook', 'LOGGER', 'METHODS',

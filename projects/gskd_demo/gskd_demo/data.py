@@ -8,8 +8,14 @@ import numpy as np
 from mmengine.logging import print_log
 from PIL import Image
 
-from . import synthetic
-from .runs import DATA_SEED, IMG_SIZE, LOGGER
+from .dataset import (class_pixel_counts, default_cache_dir,
+                      generate_synthetic_scenes, split_names)
+from .scenes import IGNORE_INDEX
+from .training import LOGGER
+
+# The demo's Synthetic Scenes: 64x64 images, generated with seed 0.
+IMG_SIZE = 64
+DATA_SEED = 0
 
 
 def prepare_data(num_train: int, num_val: int) -> Tuple[str, dict]:
@@ -33,11 +39,11 @@ def prepare_data(num_train: int, num_val: int) -> Tuple[str, dict]:
         seed=DATA_SEED)
     default_size = (num_train, num_val) == (300, 60)
     data_root = osp.join(
-        synthetic.default_cache_dir(), 'synthetic_scenes'
+        default_cache_dir(), 'synthetic_scenes'
         if default_size else f'synthetic_scenes_{num_train}-{num_val}')
     print_log(f'Data: {data_root}', logger=LOGGER)
     fresh = not osp.isfile(osp.join(data_root, 'meta.json'))
-    synthetic.generate_synthetic_scenes(data_root, **generate_cfg)
+    generate_synthetic_scenes(data_root, **generate_cfg)
     if fresh:  # end the line of the generation's progress bar
         sys.stdout.write('\n')
     return data_root, generate_cfg
@@ -46,10 +52,10 @@ def prepare_data(num_train: int, num_val: int) -> Tuple[str, dict]:
 def richest_val_images(data_root: str, count: int) -> List[int]:
     """Indices of the validation images with the most labelled classes."""
     richness = []
-    for name in synthetic.split_names(data_root, 'val'):
+    for name in split_names(data_root, 'val'):
         label = np.asarray(
             Image.open(osp.join(data_root, 'ann_dir', 'val', name + '.png')))
-        present = np.unique(label[label != synthetic.IGNORE_INDEX])
+        present = np.unique(label[label != IGNORE_INDEX])
         richness.append(len(present))
     return [int(i) for i in np.argsort(richness, kind='stable')[::-1][:count]]
 
@@ -61,6 +67,6 @@ def majority_class_miou(data_root: str) -> float:
     has IoU = its share of the labelled pixels (as MMSeg's IoUMetric
     counts them over the whole split).
     """
-    counts = synthetic.class_pixel_counts(data_root, 'val')[:-1]
+    counts = class_pixel_counts(data_root, 'val')[:-1]
     present = counts > 0
     return float(100 * counts.max() / counts.sum() / present.sum())

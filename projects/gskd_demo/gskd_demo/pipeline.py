@@ -12,13 +12,17 @@ from gskd_mm.apis import (gskd_view, init_distiller, init_student,
                           load_sample)
 from gskd_mm.visualization import dataset_classes, plot_gskd_similarity
 
-from . import synthetic
+from .data import (IMG_SIZE, majority_class_miou, prepare_data,
+                   richest_val_images)
+from .dataset import default_cache_dir, split_names
 from .figures import plot_loss_curves, plot_miou, plot_predictions
-from .data import majority_class_miou, prepare_data, richest_val_images
+from .methods import (GSKD_PAIRS, METHODS, STUDENT_CONFIG, TEACHER_CONFIG,
+                      config_dir, load_config, method_spec)
+from .parallel import student_runs
 from .report import summarise
-from .runs import (GSKD_PAIRS, IMG_SIZE, METHODS, STUDENT_CONFIG,
-                   TEACHER_CONFIG, RunContext, config_dir, load_config,
-                   method_spec, num_params, student_runs, teacher_run)
+from .scenes import CLASSES, IGNORE_INDEX
+from .teacher import teacher_run
+from .training import RunContext, num_params
 
 
 def run_demo(methods: Sequence[str],
@@ -36,7 +40,7 @@ def run_demo(methods: Sequence[str],
 
     Args:
         methods (Sequence[str]): Method keys: of :data:`.METHODS` or sweep
-            variants (see :func:`.runs.method_spec`).
+            variants (see :func:`.methods.method_spec`).
         seeds (int): Seeds per method (runs are paired by seed).
         iters (int): Iterations per student.
         teacher_iters (int): Iterations of the teacher.
@@ -62,7 +66,7 @@ def run_demo(methods: Sequence[str],
     data_root, generate_cfg = prepare_data(num_train, num_val)
     teacher = teacher_run(out_dir, data_root, generate_cfg, teacher_iters,
                           teacher_batch_size, log_level,
-                          synthetic.default_cache_dir())
+                          default_cache_dir())
 
     def save_partial(runs: dict, init_gaps: list) -> None:
         # The finished seeds, should the demo be stopped before the end.
@@ -86,13 +90,13 @@ def run_demo(methods: Sequence[str],
             teacher_batch_size=teacher_batch_size,
             seeds=seeds,
             workers=workers,
-            torch_threads=1),  # every run (see runs.one_thread)
+            torch_threads=1),  # every run (see training.one_thread)
         dataset=dict(
             name='Synthetic Scenes',
             num_train=num_train,
             num_val=num_val,
             img_size=IMG_SIZE,
-            num_classes=len(synthetic.CLASSES),
+            num_classes=len(CLASSES),
             data_root=data_root,
             generate_cfg=generate_cfg),
         teacher=teacher,
@@ -125,7 +129,7 @@ def draw_figures(summary: dict, out_dir: str) -> Dict[str, str]:
     student_cfg = load_config(STUDENT_CONFIG, data_root, generate_cfg, 1, 1, 0)
     class_names, palette = dataset_classes(student_cfg)
     images = richest_val_images(data_root, 3)
-    names = synthetic.split_names(data_root, 'val')
+    names = split_names(data_root, 'val')
     gskd_key = next((k for k in GSKD_PAIRS if k in methods), None)
     if gskd_key is not None:
         cfg = load_config(METHODS[gskd_key][1], data_root, generate_cfg, 1, 1,
@@ -159,5 +163,5 @@ def draw_figures(summary: dict, out_dir: str) -> Dict[str, str]:
                        init_student(cfg, run['checkpoint']), run['miou']))
     figures['predictions'] = plot_predictions(
         models, batch, class_names, palette,
-        osp.join(out_dir, 'predictions.png'), synthetic.IGNORE_INDEX)
+        osp.join(out_dir, 'predictions.png'), IGNORE_INDEX)
     return figures

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .runs import method_spec
+from .methods import method_spec
 from .stats import paired_t_interval
 
 

@@ -113,14 +113,14 @@ def structural_gaps(student: BaseModel,
             steps = loss.descriptors(feat_S, feat_T, logits_T, labels)
         if steps is None:
             continue
-        img_valid = steps['num_present'] > 0
+        img_valid = steps.num_present > 0
         num_valid = int(img_valid.sum())
         kl = loss.reduce(loss.descriptor_losses(steps), steps)
         # Mean |V_T - V_S| over each image's pairs of real (not padding)
         # samples, then over the images.
-        pairs = (steps['rows_valid'][:, :, None]
-                 & steps['rows_valid'][:, None, :]).float()
-        diff = (steps['sim_T'] - steps['sim_S']).abs() * pairs
+        pairs = (steps.rows_valid[:, :, None]
+                 & steps.rows_valid[:, None, :]).float()
+        diff = (steps.sim_T - steps.sim_S).abs() * pairs
         cos = diff.sum((1, 2)) / pairs.sum((1, 2)).clamp(min=1)
         total['kl'] += float(kl) * num_valid
         total['cos'] += float(cos[img_valid].sum())

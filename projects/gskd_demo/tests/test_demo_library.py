@@ -7,15 +7,16 @@ import os.path as osp
 import pytest
 import torch
 
+from gskd_mm.testing import generated_batch
 from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, GradientShareHook,
                                           method_spec, paired_differences,
                                           paired_t_interval, pairing_check,
                                           structural_gap, structural_gaps,
                                           sweep_methods)
 from projects.gskd_demo.gskd_demo.gradient_share_hook import gskd_share
-from projects.gskd_demo.gskd_demo.runs import config_dir, load_config
+from projects.gskd_demo.gskd_demo.methods import config_dir, load_config
 
-from helpers import demo_networks, random_seg_batch
+from helpers import demo_networks
 
 
 # ------------------------------------------------------------ statistics
@@ -81,7 +82,7 @@ def test_paired_differences_and_check():
 
 def _batches():
     torch.manual_seed(1)
-    return [random_seg_batch(2, (64, 64), 7) for _ in range(2)]
+    return [generated_batch(2, (64, 64), 7) for _ in range(2)]
 
 
 def test_structural_gap_zero_for_the_teacher_itself():
@@ -229,7 +230,7 @@ def test_gradient_share_hook_leaves_training_alone(monkeypatch):
 
 # ------------------------------------------------------------ schedule
 def test_every_student_has_the_same_schedule_scaled_to_the_run():
-    from projects.gskd_demo.gskd_demo.runs import METHODS, TEACHER_CONFIG
+    from projects.gskd_demo.gskd_demo.methods import METHODS, TEACHER_CONFIG
     schedules = set()
     for key in METHODS:
         cfg = load_config(method_spec(key).config, '/nonexistent', {}, 150,

@@ -12,10 +12,13 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 from scipy import ndimage
 
-import projects.gskd_demo.gskd_demo.synthetic as synthetic
-from projects.gskd_demo.gskd_demo.synthetic import (
-    CLASSES, IGNORE_INDEX, PALETTE, RENDER_COLOURS, SyntheticScenesDataset,
-    class_pixel_counts, default_cache_dir, generate_synthetic_scenes)
+import projects.gskd_demo.gskd_demo.dataset as synthetic_dataset
+from projects.gskd_demo.gskd_demo.dataset import (SyntheticScenesDataset,
+                                                  class_pixel_counts,
+                                                  default_cache_dir,
+                                                  generate_synthetic_scenes)
+from projects.gskd_demo.gskd_demo.scenes import (CLASSES, IGNORE_INDEX,
+                                                 PALETTE, RENDER_COLOURS)
 
 NUM_CLASSES = len(CLASSES)
 BACKGROUND, WATER, TILES, TENT, BOAT, FLOWERS, GRAVEL = range(NUM_CLASSES)
@@ -117,7 +120,7 @@ def test_regenerates_on_changed_parameters(tmp_path):
 
 
 def test_interrupted_generation_is_redone(tmp_path, monkeypatch):
-    render = synthetic.render_scene
+    render = synthetic_dataset.render_scene
     calls = []
 
     def failing_render(*args, **kwargs):
@@ -126,11 +129,11 @@ def test_interrupted_generation_is_redone(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return render(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, 'render_scene', failing_render)
+    monkeypatch.setattr(synthetic_dataset, 'render_scene', failing_render)
     with pytest.raises(KeyboardInterrupt):
         generate_synthetic_scenes(str(tmp_path / 'a'), **SMALL)
     assert not osp.exists(tmp_path / 'a' / 'meta.json')
-    monkeypatch.setattr(synthetic, 'render_scene', render)
+    monkeypatch.setattr(synthetic_dataset, 'render_scene', render)
 
     generate_synthetic_scenes(str(tmp_path / 'a'), **SMALL)
     generate_synthetic_scenes(str(tmp_path / 'b'), **SMALL)
@@ -348,7 +351,7 @@ def test_dataset_without_generation_writes_nothing(tmp_path):
 
 
 def test_concurrent_generation_happens_once(tmp_path, monkeypatch):
-    render = synthetic.render_scene
+    render = synthetic_dataset.render_scene
     calls = []
 
     def slow_render(*args, **kwargs):
@@ -356,7 +359,7 @@ def test_concurrent_generation_happens_once(tmp_path, monkeypatch):
         time.sleep(0.01)  # wide window for a second generator to join
         return render(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, 'render_scene', slow_render)
+    monkeypatch.setattr(synthetic_dataset, 'render_scene', slow_render)
     root = str(tmp_path / 'scenes')
     barrier = threading.Barrier(2)
     errors = []
@@ -364,7 +367,7 @@ def test_concurrent_generation_happens_once(tmp_path, monkeypatch):
     def build():
         try:
             barrier.wait()
-            synthetic._ensure_generated(root, SMALL)
+            synthetic_dataset._ensure_generated(root, SMALL)
         except Exception as e:  # surfaced by the assertion below
             errors.append(e)
 

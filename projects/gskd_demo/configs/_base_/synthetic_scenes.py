@@ -1,4 +1,4 @@
-# Synthetic Scenes (projects/gskd_demo/gskd_demo/synthetic.py): 64x64
+# Synthetic Scenes (projects/gskd_demo/gskd_demo/scenes.py, dataset.py): 64x64
 # procedural scenes, 7 classes told apart by texture and context, generated
 # on first use.
 #

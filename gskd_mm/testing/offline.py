@@ -1,14 +1,20 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Run a recipe offline: no checkpoint or ImageNet download, another crop.
 
-The step benchmark (``tools/analysis_tools/benchmark_step.py``) and the
-tests run the shipped recipes on generated data with it.
+The tests, the step benchmark (``tools/analysis_tools/benchmark_step.py``)
+and the loss-gradient tool (``tools/analysis_tools/loss_gradients.py``) run
+the shipped recipes on generated data with it: one path that shrinks a
+recipe to a crop, one that removes its downloads.
 """
+import os.path as osp
 from typing import Any, Iterator, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
+from mmengine.model import BaseModel
 
+from ..apis import init_distiller
 from ..models.algorithms import teacher_model_config
+from ..utils import load_state_dict
 
 
 def iter_dicts(node: Any) -> Iterator[dict]:
@@ -145,3 +151,64 @@ def offline_recipe(cfg: Config,
             cfg[loader].num_workers = 0
             cfg[loader].persistent_workers = False
     return cfg
+
+
+def recipe_crop(cfg: Config) -> Tuple[int, int]:
+    """The (h, w) training crop of a recipe (its student's padding size).
+
+    Args:
+        cfg (Config): A distillation recipe.
+
+    Returns:
+        tuple[int, int]: (h, w).
+    """
+    size = cfg.model.architecture.data_preprocessor.get('size')
+    if size:
+        return tuple(size)
+    for transform in cfg.get('train_pipeline', []):
+        if transform.get('type') == 'RandomCrop':
+            return tuple(transform['crop_size'])
+    raise ValueError('the recipe has no crop (student data_preprocessor '
+                     'size, or RandomCrop in train_pipeline): pass --crop')
+
+
+def build_offline_distiller(cfg: Config,
+                            checkpoint: Optional[str] = None,
+                            teacher_ckpt: Optional[str] = None,
+                            device: str = 'cpu') -> Tuple[BaseModel, str]:
+    """A recipe's distiller in train mode, with what weights exist offline.
+
+    With ``checkpoint`` (a distiller checkpoint) every weight comes from
+    there. Otherwise the networks are initialised as the recipe says minus
+    downloads (run it through :func:`offline_recipe` first), and the
+    teacher's weights are loaded from ``teacher_ckpt`` if that file exists
+    (it is never downloaded).
+
+    Args:
+        cfg (Config): A distillation recipe after :func:`offline_recipe`.
+        checkpoint (str, optional): A checkpoint of the distiller.
+        teacher_ckpt (str, optional): The recipe's ``teacher_ckpt`` (as
+            shipped, before :func:`offline_recipe` cleared it).
+        device (str): Device. Defaults to 'cpu'.
+
+    Returns:
+        tuple[BaseModel, str]: The model, and which networks were trained
+        ('student and teacher from <ckpt>', 'teacher from <ckpt>, student
+        untrained', or 'untrained').
+    """
+    model, _ = init_distiller(cfg, None, device)  # never reads teacher_ckpt
+    if checkpoint is not None:
+        model.load_state_dict(load_state_dict(checkpoint))
+        trained = f'student and teacher from {checkpoint}'
+    else:
+        model.init_weights()
+        if teacher_ckpt and osp.isfile(osp.expanduser(teacher_ckpt)):
+            model.teacher.load_state_dict(
+                load_state_dict(osp.expanduser(teacher_ckpt)))
+            trained = f'teacher from {teacher_ckpt}, student untrained'
+        else:
+            trained = 'untrained (no checkpoint; teacher_ckpt ' + (
+                'absent' if teacher_ckpt else 'not set') + ')'
+    model.to(device)
+    model.train()
+    return model, trained

@@ -1,5 +1,6 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""Helpers shared by the project's losses."""
+"""Checks and precision shared by the project's losses: input shapes and
+dtypes, the alignment of teacher maps to the student's, float32 forwards."""
 import functools
 from contextlib import ExitStack
 from typing import Any, Callable
@@ -87,7 +88,8 @@ def check_dense_pair(name_S: str,
                      preds_S: Tensor,
                      preds_T: Tensor,
                      same_channels: bool = True,
-                     same_size: bool = True) -> None:
+                     same_size: bool = True,
+                     kind: str = 'maps') -> None:
     """Check two (N, C, H, W) maps of one batch.
 
     Args:
@@ -97,6 +99,9 @@ def check_dense_pair(name_S: str,
         preds_T (Tensor): Teacher map.
         same_channels (bool): Whether C must match too. Defaults to True.
         same_size (bool): Whether H x W must match too. Defaults to True.
+        kind (str): What the maps are, for the fix a channel mismatch
+            names: 'features', 'logits', or 'maps' (either; see
+            :func:`channel_mismatch_fix`). Defaults to 'maps'.
     """
     for name, tensor in ((name_S, preds_S), (name_T, preds_T)):
         if not isinstance(tensor, Tensor):
@@ -117,32 +122,40 @@ def check_dense_pair(name_S: str,
         what = ', '.join(whats[:-1]) + ' and ' + whats[-1]
         if same_channels and shape_S[1] != shape_T[1]:
             fix = channel_mismatch_fix(name_S, name_T, shape_S[1],
-                                       shape_T[1])
+                                       shape_T[1], kind)
         else:
             fix = 'record student and teacher at the same stride'
         raise ValueError(f'{name_S} {shape_S} and {name_T} {shape_T} must '
                          f'have the same {what}: {fix}')
 
 
-def channel_mismatch_fix(name_S: str, name_T: str, channels_S: int,
-                         channels_T: int) -> str:
+def channel_mismatch_fix(name_S: str,
+                         name_T: str,
+                         channels_S: int,
+                         channels_T: int,
+                         kind: str = 'maps') -> str:
     """How to fix student and teacher maps of different widths.
 
     Logits of different widths mean teacher and student predict different
     numbers of classes, which no connector fixes; features of different
-    widths need the student's projected to the teacher's. Maps named
-    ``*logits*`` are logits; others (``preds_S``: features or logits, e.g.
-    CWD's) get both fixes.
+    widths need the student's projected to the teacher's by the connector
+    that feeds the loss, whose ``out_channels`` is then wrong. With
+    ``kind='maps'`` (a loss that takes either, e.g. CWD's), maps named
+    ``*logits*`` are logits and others get both fixes.
 
     Args:
         name_S (str): Name of the student map.
         name_T (str): Name of the teacher map.
         channels_S (int): The student's channels.
         channels_T (int): The teacher's channels.
+        kind (str): 'features', 'logits' or 'maps'. Defaults to 'maps'.
 
     Returns:
         str: The fix, for the error message.
     """
+    if kind not in ('features', 'logits', 'maps'):
+        raise ValueError(f"kind must be 'features', 'logits' or 'maps', "
+                         f'got {kind!r}')
     classes = (
         f'student and teacher predict different numbers of classes '
         f'({channels_S} and {channels_T}): give the teacher the dataset\'s '
@@ -151,19 +164,29 @@ def channel_mismatch_fix(name_S: str, name_T: str, channels_S: int,
         f"'model.decode_head.num_classes': {channels_S}, "
         f"'model.auxiliary_head.num_classes': {channels_S}}}) and its "
         'teacher_ckpt)')
-    features = ('project student features to the teacher width with a '
-                'connector (in_channels: the student\'s '
-                'decode_head.channels, out_channels: the teacher\'s)')
-    if 'logits' in name_S or 'logits' in name_T:
+    features = (
+        f'these are features: the student\'s reach the loss through a '
+        f'connector (model.distiller.connectors), whose out_channels must '
+        f'be the teacher\'s feature width, {channels_T} (the teacher\'s '
+        f'decode_head.channels), not {channels_S}; its in_channels is the '
+        'student\'s decode_head.channels')
+    if kind == 'logits' or (kind == 'maps' and
+                            ('logits' in name_S or 'logits' in name_T)):
         return classes
-    return f'if these are logits, {classes}; if features, {features}'
+    if kind == 'features':
+        return features
+    return (f'if these are logits, {classes}; if features, project the '
+            'student\'s to the teacher\'s width with a connector '
+            '(in_channels: the student\'s decode_head.channels, '
+            'out_channels: the teacher\'s)')
 
 
 def teacher_at_student_size(preds_S: Tensor,
                             preds_T: Tensor,
                             resize_teacher: bool,
                             name_S: str = 'preds_S',
-                            name_T: str = 'preds_T') -> Tensor:
+                            name_T: str = 'preds_T',
+                            kind: str = 'maps') -> Tensor:
     """The teacher's maps at the student's height x width.
 
     Student and teacher maps of different networks can differ in size: a
@@ -184,11 +207,15 @@ def teacher_at_student_size(preds_S: Tensor,
         name_S (str): Name of the student argument, for messages.
             Defaults to 'preds_S'.
         name_T (str): Name of the teacher argument. Defaults to 'preds_T'.
+        kind (str): 'features', 'logits' or 'maps', for the fix of a
+            channel mismatch (see :func:`check_dense_pair`). Defaults to
+            'maps'.
 
     Returns:
         Tensor: The teacher's maps, (N, C, h, w).
     """
-    check_dense_pair(name_S, name_T, preds_S, preds_T, same_size=False)
+    check_dense_pair(name_S, name_T, preds_S, preds_T, same_size=False,
+                     kind=kind)
     size = preds_S.shape[-2:]
     if preds_T.shape[-2:] == size:
         return preds_T

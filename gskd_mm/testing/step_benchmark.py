@@ -2,7 +2,8 @@
 """Time whole training steps of a recipe: the library of
 ``tools/analysis_tools/benchmark_step.py``.
 
-One batch of generated Cityscapes-format data (:func:`make_data`) from the
+One batch of generated Cityscapes-format data (written by
+:func:`~gskd_mm.testing.make_cityscapes` at full size) from the
 recipe's own dataloader, the recipe run offline
 (:func:`~gskd_mm.apis.offline.offline_recipe`), and ``train_step`` timed
 on it in float32 or mixed precision (MMEngine's ``AmpOptimWrapper`` on
@@ -12,30 +13,27 @@ a CPU, where that wrapper refuses to start).
 import contextlib
 import copy
 import glob
-import os
 import os.path as osp
 import resource
 import time
 from statistics import median
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmrazor.registry import MODELS
-from PIL import Image
 
 from ..engine import enable_amp
 from .offline import offline_recipe
 
-STUDENT = 'student'
+#: The method name that stands for the recipe's student trained alone.
+STUDENT_ALONE = 'student'
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 CITYSCAPES_SIZE = (1024, 2048)
-CITYSCAPES_CLASSES = range(19)
 
 
 def sibling_recipes(config: str, methods: List[str]) -> Dict[str, str]:
@@ -63,7 +61,7 @@ def sibling_recipes(config: str, methods: List[str]) -> Dict[str, str]:
     pair, dataset = '_'.join(parts[1:-2]), parts[-1]
     found = {}
     for method in methods:
-        if method == STUDENT:
+        if method == STUDENT_ALONE:
             found[method] = osp.abspath(config)
             continue
         matches = sorted(
@@ -107,54 +105,6 @@ def load_recipe(config: str, data_root: str, batch: int,
         if loss_cfg.type == 'GSKDLoss':
             loss_cfg.valid_mask = 'labeled'
     return cfg
-
-
-def make_data(root: str, batch: int, seed: int = 0) -> str:
-    """Cityscapes-format training images at full size, ``batch`` of them.
-
-    ``leftImg8bit/train/<city>/*_leftImg8bit.png`` and ``gtFine/train/
-    <city>/*_gtFine_labelTrainIds.png`` as MMSeg's ``CityscapesDataset``
-    reads them: a label map of a few blobs of train ids 0..18 (the bottom
-    rows ignored, like the ego vehicle), an image whose colours follow the
-    labels plus a gradient and noise.
-
-    Args:
-        root (str): Directory to write.
-        batch (int): Number of training images.
-        seed (int): Random seed. Defaults to 0.
-
-    Returns:
-        str: The data root.
-    """
-    rng = np.random.default_rng(seed)
-    h, w = CITYSCAPES_SIZE
-    yy, xx = np.mgrid[:h, :w]
-    colours = np.random.default_rng(12345).integers(
-        0, 256, (256, 3)).astype(np.float32)
-    for i in range(batch):
-        label = np.full((h, w), rng.choice(CITYSCAPES_CLASSES), np.uint8)
-        for _ in range(4):
-            value = rng.choice(CITYSCAPES_CLASSES)
-            cy, cx = rng.integers(0, h), rng.integers(0, w)
-            ry, rx = rng.integers(h // 8, h // 2), rng.integers(w // 8, w // 2)
-            if rng.random() < 0.5:
-                mask = ((yy - cy) / ry)**2 + ((xx - cx) / rx)**2 <= 1
-            else:
-                mask = (abs(yy - cy) <= ry) & (abs(xx - cx) <= rx)
-            label[mask] = value
-        image = colours[label] + 40.0 * (yy / (h - 1))[..., None]
-        image += rng.normal(0, 20, size=image.shape)
-        label[-h // 8:] = 255
-        city = ('aachen', 'bochum')[i % 2]
-        stem = f'{city}_000000_{i + 19:06d}'
-        for folder, suffix, array in (
-                ('leftImg8bit', 'leftImg8bit', image.clip(0, 255)),
-                ('gtFine', 'gtFine_labelTrainIds', label)):
-            path = osp.join(root, folder, 'train', city,
-                            f'{stem}_{suffix}.png')
-            os.makedirs(osp.dirname(path), exist_ok=True)
-            Image.fromarray(array.astype(np.uint8)).save(path)
-    return root
 
 
 def first_batch(cfg: Config) -> dict:
@@ -243,7 +193,7 @@ def time_steps(cfg: Config, method: str, precision: str, device: str,
                          f'got {precision!r}')
     torch.manual_seed(0)
     batch = first_batch(cfg)
-    model = build_model(cfg, method == STUDENT, device)
+    model = build_model(cfg, method == STUDENT_ALONE, device)
     optim_wrapper = optim_wrapper_for(cfg, model, precision, device)
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()

@@ -8,8 +8,8 @@ easy to check by eye. They are the references the vectorised losses of
 timed against; they are not used in training. Labels are resized with
 ``F.interpolate(mode='nearest')`` (see :mod:`loop_reference`).
 
-Not registered and not imported by ``gskd_mm.models.losses``: the tests and
-the benchmarks of ``tools/analysis_tools`` import it by its module path.
+Part of :mod:`gskd_mm.testing`, which ``import gskd_mm`` does not import:
+the tests and the benchmarks of ``tools/analysis_tools`` import it.
 """
 from typing import List, Optional
 

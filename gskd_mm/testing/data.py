@@ -1,18 +1,29 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""Tiny synthetic copies of the segmentation datasets the recipes train on.
+"""Generated segmentation data: one generator of region-shaped scenes.
 
-Each ``make_*`` function writes a few images and label maps with the real
-directory layout, file naming and label encoding of the dataset, so that
-MMSeg's own dataset classes and pipelines read them unchanged; it returns
-the ``data_root`` that MMSeg's dataset config expects. Content is
-synthetic: a label map of a few blobs, and an image whose colours depend on
-the labels plus noise, so that a network can learn something from it.
+:func:`region_sample` draws an image and its label map: a few large
+regions (a background and four ellipses or rectangles of other classes,
+each a quarter of the image across or more), as in street and indoor
+scenes, not random blocks. The label layout matters: the task loss's
+gradient averages out over pixels of random labels, so the share of a
+distillation term depends on it.
+
+On it:
+
+- :func:`generated_batch`: a batch as MMSeg's train dataloader yields it;
+- ``make_*``: tiny copies of the datasets the recipes train on, with the
+  real directory layout, file naming and label encoding, so that MMSeg's
+  own dataset classes and pipelines read them unchanged (each returns the
+  ``data_root`` MMSeg's dataset config expects).
 """
 import os
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 from PIL import Image
 
 CITYSCAPES_NUM_CLASSES = 19
@@ -22,15 +33,15 @@ COCO_STUFF_NUM_CLASSES = 171
 IGNORE_INDEX = 255
 
 __all__ = [
-    'make_cityscapes', 'make_ade20k', 'make_coco_stuff164k', 'make_voc12aug',
-    'synthetic_sample', 'voc_palette'
+    'generated_batch', 'make_cityscapes', 'make_ade20k',
+    'make_coco_stuff164k', 'make_voc12aug', 'region_sample', 'voc_palette'
 ]
 
 
-def synthetic_sample(rng: np.random.Generator,
-                     size: Tuple[int, int],
-                     labels: Sequence[int],
-                     num_blobs: int = 4) -> Tuple[np.ndarray, np.ndarray]:
+def region_sample(rng: np.random.Generator,
+                  size: Tuple[int, int],
+                  labels: Sequence[int],
+                  num_blobs: int = 4) -> Tuple[np.ndarray, np.ndarray]:
     """An (h, w, 3) uint8 image and its (h, w) uint8 label map.
 
     The label map is a background label with ``num_blobs`` rectangles and
@@ -71,6 +82,52 @@ def synthetic_sample(rng: np.random.Generator,
     return image, label
 
 
+def generated_batch(num_images: int,
+                    size: Tuple[int, int],
+                    num_classes: int,
+                    rng: Union[np.random.Generator, int, None] = None,
+                    ignore_index: int = IGNORE_INDEX) -> Dict[str, list]:
+    """A batch as MMSeg's train dataloader yields it, of region-shaped
+    scenes (:func:`region_sample`).
+
+    Labels are classes in ``[0, num_classes)`` with the bottom eighth of
+    every image unlabelled (as Cityscapes' ego vehicle); the recipe's data
+    preprocessor then normalises and pads as for real data.
+
+    Args:
+        num_images (int): Batch size.
+        size (tuple[int, int]): Image (h, w).
+        num_classes (int): Number of classes.
+        rng (np.random.Generator | int, optional): Source of randomness, or
+            its seed. Defaults to None: seeded from torch's global
+            generator, so that ``torch.manual_seed`` repeats the batch.
+        ignore_index (int): Label of unlabelled pixels. Defaults to 255.
+
+    Returns:
+        dict: ``inputs`` (uint8 (3, h, w) tensors, BGR as MMSeg loads
+        images) and ``data_samples`` (``SegDataSample`` with
+        ``gt_sem_seg``).
+    """
+    if rng is None:
+        rng = int(torch.randint(2**31 - 1, ()))
+    rng = np.random.default_rng(rng)
+    h, w = size
+    batch: Dict[str, list] = dict(inputs=[], data_samples=[])
+    for _ in range(num_images):
+        image, label = region_sample(rng, size, range(num_classes))
+        label[-max(h // 8, 1):] = ignore_index
+        batch['inputs'].append(
+            torch.from_numpy(np.ascontiguousarray(
+                image[..., ::-1])).permute(2, 0, 1).contiguous())
+        batch['data_samples'].append(
+            SegDataSample(
+                gt_sem_seg=PixelData(
+                    data=torch.from_numpy(label.astype(np.int64))[None]),
+                metainfo=dict(img_shape=size, pad_shape=size,
+                              ori_shape=size)))
+    return batch
+
+
 def _save(array: np.ndarray, path: str, **kwargs) -> None:
     os.makedirs(osp.dirname(path), exist_ok=True)
     Image.fromarray(array).save(path, **kwargs)
@@ -107,7 +164,7 @@ def make_cityscapes(root: str,
     for split, cities in splits.items():
         for i, city in enumerate(cities):
             stem = f'{city}_000000_{i + 19:06d}'
-            image, label = synthetic_sample(
+            image, label = region_sample(
                 rng, size, range(CITYSCAPES_NUM_CLASSES))
             label[-max(size[0] // 8, 1):] = IGNORE_INDEX
             _save(image,
@@ -149,8 +206,8 @@ def make_ade20k(root: str,
                                  ('validation', 'val', num_val)):
         for i in range(count):
             stem = f'ADE_{prefix}_{i + 1:08d}'
-            image, label = synthetic_sample(rng, sizes[i % len(sizes)],
-                                            labels)
+            image, label = region_sample(rng, sizes[i % len(sizes)],
+                                         labels)
             _save(image, osp.join(root, 'images', split, f'{stem}.jpg'),
                   quality=95)
             _save(label, osp.join(root, 'annotations', split, f'{stem}.png'))
@@ -186,8 +243,8 @@ def make_coco_stuff164k(root: str,
     for split, count in (('train2017', num_train), ('val2017', num_val)):
         for i in range(count):
             stem = f'{i + 1:012d}'
-            image, label = synthetic_sample(rng, sizes[i % len(sizes)],
-                                            labels)
+            image, label = region_sample(rng, sizes[i % len(sizes)],
+                                         labels)
             _save(image, osp.join(root, 'images', split, f'{stem}.jpg'),
                   quality=95)
             _save(label,
@@ -250,8 +307,8 @@ def make_voc12aug(root: str,
             serial += 1
             name = f'2007_{serial:06d}'
             lists[split].append(name)
-            image, label = synthetic_sample(rng, sizes[serial % len(sizes)],
-                                            range(VOC_NUM_CLASSES))
+            image, label = region_sample(rng, sizes[serial % len(sizes)],
+                                         range(VOC_NUM_CLASSES))
             _save(image, osp.join(voc, 'JPEGImages', f'{name}.jpg'),
                   quality=95)
             _save(label,

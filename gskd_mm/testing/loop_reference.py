@@ -13,8 +13,8 @@ Randomness comes only from ``torch.randperm`` with an optional
 generator may live on a different device than the data: permutations are
 drawn on the generator's device and then moved to the data's device.
 
-Not registered and not imported by ``gskd_mm.models.losses``: the tests and
-the benchmarks of ``tools/analysis_tools`` import it by its module path.
+Part of :mod:`gskd_mm.testing`, which ``import gskd_mm`` does not import:
+the tests and the benchmarks of ``tools/analysis_tools`` import it.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -78,17 +78,17 @@ def resize_labels(gt_labels: Tensor, size: Sequence[int]) -> Tensor:
     return resized.squeeze(1).long()
 
 
-def valid_pixel_mask(logits_T: Tensor,
-                     labels: Tensor,
+def valid_pixel_mask(labels: Tensor,
+                     logits_T: Tensor,
                      ignore_index: int = 255,
                      valid_mask: str = 'teacher_correct') -> Tensor:
     """The pixels that may be sampled.
 
     Args:
+        labels (Tensor): (N, h, w) labels, already at feature size.
         logits_T (Tensor): Teacher logits, (N, K, h', w'). Resized
             bilinearly (``align_corners=False``) to (h, w) when their size
             differs, then the teacher prediction is their argmax.
-        labels (Tensor): (N, h, w) labels, already at feature size.
         ignore_index (int): Label of unlabelled pixels. Defaults to 255.
         valid_mask (str): ``'teacher_correct'`` (labelled and the teacher's
             prediction equals the label) or ``'labeled'`` (every labelled
@@ -251,7 +251,7 @@ def gskd_loss_loop(preds_S: Tensor,
     h, w = preds_S.shape[-2:]
     preds_T = preds_T.detach()
     labels = resize_labels(gt_labels, (h, w))
-    valid = valid_pixel_mask(logits_T, labels, ignore_index, valid_mask)
+    valid = valid_pixel_mask(labels, logits_T, ignore_index, valid_mask)
 
     image_losses: List[Tensor] = []
     for i in range(preds_S.shape[0]):

@@ -1,0 +1,181 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""The CPU demo's student methods and their configs.
+
+The methods: the student without distillation and with every recipe of
+``projects/gskd_demo/configs`` (:data:`METHODS`), and the GSKD variants of
+the sweep (:data:`GSKD_VARIANTS`); and a method's config rewritten for one
+run of the demo: its data, schedule and seed (:func:`load_config`).
+"""
+import os.path as osp
+from typing import List, NamedTuple, Optional, Sequence
+
+from mmengine.config import Config
+
+TEACHER_CONFIG = 'deeplabv3_r18-w16-d4_synthetic-64x64.py'
+STUDENT_CONFIG = 'deeplabv3_r18-w8-d4_synthetic-64x64.py'
+PAIR = 'deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py'
+# key: (label, config); the first is the student without distillation.
+METHODS = {
+    'no_kd': ('no KD', STUDENT_CONFIG),
+    'dist': ('DIST', f'dist_{PAIR}'),
+    'dist_gskd': ('DIST + GSKD', f'dist-gskd_{PAIR}'),
+    'cwd': ('CWD', f'cwd_{PAIR}'),
+    'cwd_gskd': ('CWD + GSKD', f'cwd-gskd_{PAIR}'),
+    'cirkd': ('CIRKD', f'cirkd_{PAIR}'),
+    'cirkd_gskd': ('CIRKD + GSKD', f'cirkd-gskd_{PAIR}'),
+}
+# Each GSKD recipe and the recipe it adds GSKD to.
+GSKD_PAIRS = {'dist_gskd': 'dist', 'cwd_gskd': 'cwd', 'cirkd_gskd': 'cirkd'}
+# The GSKD variants of the sweep (``demo.py --sweep``), the one place they
+# are defined: overrides of the GSKD recipe's `loss_gskd` (options of
+# GSKDLoss) and, per base recipe, its loss weight. The weights are set from
+# a target, not tuned on results: GSKD's gradient on the student about as
+# large as the task cross-entropy's at the start of training (share ~100 %).
+# Shares at weight 1, measured with tools/analysis_tools/loss_gradients.py
+# on the demo's recipes (trained teacher, untrained student, 4 batches of
+# 4): descriptor T 1: 28 / 25 / 24 % (DIST / CWD / CIRKD); row T 0.1:
+# 8.1 / 7.9 / 7.1 %; row T 1: 18 / 18 / 16 %; the authors' loss: 0.24 /
+# 0.20 / 0.22 % (T 4 for CIRKD). One weight per variant serves all bases.
+GSKD_VARIANTS = {
+    'gskd-desc':
+    dict(
+        label='GSKD-desc',
+        options=dict(normalize='descriptor', exclude_diagonal=True, tau=1.0),
+        loss_weight=dict(dist=4.0, cwd=4.0, cirkd=4.0)),
+    'gskd-row':
+    dict(
+        label='GSKD-row',
+        options=dict(normalize='row', exclude_diagonal=True, tau=0.1),
+        loss_weight=dict(dist=13.0, cwd=13.0, cirkd=13.0)),
+    'gskd-row-t1':
+    dict(
+        label='GSKD-row-t1',
+        options=dict(normalize='row', exclude_diagonal=True, tau=1.0),
+        loss_weight=dict(dist=6.0, cwd=6.0, cirkd=6.0)),
+}
+
+
+class MethodSpec(NamedTuple):
+    """A student method of the demo or of its sweep.
+
+    Attributes:
+        label (str): Name in tables and figures.
+        config (str): Config file in :func:`config_dir`.
+        loss_gskd (dict | None): Overrides of the config's ``loss_gskd``
+            (a sweep variant), else None.
+        baseline (str | None): The method it is compared with, paired by
+            seed (a GSKD recipe's base recipe), else None.
+    """
+    label: str
+    config: str
+    loss_gskd: Optional[dict]
+    baseline: Optional[str]
+
+
+def method_spec(key: str) -> MethodSpec:
+    """The method of a key: one of :data:`METHODS`, or a sweep variant
+    ``<base>_<variant>`` (a base of :data:`GSKD_PAIRS`, a variant of
+    :data:`GSKD_VARIANTS`).
+
+    Args:
+        key (str): The method's key, e.g. ``'dist_gskd'``,
+            ``'cwd_gskd-row'``.
+
+    Returns:
+        MethodSpec: Its label, config, overrides and baseline.
+
+    Raises:
+        ValueError: If the key names no method.
+    """
+    if key in METHODS:
+        label, config = METHODS[key]
+        return MethodSpec(label, config, None, GSKD_PAIRS.get(key))
+    base, _, variant = key.partition('_')
+    recipes = {b: g for g, b in GSKD_PAIRS.items()}
+    if base in recipes and variant in GSKD_VARIANTS:
+        spec = GSKD_VARIANTS[variant]
+        overrides = dict(
+            spec['options'], loss_weight=spec['loss_weight'][base])
+        return MethodSpec(f'{METHODS[base][0]} + {spec["label"]}',
+                          METHODS[recipes[base]][1], overrides, base)
+    raise ValueError(
+        f'unknown demo method {key!r}: choose from {list(METHODS)} or a '
+        f'sweep variant <base>_<variant> with base in '
+        f'{list(GSKD_PAIRS.values())} and variant in {list(GSKD_VARIANTS)}')
+
+
+def sweep_methods(bases: Sequence[str] = ('dist', 'cwd', 'cirkd'),
+                  variants: Optional[Sequence[str]] = None) -> List[str]:
+    """The methods of the sweep: per base, the base recipe, it with the
+    authors' GSKD, and it with every GSKD variant.
+
+    Args:
+        bases (Sequence[str]): Base recipes. Defaults to DIST, CWD, CIRKD.
+        variants (Sequence[str], optional): Keys of
+            :data:`GSKD_VARIANTS`. Defaults to all.
+
+    Returns:
+        list[str]: Method keys (see :func:`method_spec`).
+    """
+    recipes = {b: g for g, b in GSKD_PAIRS.items()}
+    variants = list(GSKD_VARIANTS) if variants is None else list(variants)
+    keys = []
+    for base in bases:
+        keys += [base, recipes[base]] + [f'{base}_{v}' for v in variants]
+    for key in keys:
+        method_spec(key)  # a clear error for a bad base or variant
+    return keys
+
+
+def config_dir() -> str:
+    """The demo's configs, ``projects/gskd_demo/configs``."""
+    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                    'configs')
+
+
+def load_config(name: str, data_root: str, generate_cfg: dict, iters: int,
+                batch_size: int, seed: int) -> Config:
+    """A demo config with the demo's data, schedule and seed.
+
+    Args:
+        name (str): Config file in ``projects/gskd_demo/configs``.
+        data_root (str): Dataset directory.
+        generate_cfg (dict): Generation parameters of the dataset.
+        iters (int): Training iterations (validation and the checkpoint
+            come at the end).
+        batch_size (int): Training batch size.
+        seed (int): Seed of the run.
+
+    Returns:
+        Config: The config (without work_dir).
+    """
+    cfg = Config.fromfile(osp.join(config_dir(), name))
+    # Its text unformatted: MMEngine writes a config's text 3 times per run
+    # (log, dump, checkpoint), and yapf's formatting took ~1.3 s each time.
+    # (MMEngine 0.10's fromfile drops `format_python_code` for such configs.)
+    cfg = Config(
+        cfg.to_dict(),
+        cfg_text=cfg.text,
+        filename=cfg.filename,
+        format_python_code=False)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = data_root
+        cfg[loader].dataset.generate_cfg = generate_cfg
+    cfg.train_dataloader.batch_size = batch_size
+    # The schedulers keep their shape: every begin and end scales with the
+    # run's length (a warm-up over the first 10 % stays 10 %).
+    scale = iters / cfg.train_cfg.max_iters
+    for scheduler in cfg.param_scheduler:
+        scheduler.begin = round(scheduler.get('begin', 0) * scale)
+        scheduler.end = max(scheduler.begin + 1, round(scheduler.end * scale))
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters
+    cfg.default_hooks.checkpoint.interval = iters
+    cfg.default_hooks.logger.interval = max(1, iters // 50)
+    cfg.randomness = dict(seed=seed)
+    return cfg
+
+
+def student_model_cfg(cfg: Config):
+    """The student's model dict of a demo config (distiller or not)."""
+    return cfg.model.architecture if 'architecture' in cfg.model else cfg.model

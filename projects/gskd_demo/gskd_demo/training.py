@@ -1,0 +1,294 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""One run of the CPU demo, with the MMEngine Runner.
+
+A student run trains one method for one seed and stores its result; runs
+of one seed are paired: every method starts from the same student weights
+(written once per seed, loaded through the student's ``init_cfg``) and
+sees the same batches in the same order; a :class:`~.RunFingerprintHook`
+checks both. Every run is timed, fingerprinted, its gradient shares
+recorded and its trained student's structural gaps measured. Also the
+set-up of a process that runs the demo (its logger, warning filters).
+"""
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import os.path as osp
+import time
+import warnings
+from typing import Dict, Iterator, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import Runner, set_random_seed
+
+from gskd_mm.utils import register_all_modules
+
+from .gradient_share_hook import GradientShareHook, gskd_share
+from .methods import load_config, method_spec, student_model_cfg
+from .run_fingerprint_hook import RunFingerprintHook
+from .step_timer_hook import StepTimerHook
+from .structural_gap import structural_gaps
+
+# The demo's own logger: the runs' loggers are quieter.
+LOGGER = 'gskd_demo'
+# Log lines of MMEngine/MMSeg that say nothing about the demo.
+NOISE = ('The prefix is not set in metric class', '"FileClient" will be',
+         '"HardDiskBackend" is the alias')
+
+
+class QuietFilter(logging.Filter):
+    """Drop known, harmless log lines of MMEngine and MMSeg."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(NOISE)
+
+
+def setup_process() -> None:
+    """Set up a process that runs the demo: the modules registered, known
+    warnings of MMSeg and mmcv off, the demo's logger (quiet filter on)."""
+    warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
+    warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
+    register_all_modules(init_default_scope=False)
+    MMLogger.get_instance(LOGGER, log_level='INFO').addFilter(QuietFilter())
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Train on one CPU thread inside the context.
+
+    The demo's runs are reproducible only at a fixed thread count: the
+    count changes the order of floating-point sums, hence the training.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def write_student_init(cfg: Config, seed: int, out_file: str) -> str:
+    """Initialise the config's student with a seed and save its weights.
+
+    Args:
+        cfg (Config): A demo config (its student is initialised).
+        seed (int): Seed of the initialisation.
+        out_file (str): Checkpoint file to write.
+
+    Returns:
+        str: ``out_file``.
+    """
+    set_random_seed(seed)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(student_model_cfg(cfg))
+    model.init_weights()
+    os.makedirs(osp.dirname(out_file), exist_ok=True)
+    torch.save(model.state_dict(), out_file)
+    return out_file
+
+
+def build_runner(cfg: Config, work_dir: str, name: str,
+                 log_level: str) -> Runner:
+    """The MMEngine Runner of one demo run, its known noise filtered."""
+    cfg.work_dir = work_dir
+    cfg.experiment_name = name
+    cfg.log_level = log_level
+    runner = Runner.from_cfg(cfg)
+    runner.logger.addFilter(QuietFilter())
+    return runner
+
+
+def train(cfg: Config,
+          work_dir: str,
+          name: str,
+          log_level: str,
+          teacher: Optional[torch.nn.Module] = None,
+          gap_loader=None) -> dict:
+    """Train (and validate) one config with the MMEngine Runner.
+
+    Args:
+        cfg (Config): The config.
+        work_dir (str): Its work_dir.
+        name (str): Experiment name (unique within the process).
+        log_level (str): Log level of the run.
+        teacher (nn.Module, optional): Teacher to measure the trained
+            student's structural gap against (with ``gap_loader``).
+        gap_loader (Iterable, optional): Validation batches of the gap.
+
+    Returns:
+        dict: ``miou`` and all validation metrics; if measured, the
+        structural gaps (:func:`measure_gaps`); ``grad_norms`` and
+        ``gskd_grad_share`` (see :class:`GradientShareHook`); ``wall_s``
+        (build, train, validation, checkpoint), ``iter_ms`` (median
+        training step), ``gskd_ms`` (median GSKD loss forward + backward
+        per step, 0 without GSKD),
+        ``student_digest`` and ``data_digest`` (see
+        :class:`~.RunFingerprintHook`), ``checkpoint``,
+        ``scalars`` (the MMEngine scalar log).
+    """
+    start = time.perf_counter()
+    runner = build_runner(cfg, work_dir, name, log_level)
+    timer, fingerprint = StepTimerHook(), RunFingerprintHook()
+    gradients = GradientShareHook()
+    for hook in (timer, fingerprint, gradients):
+        runner.register_hook(hook)
+    runner.train()
+    wall = time.perf_counter() - start
+    # Steady state: the first steps (allocations, lazy init) are left out.
+    skip = min(5, len(timer.iter_times) - 1)
+    result = dict(
+        miou=float(timer.metrics['mIoU']),
+        metrics=timer.metrics,
+        wall_s=wall,
+        iter_ms=1e3 * float(np.median(timer.iter_times[skip:])),
+        gskd_ms=1e3 * float(np.median(timer.loss_times[skip:])),
+        student_digest=fingerprint.student_digest,
+        data_digest=fingerprint.data_digest,
+        checkpoint=osp.join(runner.work_dir,
+                            f'iter_{cfg.train_cfg.max_iters}.pth'),
+        scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
+        grad_norms=gradients.norms,
+        gskd_grad_share=gskd_share(gradients.norms))
+    if teacher is not None:
+        result.update(measure_gaps(runner.model, teacher, gap_loader))
+    del runner
+    return result
+
+
+def measure_gaps(model: torch.nn.Module, teacher: torch.nn.Module,
+                 gap_loader) -> Dict[str, Optional[float]]:
+    """The structural gaps of a trained student to the teacher.
+
+    Args:
+        model (nn.Module): The trained model: a distiller (its
+            ``architecture`` is the student) or a segmentor.
+        teacher (nn.Module): The teacher, in eval mode.
+        gap_loader (Iterable): Validation batches.
+
+    Returns:
+        dict: ``gap`` and ``gap_cos`` (descriptor KL and mean absolute
+        cosine difference, :func:`structural_gaps`) of the student's own
+        features; ``gap_proj`` and ``gap_proj_cos`` of its features after
+        the recipe's ``gskd_projector`` (where GSKD matches them), None for
+        recipes without one (a base recipe's projected gap is undefined).
+    """
+    model.eval()
+    student = getattr(model, 'architecture', model)
+    own = structural_gaps(student, teacher, gap_loader)
+    connectors = getattr(getattr(model, 'distiller', None), 'connectors', {})
+    projector = connectors['gskd_projector'] \
+        if 'gskd_projector' in connectors else None
+    proj = None if projector is None else structural_gaps(
+        student, teacher, gap_loader, projector=projector)
+    return dict(
+        gap=own['kl'],
+        gap_cos=own['cos'],
+        gap_proj=None if proj is None else proj['kl'],
+        gap_proj_cos=None if proj is None else proj['cos'])
+
+
+def num_params(cfg: Config) -> Dict[str, int]:
+    """Parameters of student, teacher and projectors of a distill config."""
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        cfg = cfg.copy()
+        cfg.model.teacher_ckpt = None
+        model = MODELS.build(cfg.model)
+    counts = dict(
+        student=sum(p.numel() for p in model.architecture.parameters()),
+        teacher=sum(p.numel() for p in model.teacher.parameters()))
+    for name, connector in model.distiller.connectors.items():
+        counts[name] = sum(p.numel() for p in connector.parameters())
+    return counts
+
+
+def run_fingerprint(cfg: Config, init: str) -> str:
+    """What decides a run's result: its full config and initial weights.
+
+    A finished run whose stored fingerprint equals this is not run again
+    (resuming a stopped demo or sweep).
+    """
+    digest = hashlib.sha1(cfg.pretty_text.encode())
+    with open(init, 'rb') as f:
+        digest.update(hashlib.sha1(f.read()).digest())
+    return digest.hexdigest()
+
+
+class RunContext(NamedTuple):
+    """What every student run of a demo shares.
+
+    Attributes:
+        iters (int): Iterations per run.
+        batch_size (int): Training batch size.
+        out_dir (str): The demo's output directory.
+        data_root (str): Dataset directory.
+        generate_cfg (dict): Generation parameters of the dataset.
+        teacher_ckpt (str): The teacher's checkpoint.
+        log_level (str): Log level of the runs.
+    """
+    iters: int
+    batch_size: int
+    out_dir: str
+    data_root: str
+    generate_cfg: dict
+    teacher_ckpt: str
+    log_level: str
+
+
+def student_init_file(ctx: RunContext, seed: int) -> str:
+    """The initial student weights of a seed (shared by its runs)."""
+    return osp.join(ctx.out_dir, 'init', f'student_seed{seed}.pth')
+
+
+def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
+                gap_loader) -> Tuple[dict, bool]:
+    """Train one method for one seed, or reuse its stored result.
+
+    The run loads its seed's initial weights (:func:`student_init_file`,
+    written before), and its result is stored beside it
+    (``runs/<key>/seed<k>/result.json``); a stored result with the same
+    config and initial weights (:func:`run_fingerprint`) is returned as is.
+
+    Args:
+        ctx (RunContext): The demo's shared settings.
+        key (str): Method key (see :func:`method_spec`).
+        seed (int): The seed.
+        teacher (nn.Module): The teacher, to measure the structural gaps.
+        gap_loader (Iterable): Validation batches of the gaps.
+
+    Returns:
+        tuple[dict, bool]: The :func:`train` result (with ``seed`` and
+        ``fingerprint``), and whether it was stored before.
+    """
+    spec = method_spec(key)
+    init = student_init_file(ctx, seed)
+    cfg = load_config(spec.config, ctx.data_root, ctx.generate_cfg,
+                      ctx.iters, ctx.batch_size, seed)
+    if spec.loss_gskd is not None:
+        cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
+    if 'teacher_ckpt' in cfg.model:
+        cfg.model.teacher_ckpt = ctx.teacher_ckpt
+    student_model_cfg(cfg).init_cfg = dict(type='Pretrained', checkpoint=init)
+    work_dir = osp.join(ctx.out_dir, 'runs', key, f'seed{seed}')
+    stored = osp.join(work_dir, 'result.json')
+    fingerprint = run_fingerprint(cfg, init)
+    if osp.isfile(stored):
+        with open(stored) as f:
+            result = json.load(f)
+        if result.get('fingerprint') == fingerprint:
+            return result, True
+    result = train(
+        cfg,
+        work_dir,
+        f'demo_{key}_seed{seed}_{os.getpid()}',
+        ctx.log_level,
+        teacher=teacher,
+        gap_loader=gap_loader)
+    result.update(seed=seed, fingerprint=fingerprint)
+    with open(stored, 'w') as f:
+        json.dump(result, f, indent=2)
+    return result, False
