@@ -2,8 +2,9 @@
 from .amp import enable_amp
 from .discriminator_optim_constructor import \
     DiscriminatorOptimWrapperConstructor
-from .hooks import LossGradientHook
+from .hooks import GradientShareBalancerHook, LossGradientHook
 
 __all__ = [
-    'DiscriminatorOptimWrapperConstructor', 'LossGradientHook', 'enable_amp'
+    'DiscriminatorOptimWrapperConstructor', 'GradientShareBalancerHook',
+    'LossGradientHook', 'enable_amp'
 ]

@@ -1,4 +1,5 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
+from .gradient_share_balancer_hook import GradientShareBalancerHook
 from .loss_gradient_hook import LossGradientHook
 
-__all__ = ['LossGradientHook']
+__all__ = ['GradientShareBalancerHook', 'LossGradientHook']

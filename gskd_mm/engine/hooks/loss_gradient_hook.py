@@ -1,7 +1,7 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Log how hard every loss term pulls on the student during training."""
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -77,9 +77,14 @@ class LossGradientHook(Hook):
         self.interval = interval
         self.reference = reference
         self.last: Dict[str, TermNorms] = {}
-        self.seconds = []
+        self.seconds: List[float] = []
         self._handle: Optional[RemovableHandle] = None
         self._pending: Optional[Dict[str, TermNorms]] = None
+
+    def measured_terms(self) -> Optional[List[str]]:
+        """The terms to measure (full names or unique tails; the reference
+        is always measured), or None for every term."""
+        return None
 
     def before_train_iter(self,
                           runner,
@@ -93,7 +98,9 @@ class LossGradientHook(Hook):
             if kwargs.get('mode') != 'loss' or not isinstance(output, dict):
                 return  # e.g. a validation forward
             start = time.perf_counter()
-            self._pending = term_gradient_norms(module, output, self.reference)
+            self._pending = term_gradient_norms(module, output,
+                                                self.reference,
+                                                self.measured_terms())
             self.seconds.append(time.perf_counter() - start)
 
         # The (unwrapped) model's own forward, called by DDP's forward too.
@@ -110,6 +117,10 @@ class LossGradientHook(Hook):
         if self._pending is None:
             return
         self.last, self._pending = self._pending, None
+        self.log_norms(runner)
+
+    def log_norms(self, runner) -> None:
+        """Log :attr:`last` through the runner's MessageHub."""
         hub = runner.message_hub
         for term, norms in self.last.items():
             # 'train/' as the losses: the LogProcessor strips it.
