@@ -72,6 +72,12 @@ REPRESENTATIVES = {
     '4xb4-80k_ade20k-512x512.py',
     'dist_gskd_row_t1_aux': 'dist-gskd-row-t1_deeplabv3_r101-d8_'
     'deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py',
+    'dist_gskd_row_t1_bal_aux': 'dist-gskd-row-t1-bal_deeplabv3_r101-d8_'
+    'deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py',
+    'cwd_gskd_row_t1_bal': 'cwd-gskd-row-t1-bal_deeplabv3_r101-d8_'
+    'deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'cirkd_gskd_row_t1_bal': 'cirkd-gskd-row-t1-bal_deeplabv3_r101-d8_'
+    'deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py',
 }
 # The student alone (an MMSeg segmentor, as the step benchmark's baseline
 # trains it) of an adversarial recipe: its optimizer is one of two.
@@ -367,6 +373,13 @@ def test_cirkd_memory_fits_the_dataset_and_teacher(path):
             loss_memory_p2r=0.01, loss_gskd=5.0)
         assert losses.loss_gskd.tau == 4.0
         assert losses.loss_gskd.num_samples == 8
+    elif osp.basename(path).startswith('cirkd-gskd-row-t1-bal_'):
+        # The authors' CIRKD + GSKD with GSKD-row-t1 (weight moved by the
+        # balancer from 6.0).
+        assert weights == dict(
+            loss_kd=1.0, loss_minibatch_p2p=1.0, loss_memory_p2p=0.01,
+            loss_memory_p2r=0.01, loss_gskd=6.0)
+        assert losses.loss_gskd.tau == 1.0
     else:
         assert weights == dict(
             loss_kd=1.0, loss_minibatch_p2p=1.0, loss_memory_p2p=0.1,

@@ -76,7 +76,9 @@ ROWS = fidelity_rows()
 def test_the_table_has_rows_for_every_family():
     assert len(ROWS) > 50
     for prefix in ('gskd_', 'dist_', 'dist-gskd_', 'cwd_', 'cwd-gskd_',
-                   'cirkd_', 'cirkd-gskd_', 'dist-gskd-row-t1_'):
+                   'cirkd_', 'cirkd-gskd_', 'dist-gskd-row-t1_',
+                   'dist-gskd-row-t1-bal_', 'cwd-gskd-row-t1-bal_',
+                   'cirkd-gskd-row-t1-bal_'):
         assert any(
             matches(row, next(osp.basename(p) for p in RECIPES
                               if osp.basename(p).startswith(prefix)))
@@ -108,7 +110,48 @@ def test_recipe_holds_the_table(path):
             f'the fidelity table has no {required} row for {name}')
 
 
-def test_metafile_lists_every_recipe_with_its_teacher():
+# The losses of each method base (configs/gskd/_base_/methods), as the
+# metafile names them.
+METHOD_LOSSES = {
+    'gskd.py': 'GSKD',
+    'dist.py': 'DIST',
+    'dist_aux.py': 'DIST',
+    'dist_gskd.py': 'DIST + GSKD',
+    'dist_gskd_aux.py': 'DIST + GSKD',
+    'dist_gskd_row_t1_aux.py': 'DIST + GSKD-row-t1',
+    'dist_gskd_row_t1_bal_aux.py': 'DIST + GSKD-row-t1 (balanced)',
+    'cwd.py': 'CWD + KD + adversarial',
+    'cwd_gskd.py': 'CWD + KD + adversarial + GSKD',
+    'cwd_gskd_row_t1_bal.py':
+    'CWD + KD + adversarial + GSKD-row-t1 (balanced)',
+    'cirkd.py': 'CIRKD',
+    'cirkd_gskd.py': 'CIRKD + GSKD',
+    'cirkd_gskd_row_t1_bal.py': 'CIRKD + GSKD-row-t1 (balanced)',
+}
+
+
+def recipe_bases(path: str) -> List[str]:
+    """The ``_base_`` list of a recipe, as written in it."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(
+                node.targets[0], 'id', None) == '_base_':
+            return [ast.literal_eval(e) for e in node.value.elts]
+    raise AssertionError(f'{path} has no _base_')
+
+
+def test_every_method_base_has_its_losses_named():
+    methods = sorted(
+        osp.basename(p)
+        for p in glob.glob(osp.join(CONFIG_DIR, '_base_', 'methods', '*.py')))
+    assert methods == sorted(METHOD_LOSSES)
+
+
+def test_metafile_entries_are_their_recipes():
+    """Every entry says what its recipe is: the student config is the
+    recipe's first base, the teacher config and weights those the recipe
+    distils from (its teacher base), the losses those of its method base."""
     with open(osp.join(CONFIG_DIR, 'metafile.yml')) as f:
         meta = yaml.safe_load(f)
     models = {m['Name']: m for m in meta['Models']}
@@ -119,13 +162,20 @@ def test_metafile_lists_every_recipe_with_its_teacher():
     repo = osp.dirname(osp.dirname(CONFIG_DIR))
     for name, model in models.items():
         assert model['Config'] == f'configs/gskd/{name}.py'
-        cfg = load_config(osp.join(repo, model['Config']))
+        path = osp.join(repo, model['Config'])
+        bases = recipe_bases(path)
+        student, teacher_base, method = bases[0], bases[1], bases[2]
+        if student.startswith('./'):
+            student = f'configs/gskd/{student[2:]}'
+        assert model['Metadata']['Student']['Config'] == student, name
+        assert teacher_base.startswith('./_base_/teachers/'), name
+        cfg = load_config(path)
         teacher = model['Metadata']['Teacher']
         assert teacher['Weights'] == cfg.model.teacher_ckpt, name
         assert teacher['Config'] == cfg.model.teacher.cfg_path, name
-        student = model['Metadata']['Student']['Config']
-        assert student.startswith('mmseg::') or osp.isfile(
-            osp.join(repo, student)), student
+        assert method.startswith('./_base_/methods/'), name
+        assert model['Metadata']['Losses'] == METHOD_LOSSES[osp.basename(
+            method)], name
         # The only figures are the authors', and say so.
         for result in model.get('Results', []):
             assert 'published by the GSKD authors' in result['Notes']

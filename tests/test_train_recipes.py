@@ -56,6 +56,12 @@ CROSS_STRIDE_RECIPE = ('dist-gskd_deeplabv3_r101-d8_segformer_mit-b0_'
                        '8xb1-160k_cityscapes-1024x1024.py')
 DDP_RECIPE = ('cwd-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_'
               '4xb2-80k_cityscapes-512x1024.py')
+BALANCED_DIST_RECIPE = ('dist-gskd-row-t1-bal_deeplabv3_r101-d8_'
+                        'deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py')
+BALANCED_CWD_RECIPE = ('cwd-gskd-row-t1-bal_deeplabv3_r101-d8_'
+                       'deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py')
+# The balancer measures and updates every iteration in these short runs.
+BALANCE_EVERY_STEP = {'custom_hooks.0.interval': 1}
 
 
 # --------------------------------------------------------------- helpers
@@ -407,3 +413,111 @@ def test_two_process_gloo_training_with_dist_train_sh(tmp_path, work_dir):
     _, train, val = read_run(run_dir)
     check_train_records(train, range(1, iters + 1), losses)
     check_val_records(val, [iters])
+
+
+# ------------------------------------------------------ balanced recipes
+def balancer_state(checkpoint: str) -> dict:
+    import torch
+    from gskd_mm.engine.hooks.gradient_share_balancer_hook import \
+        CHECKPOINT_KEY
+    return torch.load(checkpoint, map_location='cpu',
+                      weights_only=False)[CHECKPOINT_KEY]
+
+
+@pytest.mark.slow
+def test_balanced_recipe_with_mim_train_mmrazor_and_resume(tmp_path,
+                                                           work_dir):
+    """``mim train mmrazor`` runs the recipe's balancer; its state is in
+    the checkpoints, and ``--resume`` goes on from it (one update per
+    iteration in all, not restarted)."""
+    root = make_cityscapes(str(tmp_path / 'cityscapes'))
+    config, losses = write_recipe(BALANCED_DIST_RECIPE, root, str(tmp_path))
+    mim = [
+        MIM, 'train', 'mmrazor', config, '--gpus', '0', '--launcher', 'none',
+        '--work-dir', work_dir
+    ]
+    run(mim + cfg_options(FIRST_ITERS, **BALANCE_EVERY_STEP))
+    check_first_run(work_dir, losses)
+    first = balancer_state(osp.join(work_dir, f'iter_{FIRST_ITERS}.pth'))
+    assert first['updates'] == FIRST_ITERS
+    assert first['targets'] == {'loss_gskd': 1.0}
+
+    run(mim + ['--resume'] +
+        cfg_options(RESUMED_ITERS, **BALANCE_EVERY_STEP))
+    check_resumed_run(work_dir, losses)
+    resumed = balancer_state(osp.join(work_dir, f'iter_{RESUMED_ITERS}.pth'))
+    assert resumed['updates'] == RESUMED_ITERS
+    assert resumed['initial'] == first['initial']
+    _, train, _ = read_run(run_dirs(work_dir)[-1])
+    assert all('balancer/weight/loss_gskd' in r for r in train)
+
+
+@pytest.mark.slow
+def test_balanced_recipe_resumes_its_weights_exactly(tmp_path, work_dir):
+    """In process: the GSKD weight in use at the first resumed iteration is
+    the one the checkpoint saved, to the last bit."""
+    from mmengine.hooks import Hook
+    root = make_cityscapes(str(tmp_path / 'cityscapes'))
+    config, _ = write_recipe(BALANCED_DIST_RECIPE, root, str(tmp_path))
+    used = {}
+
+    class RecordWeight(Hook):
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            loss = runner.model.distiller.distill_losses['loss_gskd']
+            used[runner.iter] = loss.loss_weight
+
+    def runner_for(max_iters: int, **extra) -> Runner:
+        cfg = Config.fromfile(config)
+        cfg.merge_from_dict({**schedule(max_iters), **BALANCE_EVERY_STEP,
+                             'custom_hooks.0.warmup_iters': 0})
+        cfg.work_dir = work_dir
+        cfg.visualizer.name = f'visualizer:{work_dir}:{max_iters}'
+        cfg.update(extra)
+        runner = Runner.from_cfg(cfg)
+        # After the balancer (NORMAL): the weight the step uses.
+        runner.register_hook(RecordWeight(), priority='LOWEST')
+        return runner
+
+    runner_for(FIRST_ITERS).train()
+    saved = balancer_state(osp.join(work_dir, f'iter_{FIRST_ITERS}.pth'))
+    assert used[FIRST_ITERS - 1] != saved['weights']['loss_gskd']  # moved
+    used.clear()
+    runner_for(RESUMED_ITERS, resume=True).train()
+    assert min(used) == FIRST_ITERS
+    assert used[FIRST_ITERS] == saved['weights']['loss_gskd']
+
+
+@pytest.mark.slow
+def test_balanced_two_process_gloo_training_holds_one_weight(
+        tmp_path, work_dir):
+    """``tools/dist_train.sh``, two CPU processes, the two-optimizer CWD
+    recipe balanced: both ranks log the same GSKD weight every step."""
+    root = make_cityscapes(str(tmp_path / 'cityscapes'))
+    config, losses = write_recipe(
+        BALANCED_CWD_RECIPE, root, str(tmp_path), sync_bn_to_bn=True)
+    iters = INTERVAL
+    options = cfg_options(
+        iters, **{
+            'env_cfg.dist_cfg.backend': 'gloo',
+            'log_level': 'DEBUG',
+            **BALANCE_EVERY_STEP
+        })
+    cmd = [
+        'bash', DIST_TRAIN_SH, config, '2', '--work-dir', work_dir, *options
+    ]
+    path = f'{osp.dirname(sys.executable)}{os.pathsep}{os.environ["PATH"]}'
+    run(cmd, OMP_NUM_THREADS='1', PORT=str(free_port()), PATH=path)
+    (run_dir, ) = run_dirs(work_dir)
+    weights = {}
+    for rank in (0, 1):
+        (log, ) = glob.glob(osp.join(run_dir, f'*_rank{rank}.log'))
+        with open(log) as f:
+            weights[rank] = [
+                line.split('balancer/weight/loss_gskd: ')[1].split()[0]
+                for line in f if 'balancer/weight/loss_gskd: ' in line
+            ]
+    assert len(weights[0]) == iters
+    assert weights[0] == weights[1]
+    state = balancer_state(osp.join(work_dir, f'iter_{iters}.pth'))
+    assert state['updates'] == iters

@@ -1,0 +1,42 @@
+_base_ = [
+    'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    './_base_/teachers/deeplabv3_r101-d8_cityscapes-512x1024.py',
+    './_base_/methods/cirkd_gskd_row_t1_bal.py',
+    './_base_/schedules/cirkd_cityscapes-40k.py',
+]
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='EvalTeacherDistill',
+    architecture=_base_.model,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    distiller=dict(
+        _base_.distiller,
+        # The memory of Cityscapes' 19 classes, at the authors' sizes.
+        distill_losses=dict(
+            _base_.distiller.distill_losses,
+            loss_memory_p2p=dict(
+                _base_.distiller.distill_losses.loss_memory_p2p,
+                num_classes=19,
+                memory_size=20000),
+            loss_memory_p2r=dict(
+                _base_.distiller.distill_losses.loss_memory_p2r,
+                num_classes=19,
+                memory_size=2000)),
+        connectors=dict(
+            cirkd_projector=dict(
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels),
+            gskd_projector=dict(
+                type='GSKDProjector',
+                in_channels=_base_.model.decode_head.channels,
+                out_channels=_base_.teacher_channels))))
+
+# The training protocol of this recipe family on this dataset
+# (./_base_/schedules/; configs/gskd/README.md, "Fidelity").
+train_dataloader = dict(batch_size=_base_.protocol_batch_size)
+train_cfg = dict(max_iters=_base_.protocol_max_iters)
+optim_wrapper = _base_.protocol_optim_wrapper
+param_scheduler = _base_.protocol_param_scheduler
