@@ -9,9 +9,11 @@
 #                   marked slow: see docs/en/get_started.md, "The tests")
 #   make test-all   set up, then run every test
 #   make demo       set up, then run the CPU demo (projects/gskd_demo/demo.py)
-#   make benchmark  set up, then time the GSKD loss and the CIRKD terms
-#                   (tools/analysis_tools/benchmark_gskd.py and
-#                   benchmark_cirkd.py)
+#   make study      set up, then run the demo's full study (40 seeds, every
+#                   method, every GSKD variant, the balancer)
+#   make benchmark  set up, then time the GSKD loss, the CIRKD terms and
+#                   the balancer (tools/analysis_tools/benchmark_gskd.py,
+#                   benchmark_cirkd.py and benchmark_balancer.py)
 PYTHON ?= python3
 VENV ?= .venv
 MMCV ?= lite
@@ -33,7 +35,7 @@ else
 $(error MMCV must be lite or full, not "$(MMCV)")
 endif
 
-.PHONY: setup test test-all demo benchmark clean
+.PHONY: setup test test-all demo study benchmark clean
 
 setup: $(STAMP)
 
@@ -57,9 +59,13 @@ test-all: setup
 demo: setup
 	$(PY) projects/gskd_demo/demo.py
 
+study: setup
+	$(PY) projects/gskd_demo/demo.py --study
+
 benchmark: setup
 	$(PY) tools/analysis_tools/benchmark_gskd.py
 	$(PY) tools/analysis_tools/benchmark_cirkd.py
+	$(PY) tools/analysis_tools/benchmark_balancer.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info gskd_mm/.mim

@@ -89,3 +89,26 @@ def test_tool_refuses_a_batch_of_one():
                                cwd=REPO)
     assert result.returncode != 0
     assert 'at least 2' in result.stdout
+
+
+@pytest.mark.slow
+def test_balancer_benchmark_times_plain_and_measured_steps(tmp_path):
+    out = tmp_path / 'balancer.json'
+    tool = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_balancer.py')
+    result = run_with_deadline([
+        tool, '--settings', 'demo', 'cityscapes', '--crop', '64', '128',
+        '--steps', '1', '--out',
+        str(out)
+    ],
+                               timeout=900,
+                               python=True,
+                               cwd=REPO)
+    assert result.returncode == 0, result.stdout[-4000:]
+    report = json.loads(out.read_text())
+    for setting in ('demo', 'cityscapes'):
+        times = report[setting]
+        assert times['interval'] == 50 and times['steps'] == 1
+        assert 0 < times['measurement'] < times['measured']
+        assert times['plain'] > 0
+        assert times['overhead_at_default_interval'] == pytest.approx(
+            (times['measured'] - times['plain']) / (50 * times['plain']))

@@ -256,3 +256,63 @@ def time_teacher_forward(cfg: Config, device: str, repeats: int) -> dict:
                 times.append(time.perf_counter() - start)
         result[f'{mode}_mode'] = median(times)
     return result
+
+
+def time_balancer(cfg: Config,
+                  hook_cfg: dict,
+                  steps: int,
+                  device: str = 'cpu',
+                  batch: Optional[dict] = None) -> dict:
+    """The cost of a step the balancer measures, against a plain one.
+
+    Training steps of the recipe on one batch, alternately plain and
+    measured by a ``GradientShareBalancerHook`` (its measurement and
+    update, as on every ``interval``-th iteration of a run); the first
+    step is a warm-up. The mean overhead of a run at an interval follows:
+    ``(measured - plain) / (interval * plain)``.
+
+    Args:
+        cfg (Config): A distillation recipe (e.g. from :func:`load_recipe`).
+        hook_cfg (dict): Arguments of the hook (``targets`` at least).
+        steps (int): Timed steps of each kind.
+        device (str): Torch device. Defaults to 'cpu'.
+        batch (dict, optional): The batch; defaults to the first of the
+            recipe's training dataloader.
+
+    Returns:
+        dict: Median seconds of a ``plain`` and a ``measured`` step, and of
+        the ``measurement`` itself (the hook's per-term gradients).
+    """
+    from types import SimpleNamespace
+
+    from mmengine.logging import MessageHub
+
+    from ..engine import GradientShareBalancerHook
+    torch.manual_seed(0)
+    batch = first_batch(cfg) if batch is None else batch
+    model = build_model(cfg, False, device)
+    optim_wrapper = optim_wrapper_for(cfg, model, 'fp32', device)
+    hook = GradientShareBalancerHook(**dict(hook_cfg, interval=1))
+    runner = SimpleNamespace(
+        model=model,
+        iter=0,
+        message_hub=MessageHub.get_instance(f'time_balancer_{id(hook)}'))
+    hook.before_train(runner)
+    times: Dict[str, List[float]] = dict(plain=[], measured=[])
+    for i in range(1 + 2 * steps):
+        kind = 'measured' if i % 2 else 'plain'
+        runner.iter = i
+        sync(device)
+        start = time.perf_counter()
+        if kind == 'measured':
+            hook.before_train_iter(runner, i, batch)
+        model.train_step(batch, optim_wrapper)
+        if kind == 'measured':
+            hook.after_train_iter(runner, i, batch)
+        sync(device)
+        if i:
+            times[kind].append(time.perf_counter() - start)
+    return dict(
+        plain=median(times['plain']),
+        measured=median(times['measured']),
+        measurement=median(hook.seconds))

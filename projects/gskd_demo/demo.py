@@ -3,32 +3,33 @@
 
 On the built-in Synthetic Scenes data (64x64 images, generated once into the
 cache), a wider DeepLabV3-R18 teacher is trained once (its checkpoint is
-cached), then a narrow DeepLabV3-R18 student is trained without
-distillation and with DIST, DIST + GSKD, CWD, CWD + GSKD, CIRKD and
-CIRKD + GSKD, for 40 seeds; runs of one seed share the student's
-initial weights and the data order. The runs train in parallel processes
-(``--workers``, one per CPU core by default), each on one thread. The
-recipes (``configs/``) use the project's own distillation pieces and the
-authors' loss weights; only the networks, data and schedule are small.
-Besides mIoU, every student's structural gap to the teacher is measured
-(GSKD's descriptor KL on the validation images), and each GSKD recipe is
-compared with its base recipe, paired by seed, with a 95 % t interval. It
-writes a table (markdown and JSON) and figures into ``--out-dir``:
-``loss_curves.png``, ``miou.png`` (mIoU and structural gap),
-``similarity.png`` (what GSKD compares on one image) and
-``predictions.png``. The work is done by ``projects/gskd_demo/gskd_demo``.
+cached), then a narrow DeepLabV3-R18 student is trained, paired by seed
+(runs of one seed share the student's initial weights and the data order):
 
-With ``--sweep`` it runs, for each base recipe (DIST, CWD, CIRKD), the base,
-the base with the authors' GSKD and with every GSKD variant
-(``GSKD_VARIANTS`` in ``gskd_demo/methods.py``), and writes the paired table
-and JSON only (no figures). Finished runs are kept (``<out-dir>/runs/*/*/
-result.json``) and not run again, so a stopped demo or sweep resumes.
+- by default (``make demo``), without distillation and with DIST,
+  DIST + GSKD (the authors') and DIST + GSKD-row-t1, for 8 seeds; it says
+  what that many seeds can and cannot resolve;
+- with ``--study`` (``make study``), every method of ``configs/`` (DIST,
+  CWD, CIRKD, each alone and with the authors' GSKD) and, on each base,
+  every GSKD variant of ``GSKD_VARIANTS`` (``gskd_demo/methods.py``), the
+  balanced one included, for 40 seeds;
+- with ``--sweep``, per base recipe of ``--bases``: the base, the authors'
+  GSKD and the variants of ``--variants``.
+
+The runs train in parallel processes (``--workers``, one per CPU core by
+default), each on one thread. Besides mIoU, every student's structural gap
+to the teacher is measured, and each GSKD recipe or variant is compared
+with its base recipe, paired by seed, with a 95 % t interval. It writes a
+table (markdown and JSON) and figures into ``--out-dir``. Finished runs are
+kept (``<out-dir>/runs/*/*/result.json``) and not run again, so a stopped
+run resumes. The work is done by ``projects/gskd_demo/gskd_demo``.
 
 Example::
 
-    python projects/gskd_demo/demo.py        # the defaults of make demo
-    python projects/gskd_demo/demo.py --sweep --out-dir work_dirs/demo_sweep
-    python projects/gskd_demo/demo.py --seeds 8 --iters 600 --batch-size 8
+    python projects/gskd_demo/demo.py            # make demo
+    python projects/gskd_demo/demo.py --study    # make study
+    python projects/gskd_demo/demo.py --sweep --bases dist --iters 600 \\
+        --variants gskd-row-t1 gskd-row-t1-bal --seeds 20
 """
 import argparse
 import json
@@ -50,8 +51,13 @@ matplotlib.use('Agg')
 from mmengine.logging import print_log  # noqa: E402
 
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
-    GSKD_VARIANTS, LOGGER, METHODS, draw_figures, markdown_table, run_demo,
-    setup_process, sweep_methods)
+    GSKD_VARIANTS, LOGGER, METHODS, QUICK_METHODS, draw_figures,
+    markdown_table, resolution_note, run_demo, setup_process, study_methods,
+    sweep_methods)
+
+# Seeds of `make demo` (about 5 minutes on 2 cores) and of the full study.
+QUICK_SEEDS = 8
+STUDY_SEEDS = 40
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,13 +72,23 @@ def parse_args() -> argparse.Namespace:
         default=800,
         help='iterations of the teacher (trained once, then cached)')
     parser.add_argument(
-        '--seeds', type=int, default=40, help='seeds per student method')
+        '--seeds',
+        type=int,
+        default=None,
+        help=f'seeds per student method (default: {QUICK_SEEDS}; '
+        f'{STUDY_SEEDS} with --study or --sweep)')
     parser.add_argument(
         '--methods',
         nargs='+',
-        default=list(METHODS),
-        choices=list(METHODS),
-        help='student methods to run')
+        default=list(QUICK_METHODS),
+        help='student methods to run: keys of METHODS ('
+        f'{", ".join(METHODS)}) or sweep variants <base>_<variant> '
+        '(default: no KD, DIST, DIST + GSKD, DIST + GSKD-row-t1)')
+    parser.add_argument(
+        '--study',
+        action='store_true',
+        help='the full study: every method, and every GSKD variant on '
+        'every base recipe')
     parser.add_argument(
         '--num-train', type=int, default=300, help='training images')
     parser.add_argument(
@@ -115,8 +131,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--out-dir',
         default=None,
-        help='table, figures, runs (default: work_dirs/demo, or '
-        'work_dirs/demo_sweep with --sweep)')
+        help='table, figures, runs (default: work_dirs/demo, '
+        'work_dirs/demo_study with --study, work_dirs/demo_sweep with '
+        '--sweep)')
     parser.add_argument(
         '--plot-only',
         action='store_true',
@@ -131,11 +148,14 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    mode = 'sweep' if args.sweep else 'study' if args.study else None
     if args.out_dir is None:
-        args.out_dir = 'work_dirs/demo_sweep' if args.sweep \
-            else 'work_dirs/demo'
-    methods = sweep_methods(args.bases, args.variants) if args.sweep \
-        else args.methods
+        args.out_dir = f'work_dirs/demo_{mode}' if mode else 'work_dirs/demo'
+    if args.seeds is None:
+        args.seeds = STUDY_SEEDS if mode else QUICK_SEEDS
+    methods = dict(
+        sweep=lambda: sweep_methods(args.bases, args.variants),
+        study=study_methods).get(mode, lambda: args.methods)()
     setup_process()
     os.makedirs(args.out_dir, exist_ok=True)
     results = osp.join(args.out_dir, 'results.json')
@@ -152,11 +172,10 @@ def main() -> None:
                            args.workers)
         with open(results, 'w') as f:  # kept should a figure fail
             json.dump(summary, f, indent=2)
-    if args.sweep:
-        summary['figures'] = {}
-    else:
-        print_log('Figures ...', logger=LOGGER)
-        summary['figures'] = draw_figures(summary, args.out_dir)
+    print_log('Figures ...', logger=LOGGER)
+    # The sweep's and the study's many methods: no per-method panels.
+    summary['figures'] = draw_figures(summary, args.out_dir,
+                                      per_method=mode is None)
     if not args.plot_only:
         summary['total_wall_s'] = time.perf_counter() - start
 
@@ -170,6 +189,11 @@ def main() -> None:
         f'Wrote {args.out_dir}/results.{{md,json}}' + ''.join(
             f', {osp.basename(p)}' for p in summary['figures'].values()),
         logger=LOGGER)
+    if mode is None:
+        print_log(
+            '\n' + resolution_note(summary, STUDY_SEEDS,
+                                   len(study_methods())),
+            logger=LOGGER)
 
 
 if __name__ == '__main__':

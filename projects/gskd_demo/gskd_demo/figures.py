@@ -1,16 +1,14 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""Figures of the CPU demo: loss curves, mIoU and gap, predictions."""
+"""Figures of the CPU demo's results: loss curves, mIoU and gap, the
+balancer's weights and shares."""
 import json
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 from matplotlib import pyplot as plt
-from torch import nn
 
-from gskd_mm.visualization.similarity import class_legend, colorize
-
-# Colour of each demo method in every figure.
+# Colour of each demo method in every figure: a family per base recipe,
+# its GSKD variants (<base>_<variant>) in the family's darker shades.
 METHOD_COLOURS = {
     'no_kd': '#7f7f7f',
     'dist': '#9ecae1',
@@ -20,6 +18,22 @@ METHOD_COLOURS = {
     'cirkd': '#a1d99b',
     'cirkd_gskd': '#238b45',
 }
+VARIANT_SHADES = dict(
+    dist=('#4292c6', '#08519c', '#08306b', '#041a3d'),
+    cwd=('#fd8d3c', '#a63603', '#7f2704', '#4d1802'),
+    cirkd=('#41ab5d', '#006d2c', '#00441b', '#002a10'))
+
+
+def method_colour(key: str) -> str:
+    """The colour of a demo method or sweep variant in every figure."""
+    if key in METHOD_COLOURS:
+        return METHOD_COLOURS[key]
+    from .methods import GSKD_VARIANTS
+    base, _, variant = key.partition('_')
+    shades = VARIANT_SHADES.get(base, ('#444444', ))
+    index = list(GSKD_VARIANTS).index(variant) if variant in \
+        GSKD_VARIANTS else 0
+    return shades[index % len(shades)]
 
 
 def read_scalars(path: str) -> Dict[str, np.ndarray]:
@@ -41,7 +55,9 @@ def read_scalars(path: str) -> Dict[str, np.ndarray]:
     for record in records:
         series['iter'].append(record['iter'])
         for name, value in record.items():
-            if 'loss' in name and name != 'loss':
+            # Loss terms only: not the gradient diagnostics and balancer
+            # values logged beside them (grad_share/<term>, ...).
+            if 'loss' in name and name != 'loss' and '/' not in name:
                 name = name[len('student.'):] if name.startswith(
                     'student.') else name
                 series.setdefault(name, []).append(value)
@@ -77,7 +93,7 @@ def plot_loss_curves(summary: dict, out_file: str) -> str:
             length = min(len(v) for _, v in runs)
             iters = runs[0][0][:length]
             values = np.stack([v[:length] for _, v in runs])
-            colour = METHOD_COLOURS.get(key)
+            colour = method_colour(key)
             label = summary['methods'][key]['label']
             ax.plot(iters, values.mean(0), color=colour, label=label, lw=1.6)
             if len(runs) > 1:
@@ -119,7 +135,7 @@ def _bars(ax: plt.Axes, summary: dict, mean_key: str, std_key: str,
         means,
         yerr=stds if any(stds) else None,
         capsize=5,
-        color=[METHOD_COLOURS.get(k) for k in keys],
+        color=[method_colour(k) for k in keys],
         edgecolor='k',
         label='student, mean (± std over seeds)')
     for i, k in enumerate(keys):
@@ -149,8 +165,9 @@ def plot_miou(summary: dict, out_file: str) -> str:
     Returns:
         str: ``out_file``.
     """
+    width = max(15.0, 0.9 * len(summary['methods']) + 6)
     fig, (ax, ax_gap) = plt.subplots(
-        1, 2, figsize=(15, 5.5), gridspec_kw=dict(width_ratios=[1.3, 1]))
+        1, 2, figsize=(width, 5.5), gridspec_kw=dict(width_ratios=[1.3, 1]))
     means, stds = _bars(ax, summary, 'miou_mean', 'miou_std', 'miou', 1.0)
     teacher = summary['teacher']['miou']
     ax.axhline(
@@ -186,74 +203,62 @@ def plot_miou(summary: dict, out_file: str) -> str:
     return out_file
 
 
-def plot_predictions(models: Sequence[Tuple[str, nn.Module, float]],
-                     batch: dict,
-                     class_names: Sequence[str],
-                     palette: Sequence[Sequence[int]],
-                     out_file: str,
-                     ignore_index: int = 255) -> str:
-    """Image, labels and every model's prediction, one row per image.
+def plot_balancer(summary: dict, out_file: str) -> Optional[str]:
+    """The balanced terms' weights and shares over training, per method.
+
+    For every method whose runs have a ``GradientShareBalancerHook``
+    history: the weight in use after each update (top) and the share of
+    the task gradient measured at each update (bottom, log scale, with the
+    target), the median over seeds and the band of the middle 80 %.
 
     Args:
-        models (Sequence[tuple]): ``(name, segmentor, val mIoU)`` per model,
-            segmentors in eval mode.
-        batch (dict): A collated batch of packed samples with labels.
-        class_names (Sequence[str]): Names of the classes.
-        palette (Sequence): RGB colour of every class.
+        summary (dict): The demo's summary.
         out_file (str): PNG file to write.
-        ignore_index (int): Label of unlabelled pixels. Defaults to 255.
 
     Returns:
-        str: ``out_file``.
+        str | None: ``out_file``, or None when no method is balanced.
     """
-    preds = []
-    for _, model, _ in models:
-        with torch.no_grad():
-            out = model.test_step(batch)
-        preds.append([o.pred_sem_seg.data[0].numpy() for o in out])
-    cols = 2 + len(models)
-    rows = len(batch['data_samples'])
+    from .methods import method_spec
+    balanced = {
+        key: method
+        for key, method in summary['methods'].items()
+        if all('balancer' in run for run in method['runs'])
+    }
+    if not balanced:
+        return None
     fig, axes = plt.subplots(
-        rows, cols, figsize=(2.1 * cols, 2.3 * rows + 1.3), squeeze=False)
-    for row, sample in enumerate(batch['data_samples']):
-        image = batch['inputs'][row].flip(0).permute(1, 2, 0).numpy()
-        gt = sample.gt_sem_seg.data[0].numpy()
-        labelled = gt != ignore_index
-        panels = [(image, 'image', None),
-                  (colorize(gt, palette, ignore_index), 'ground truth', None)]
-        for (name, _, miou), model_preds in zip(models, preds):
-            pred = model_preds[row]
-            acc = 100 * (pred[labelled] == gt[labelled]).mean()
-            panels.append((colorize(pred, palette, ignore_index),
-                           f'{name}\n(val mIoU {miou:.1f})', acc))
-        for col, (picture, title, acc) in enumerate(panels):
-            ax = axes[row, col]
-            ax.imshow(picture, interpolation='nearest')
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(title, fontsize=9)
-            if acc is not None:
-                ax.text(
-                    1,
-                    1,
-                    f'acc. {acc:.0f}%',
-                    color='w',
-                    fontsize=8,
-                    va='top',
-                    bbox=dict(facecolor='k', alpha=0.6, pad=1.5))
-        axes[row, 0].set_ylabel(sample.img_path.split('/')[-1], fontsize=8)
-    fig.legend(
-        handles=class_legend(class_names, palette),
-        loc='lower center',
-        ncol=len(class_names) + 1,
-        fontsize=9,
-        title='classes (colours of labels and predictions)')
-    fig.suptitle(
-        'Predictions on Synthetic Scenes val images (students: first seed; '
-        'acc.: pixel accuracy on the labelled pixels of the image)',
-        fontsize=12)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+        2, len(balanced), figsize=(4.8 * len(balanced), 6.5), squeeze=False,
+        sharex='col')
+    for col, (key, method) in enumerate(balanced.items()):
+        targets = method_spec(key).balancer['targets']
+        for term, target in targets.items():
+            history = [[h for h in run['balancer'] if h['term'] == term]
+                       for run in method['runs']]
+            length = min(len(h) for h in history)
+            iters = [h['iter'] + 1 for h in history[0][:length]]
+            for row, (field, label) in enumerate(
+                (('weight', 'loss weight in use'),
+                 ('share', 'share of the task gradient'))):
+                values = np.array(
+                    [[np.nan if h[field] is None else h[field]
+                      for h in run[:length]] for run in history],
+                    dtype=np.float64)
+                low, mid, high = np.nanpercentile(values, [10, 50, 90], 0)
+                ax = axes[row, col]
+                ax.plot(iters, mid, lw=1.8, label=f'{term}, median')
+                ax.fill_between(iters, low, high, alpha=0.25,
+                                label='10th-90th percentile of seeds')
+                ax.set_ylabel(label)
+                ax.grid(alpha=0.3)
+            axes[1, col].axhline(target, color='k', ls='--', lw=1,
+                                 label=f'target {target:g}')
+        axes[1, col].set_yscale('log')
+        axes[1, col].set_xlabel('iteration')
+        axes[0, col].set_title(f'{method["label"]} (n = {method["n"]})')
+        axes[1, col].legend(fontsize=7)
+    fig.suptitle('GradientShareBalancerHook: GSKD\'s weight and its share '
+                 'of the task gradient during training')
+    fig.tight_layout()
     fig.savefig(out_file, dpi=110)
     plt.close(fig)
     return out_file

@@ -28,14 +28,20 @@ METHODS = {
 GSKD_PAIRS = {'dist_gskd': 'dist', 'cwd_gskd': 'cwd', 'cirkd_gskd': 'cirkd'}
 # The GSKD variants of the sweep (``demo.py --sweep``), the one place they
 # are defined: overrides of the GSKD recipe's `loss_gskd` (options of
-# GSKDLoss) and, per base recipe, its loss weight. The weights are set from
-# a target, not tuned on results: GSKD's gradient on the student about as
-# large as the task cross-entropy's at the start of training (share ~100 %).
-# Shares at weight 1, measured with tools/analysis_tools/loss_gradients.py
-# on the demo's recipes (trained teacher, untrained student, 4 batches of
-# 4): descriptor T 1: 28 / 25 / 24 % (DIST / CWD / CIRKD); row T 0.1:
-# 8.1 / 7.9 / 7.1 %; row T 1: 18 / 18 / 16 %; the authors' loss: 0.24 /
-# 0.20 / 0.22 % (T 4 for CIRKD). One weight per variant serves all bases.
+# GSKDLoss), per base recipe its loss weight, and for a balanced variant the
+# GradientShareBalancerHook that moves that weight during training. The
+# weights are set from a target, not tuned on results: GSKD's gradient on
+# the student about as large as the task cross-entropy's at the start of
+# training (share ~100 %; the shares they were set from: README.md, "The
+# sweep"). One weight per variant serves all bases. The balanced variant
+# holds that same share, 1.0, all through training (its target, set
+# before any balanced run: configs/gskd/_base_/gskd_variants.py), measuring
+# every 5 of the demo's 150 iterations; its weight ramps up over the
+# schedule's learning-rate warm-up (see :func:`balancer_hook`). Its moving
+# average keeps less of the past (momentum 0.7) than the hook's default
+# (0.9, about 10 updates, for schedules of thousands of iterations): in one
+# trial run per base (seed 0) GSKD's share at weight 1 fell about 2.5x over
+# the demo's 30 updates, and at 0.9 the weight lagged it by ~45 iterations.
 GSKD_VARIANTS = {
     'gskd-desc':
     dict(
@@ -52,7 +58,17 @@ GSKD_VARIANTS = {
         label='GSKD-row-t1',
         options=dict(normalize='row', exclude_diagonal=True, tau=1.0),
         loss_weight=dict(dist=6.0, cwd=6.0, cirkd=6.0)),
+    'gskd-row-t1-bal':
+    dict(
+        label='GSKD-row-t1 balanced',
+        options=dict(normalize='row', exclude_diagonal=True, tau=1.0),
+        loss_weight=dict(dist=6.0, cwd=6.0, cirkd=6.0),
+        balancer=dict(
+            targets=dict(loss_gskd=1.0), interval=5, momentum=0.7)),
 }
+# What `make demo` runs: the student without KD, DIST, DIST + the authors'
+# GSKD and DIST + GSKD-row-t1 (the full study: :func:`study_methods`).
+QUICK_METHODS = ('no_kd', 'dist', 'dist_gskd', 'dist_gskd-row-t1')
 
 
 class MethodSpec(NamedTuple):
@@ -65,11 +81,15 @@ class MethodSpec(NamedTuple):
             (a sweep variant), else None.
         baseline (str | None): The method it is compared with, paired by
             seed (a GSKD recipe's base recipe), else None.
+        balancer (dict | None): Arguments of the
+            ``GradientShareBalancerHook`` of a balanced variant (its
+            ``warmup_iters`` come from the run's schedule), else None.
     """
     label: str
     config: str
     loss_gskd: Optional[dict]
     baseline: Optional[str]
+    balancer: Optional[dict] = None
 
 
 def method_spec(key: str) -> MethodSpec:
@@ -97,7 +117,8 @@ def method_spec(key: str) -> MethodSpec:
         overrides = dict(
             spec['options'], loss_weight=spec['loss_weight'][base])
         return MethodSpec(f'{METHODS[base][0]} + {spec["label"]}',
-                          METHODS[recipes[base]][1], overrides, base)
+                          METHODS[recipes[base]][1], overrides, base,
+                          spec.get('balancer'))
     raise ValueError(
         f'unknown demo method {key!r}: choose from {list(METHODS)} or a '
         f'sweep variant <base>_<variant> with base in '
@@ -125,6 +146,37 @@ def sweep_methods(bases: Sequence[str] = ('dist', 'cwd', 'cirkd'),
     for key in keys:
         method_spec(key)  # a clear error for a bad base or variant
     return keys
+
+
+def study_methods() -> List[str]:
+    """The methods of the full study (``demo.py --study``): every method
+    of :data:`METHODS` and, per base recipe, every GSKD variant."""
+    keys = list(METHODS)
+    keys += [k for k in sweep_methods() if k not in keys]
+    return keys
+
+
+def balancer_hook(spec: MethodSpec, cfg: Config) -> Optional[dict]:
+    """The ``GradientShareBalancerHook`` config of a balanced method.
+
+    Its weight ramps up over the run's learning-rate warm-up (the first
+    scheduler, a ``LinearLR`` ending where the decay starts), so the ramp
+    keeps its share of the run at any ``--iters``.
+
+    Args:
+        spec (MethodSpec): The method.
+        cfg (Config): Its config for the run (see :func:`load_config`).
+
+    Returns:
+        dict | None: The hook's config, or None for a method without one.
+    """
+    if spec.balancer is None:
+        return None
+    warmup = next(s for s in cfg.param_scheduler if s.type == 'LinearLR')
+    return dict(
+        type='GradientShareBalancerHook',
+        warmup_iters=warmup.end,
+        **spec.balancer)
 
 
 def config_dir() -> str:

@@ -109,7 +109,10 @@ def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
                                   student_init_file(ctx, seed))
         init_gaps.append(
             structural_gaps(
-                init_student(student_cfg, init), teacher, gap_loader))
+                init_student(student_cfg, init),
+                teacher,
+                gap_loader,
+                cache_teacher=True))
     jobs = [(key, seed) for seed in range(seeds) for key in methods]
     results: Dict[Tuple[str, int], dict] = {}
     finished = 0  # seeds 0 .. finished - 1 have every method's result

@@ -15,10 +15,11 @@ from gskd_mm.visualization import dataset_classes, plot_gskd_similarity
 from .data import (IMG_SIZE, majority_class_miou, prepare_data,
                    richest_val_images)
 from .dataset import default_cache_dir, split_names
-from .figures import plot_loss_curves, plot_miou, plot_predictions
+from .figures import plot_balancer, plot_loss_curves, plot_miou
 from .methods import (GSKD_PAIRS, METHODS, STUDENT_CONFIG, TEACHER_CONFIG,
                       config_dir, load_config, method_spec)
 from .parallel import student_runs
+from .predictions import plot_predictions
 from .report import summarise
 from .scenes import CLASSES, IGNORE_INDEX
 from .teacher import teacher_run
@@ -108,24 +109,34 @@ def run_demo(methods: Sequence[str],
     return summary
 
 
-def draw_figures(summary: dict, out_dir: str) -> Dict[str, str]:
-    """Write every figure of the demo; return their paths by name.
+def draw_figures(summary: dict,
+                 out_dir: str,
+                 per_method: bool = True) -> Dict[str, str]:
+    """Write the figures of the demo; return their paths by name.
 
     Args:
         summary (dict): The demo's summary.
         out_dir (str): Directory of the figures.
+        per_method (bool): Also the figures with a panel or a line per
+            method (loss curves, predictions, similarity), which many
+            methods make unreadable. Defaults to True.
 
     Returns:
-        dict[str, str]: ``loss_curves``, ``miou``, ``predictions`` and, when
-        a GSKD recipe ran, ``similarity``.
+        dict[str, str]: ``miou``; ``balancer`` when a balanced method ran;
+        with ``per_method``, ``loss_curves``, ``predictions`` and, when a
+        GSKD recipe ran, ``similarity``.
     """
     data_root = summary['dataset']['data_root']
     generate_cfg = summary['dataset']['generate_cfg']
     methods = summary['methods']
-    figures = dict(
-        loss_curves=plot_loss_curves(summary,
-                                     osp.join(out_dir, 'loss_curves.png')),
-        miou=plot_miou(summary, osp.join(out_dir, 'miou.png')))
+    figures = dict(miou=plot_miou(summary, osp.join(out_dir, 'miou.png')))
+    balancer = plot_balancer(summary, osp.join(out_dir, 'balancer.png'))
+    if balancer is not None:
+        figures['balancer'] = balancer
+    if not per_method:
+        return figures
+    figures['loss_curves'] = plot_loss_curves(
+        summary, osp.join(out_dir, 'loss_curves.png'))
     student_cfg = load_config(STUDENT_CONFIG, data_root, generate_cfg, 1, 1, 0)
     class_names, palette = dataset_classes(student_cfg)
     images = richest_val_images(data_root, 3)

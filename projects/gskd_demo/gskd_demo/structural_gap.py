@@ -1,6 +1,6 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """How far a student's feature structure is from its teacher's."""
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModel
@@ -29,6 +29,29 @@ def _record(model: BaseModel, source: str,
     return record[-1], logits
 
 
+# The teacher's side of the gaps, per (teacher, dataloader, feature), for
+# callers that measure many students against one fixed teacher on the same
+# images (every run of a demo process). The entry holds the teacher and the
+# dataloader, so that their ids cannot be reused while it lives.
+_TEACHER_SIDE: dict = {}
+
+
+def _teacher_side(teacher: BaseModel, dataloader: Iterable[dict],
+                  feature: str,
+                  cache: bool) -> List[Tuple[dict, Tensor, Tensor]]:
+    """Every batch with the teacher's features and logits on it."""
+    key = (id(teacher), id(dataloader), feature)
+    if cache and key in _TEACHER_SIDE:
+        return _TEACHER_SIDE[key][2]
+    batches = []
+    for batch in dataloader:
+        data_T = teacher.data_preprocessor(batch, False)
+        batches.append((batch, *_record(teacher, feature, data_T['inputs'])))
+    if cache:
+        _TEACHER_SIDE[key] = (teacher, dataloader, batches)
+    return batches
+
+
 # The gap metrics of :func:`structural_gaps`, fixed whatever a recipe's
 # GSKD loss is set to: the authors' descriptor KL at T = 1 (their length
 # normalisation) and the mean absolute difference of the cosine
@@ -44,7 +67,8 @@ def structural_gaps(student: BaseModel,
                     projector: Optional[Callable[[Tensor], Tensor]] = None,
                     num_samples: int = 8,
                     group_size: int = -1,
-                    seed: int = 0) -> Dict[str, float]:
+                    seed: int = 0,
+                    cache_teacher: bool = False) -> Dict[str, float]:
     """How far a student's feature structure is from its teacher's.
 
     For every image, ``num_samples`` labelled pixels per present class are
@@ -80,6 +104,10 @@ def structural_gaps(student: BaseModel,
             to 8.
         group_size (int): Columns per descriptor (GSKD's S). Defaults to -1.
         seed (int): Seed of the draws. Defaults to 0.
+        cache_teacher (bool): Keep the batches and the teacher's features
+            for the next call with the same teacher, dataloader and
+            feature (the teacher must not change in between). Defaults to
+            False.
 
     Returns:
         dict[str, float]: ``kl`` and ``cos``, each the mean over the images
@@ -99,13 +127,12 @@ def structural_gaps(student: BaseModel,
         valid_mask='labeled')
     total = dict.fromkeys(GAP_METRICS, 0.0)
     count = 0
-    for batch_idx, batch in enumerate(dataloader):
+    for batch_idx, (batch, feat_T, logits_T) in enumerate(
+            _teacher_side(teacher, dataloader, feature, cache_teacher)):
         data_S = student.data_preprocessor(batch, False)
-        data_T = teacher.data_preprocessor(batch, False)
         feat_S, _ = _record(student, feature, data_S['inputs'])
         if projector is not None:
             feat_S = projector(feat_S)
-        feat_T, logits_T = _record(teacher, feature, data_T['inputs'])
         labels = torch.stack(
             [sample.gt_sem_seg.data[0] for sample in data_S['data_samples']])
         with torch.random.fork_rng():

@@ -26,10 +26,12 @@ from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner, set_random_seed
 
+from gskd_mm.engine import GradientShareBalancerHook
 from gskd_mm.utils import register_all_modules
 
 from .gradient_share_hook import GradientShareHook, gskd_share
-from .methods import load_config, method_spec, student_model_cfg
+from .methods import (balancer_hook, load_config, method_spec,
+                      student_model_cfg)
 from .run_fingerprint_hook import RunFingerprintHook
 from .step_timer_hook import StepTimerHook
 from .structural_gap import structural_gaps
@@ -129,7 +131,9 @@ def train(cfg: Config,
         per step, 0 without GSKD),
         ``student_digest`` and ``data_digest`` (see
         :class:`~.RunFingerprintHook`), ``checkpoint``,
-        ``scalars`` (the MMEngine scalar log).
+        ``scalars`` (the MMEngine scalar log); with a
+        ``GradientShareBalancerHook``, ``balancer``: its history (every
+        update's iteration, term, measured share and weight).
     """
     start = time.perf_counter()
     runner = build_runner(cfg, work_dir, name, log_level)
@@ -154,6 +158,9 @@ def train(cfg: Config,
         scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
         grad_norms=gradients.norms,
         gskd_grad_share=gskd_share(gradients.norms))
+    for hook in runner.hooks:
+        if isinstance(hook, GradientShareBalancerHook):
+            result['balancer'] = hook.history
     if teacher is not None:
         result.update(measure_gaps(runner.model, teacher, gap_loader))
     del runner
@@ -179,12 +186,15 @@ def measure_gaps(model: torch.nn.Module, teacher: torch.nn.Module,
     """
     model.eval()
     student = getattr(model, 'architecture', model)
-    own = structural_gaps(student, teacher, gap_loader)
+    # The teacher is the same for every run of the process: its side is
+    # computed once.
+    own = structural_gaps(student, teacher, gap_loader, cache_teacher=True)
     connectors = getattr(getattr(model, 'distiller', None), 'connectors', {})
     projector = connectors['gskd_projector'] \
         if 'gskd_projector' in connectors else None
     proj = None if projector is None else structural_gaps(
-        student, teacher, gap_loader, projector=projector)
+        student, teacher, gap_loader, projector=projector,
+        cache_teacher=True)
     return dict(
         gap=own['kl'],
         gap_cos=own['cos'],
@@ -270,6 +280,9 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
                       ctx.iters, ctx.batch_size, seed)
     if spec.loss_gskd is not None:
         cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
+    balancer = balancer_hook(spec, cfg)
+    if balancer is not None:
+        cfg.custom_hooks = [balancer]
     if 'teacher_ckpt' in cfg.model:
         cfg.model.teacher_ckpt = ctx.teacher_ckpt
     student_model_cfg(cfg).init_cfg = dict(type='Pretrained', checkpoint=init)

@@ -29,9 +29,13 @@ VISUALIZE = osp.join(REPO, 'tools', 'visualize_gskd.py')
 PAIR = 'deeplabv3_r18-w16-d4_deeplabv3_r18-w8-d4_synthetic-64x64.py'
 DIST_GSKD = osp.join(PROJECT, 'configs', f'dist-gskd_{PAIR}')
 # CWD and CWD + GSKD are left out to keep the test short; the CIRKD pair
-# and the DIST pair stand for the paired comparisons.
-METHODS = ['no_kd', 'dist', 'dist_gskd', 'cirkd', 'cirkd_gskd']
-FIGURES = ['loss_curves', 'miou', 'similarity', 'predictions']
+# and the DIST pair stand for the paired comparisons, DIST + GSKD-row-t1
+# balanced for the sweep's variants and the balancer.
+METHODS = [
+    'no_kd', 'dist', 'dist_gskd', 'cirkd', 'cirkd_gskd',
+    'dist_gskd-row-t1-bal'
+]
+FIGURES = ['loss_curves', 'miou', 'similarity', 'predictions', 'balancer']
 SMALL = [
     '--iters', '6', '--teacher-iters', '40', '--seeds', '2', '--num-train',
     '32', '--num-val', '8', '--batch-size', '4', '--methods', *METHODS
@@ -106,12 +110,12 @@ def test_table(demo):
         assert method['gap_mean'] > 0  # a student is not its teacher
         assert 0 < method['gap_cos_mean'] < 2
         # The projected gap exists where a GSKD projector does.
-        has_projector = key.endswith('gskd')
+        has_projector = 'gskd' in key
         assert (method['gap_proj_mean'] is not None) == has_projector
         assert (method['gap_proj_cos_mean'] is not None) == has_projector
         assert method['wall_s_mean'] > 0 and method['iter_ms'] > 0
         # Only the GSKD recipes spend time in a GSKD loss.
-        assert (method['gskd_ms'] > 0) == key.endswith('gskd')
+        assert (method['gskd_ms'] > 0) == has_projector
         assert osp.isfile(method['runs'][0]['checkpoint'])
     assert results['init_gap']['kl']['mean'] > 0
     assert results['init_gap']['cos']['mean'] > 0
@@ -133,6 +137,24 @@ def test_table(demo):
     assert '| DIST + GSKD − DIST |' in table
     assert '| CIRKD + GSKD − CIRKD |' in table
     assert table.strip() in output  # printed at the end too
+    # What 2 seeds resolve, and the command of the full study.
+    assert 'What 2 seeds resolve (paired 95 % intervals):' in output
+    assert 'DIST + GSKD − DIST: mIoU ' in output
+    assert '`make study`' in output and 'The full study' in output
+
+
+def test_balanced_runs_record_their_weights_and_shares(demo):
+    """The balanced variant runs the recipe's GSKD with the balancer, whose
+    updates the result keeps; other runs have none."""
+    _, _, results, _ = demo
+    for key, method in results['methods'].items():
+        for run in method['runs']:
+            assert ('balancer' in run) == key.endswith('-bal'), key
+    for run in results['methods']['dist_gskd-row-t1-bal']['runs']:
+        # 6 iterations, measured every 5: one update, at iteration 4.
+        (update, ) = run['balancer']
+        assert update['iter'] == 4 and update['term'] == 'loss_gskd'
+        assert update['share'] > 0 and update['weight'] > 0
 
 
 def test_runs_are_paired_by_seed(demo):
@@ -151,9 +173,10 @@ def test_paired_differences(demo):
     # The table's paired rows are the per-seed differences of the runs.
     _, _, results, _ = demo
     methods, paired = results['methods'], results['paired']
-    assert set(paired) == {'dist_gskd', 'cirkd_gskd'}
+    assert set(paired) == {'dist_gskd', 'cirkd_gskd', 'dist_gskd-row-t1-bal'}
     for gskd, d in paired.items():
         base = d['baseline']
+        assert base == gskd.split('_')[0]
         # Base recipes have no projector: no projected difference.
         assert set(d) == {'baseline', 'miou', 'gap', 'gap_cos'}
         for metric in ('miou', 'gap', 'gap_cos'):
@@ -205,6 +228,7 @@ def test_loss_curves_read_every_term(demo):
     assert terms['dist_gskd'] == {
         'decode.loss_ce', 'distill.loss_dist', 'distill.loss_gskd'
     }
+    assert terms['dist_gskd-row-t1-bal'] == terms['dist_gskd']
     assert terms['cirkd_gskd'] == {
         'decode.loss_ce', 'distill.loss_kd', 'distill.loss_minibatch_p2p',
         'distill.loss_memory_p2p', 'distill.loss_memory_p2r',
@@ -231,6 +255,7 @@ def test_teacher_is_cached(demo, tmp_path):
     assert list(second['methods']) == ['no_kd']
     assert second['paired'] == {}
     assert 'similarity' not in second['figures']  # no GSKD run to show
+    assert 'balancer' not in second['figures']  # no balanced run
 
 
 def test_visualize_gskd_matches_the_loss(demo, tmp_path):
