@@ -60,8 +60,13 @@ BALANCED_DIST_RECIPE = ('dist-gskd-row-t1-bal_deeplabv3_r101-d8_'
                         'deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py')
 BALANCED_CWD_RECIPE = ('cwd-gskd-row-t1-bal_deeplabv3_r101-d8_'
                        'deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py')
-# The balancer measures and updates every iteration in these short runs.
-BALANCE_EVERY_STEP = {'custom_hooks.0.interval': 1}
+# The balancer measures and updates every iteration in these short runs,
+# and GSKD samples every labelled pixel (an untrained teacher is right on
+# none, and GSKD would not reach the student: its weight would stay).
+BALANCE_EVERY_STEP = {
+    'custom_hooks.0.interval': 1,
+    'model.distiller.distill_losses.loss_gskd.valid_mask': 'labeled'
+}
 
 
 # --------------------------------------------------------------- helpers
@@ -441,6 +446,7 @@ def test_balanced_recipe_with_mim_train_mmrazor_and_resume(tmp_path,
     first = balancer_state(osp.join(work_dir, f'iter_{FIRST_ITERS}.pth'))
     assert first['updates'] == FIRST_ITERS
     assert first['targets'] == {'loss_gskd': 1.0}
+    assert first['weights'] != first['initial']  # it moved
 
     run(mim + ['--resume'] +
         cfg_options(RESUMED_ITERS, **BALANCE_EVERY_STEP))
