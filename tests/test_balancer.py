@@ -71,10 +71,11 @@ class Toy(nn.Module):
 
     def forward(self, inputs, mode='loss'):
         out = self.architecture(inputs)
-        return {
-            'student.decode.loss_ce': out.sum() / 10,
-            'distill.loss_kd': self.distiller.distill_losses['loss_kd'](out),
-        }
+        losses = {'student.decode.loss_ce': out.sum() / 10}
+        if not getattr(self, 'distillation_stopped', False):
+            losses['distill.loss_kd'] = self.distiller.distill_losses[
+                'loss_kd'](out)
+        return losses
 
 
 def fake_runner(model) -> SimpleNamespace:
@@ -216,6 +217,18 @@ def test_a_term_that_never_reaches_the_student_keeps_its_weight():
     assert all(h['share'] is None for h in hook.history)
     assert len(hook.history) == 12
     assert 'loss_kd' in hook._warned  # warned after 10 measurements
+
+
+def test_a_term_missing_from_the_step_is_skipped():
+    """Distillation stopped (MMRazor's StopDistillHook drops the distill
+    terms): the step trains on, the weight stays."""
+    model = Toy(loss_weight=3.0)
+    model.distillation_stopped = True
+    hook = GradientShareBalancerHook(dict(loss_kd=1.0), interval=1)
+    run_toy(hook, model, 3)
+    assert hook.weights['loss_kd'] == 3.0
+    assert [h['share'] for h in hook.history] == [None] * 3
+    assert set(hook.last) == {'student.decode.loss_ce'}
 
 
 @pytest.mark.parametrize('targets, match', [

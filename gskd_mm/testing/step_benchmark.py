@@ -1,11 +1,11 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Time whole training steps of a recipe: the library of
-``tools/analysis_tools/benchmark_step.py``.
+``tools/analysis_tools/benchmark_step.py`` and ``benchmark_balancer.py``.
 
 One batch of generated Cityscapes-format data (written by
 :func:`~gskd_mm.testing.make_cityscapes` at full size) from the
 recipe's own dataloader, the recipe run offline
-(:func:`~gskd_mm.apis.offline.offline_recipe`), and ``train_step`` timed
+(:func:`~gskd_mm.testing.offline_recipe`), and ``train_step`` timed
 on it in float32 or mixed precision (MMEngine's ``AmpOptimWrapper`` on
 CUDA, as ``tools/train.py --amp`` sets it up; ``torch.autocast('cpu')`` on
 a CPU, where that wrapper refuses to start).

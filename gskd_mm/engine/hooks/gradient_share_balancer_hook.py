@@ -9,7 +9,8 @@ from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...apis.loss_gradients import STUDENT, resolve_reference, unwrap
+from ...apis.loss_gradients import (STUDENT, TermNorms, resolve_reference,
+                                    term_gradient_norms, unwrap)
 from .loss_gradient_hook import LossGradientHook
 
 #: Key of the balancer's state in a checkpoint.
@@ -199,8 +200,17 @@ class GradientShareBalancerHook(LossGradientHook):
             self._log_unit_share = {n: None for n in losses}
         self._apply(runner, runner.iter)
 
-    def measured_terms(self) -> List[str]:
+    def _terms(self) -> List[str]:
+        """The balanced terms' names in a step's loss dict."""
         return [f'distill.{name}' for name in self.targets]
+
+    def measure(self, model, losses: dict) -> Dict[str, TermNorms]:
+        """The reference's and the balanced terms' norms (a term missing
+        from the step, e.g. after MMRazor's StopDistillHook, is left out
+        and its update skipped)."""
+        return term_gradient_norms(
+            model, losses, self.reference,
+            [t for t in self._terms() if t in losses])
 
     def _ramp(self, iteration: int) -> float:
         """The share of the balanced weight in use at an iteration."""
@@ -236,7 +246,7 @@ class GradientShareBalancerHook(LossGradientHook):
     def _reduced_norms(self) -> Dict[str, float]:
         """The reference's and the balanced terms' student-gradient norms,
         averaged over ranks (NaN where a term was not in the step)."""
-        names = [self.reference_name] + self.measured_terms()
+        names = [self.reference_name] + self._terms()
         local = torch.tensor([
             self.last[n][STUDENT] if n in self.last else math.nan
             for n in names

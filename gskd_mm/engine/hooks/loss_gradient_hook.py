@@ -81,10 +81,17 @@ class LossGradientHook(Hook):
         self._handle: Optional[RemovableHandle] = None
         self._pending: Optional[Dict[str, TermNorms]] = None
 
-    def measured_terms(self) -> Optional[List[str]]:
-        """The terms to measure (full names or unique tails; the reference
-        is always measured), or None for every term."""
-        return None
+    def measure(self, model, losses: dict) -> Dict[str, TermNorms]:
+        """Measure the terms of a step's loss dict (every term here).
+
+        Args:
+            model (nn.Module): The unwrapped model that computed them.
+            losses (dict): Its loss-mode output.
+
+        Returns:
+            dict: As :func:`~gskd_mm.apis.term_gradient_norms`.
+        """
+        return term_gradient_norms(model, losses, self.reference)
 
     def before_train_iter(self,
                           runner,
@@ -98,9 +105,7 @@ class LossGradientHook(Hook):
             if kwargs.get('mode') != 'loss' or not isinstance(output, dict):
                 return  # e.g. a validation forward
             start = time.perf_counter()
-            self._pending = term_gradient_norms(module, output,
-                                                self.reference,
-                                                self.measured_terms())
+            self._pending = self.measure(module, output)
             self.seconds.append(time.perf_counter() - start)
 
         # The (unwrapped) model's own forward, called by DDP's forward too.
