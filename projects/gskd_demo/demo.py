@@ -52,8 +52,8 @@ from mmengine.logging import print_log  # noqa: E402
 
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
     GSKD_VARIANTS, LOGGER, METHODS, QUICK_METHODS, draw_figures,
-    markdown_table, resolution_note, run_demo, setup_process, study_methods,
-    sweep_methods)
+    markdown_table, paired_differences, resolution_note, run_demo,
+    setup_process, study_methods, sweep_methods)
 
 # Seeds of `make demo` (about 5 minutes on 2 cores) and of the full study.
 QUICK_SEEDS = 8
@@ -164,6 +164,9 @@ def main() -> None:
     if args.plot_only:
         with open(results) as f:
             summary = json.load(f)
+        # The comparisons of this version of the demo, from the runs.
+        summary['paired'] = paired_differences(
+            {k: m['runs'] for k, m in summary['methods'].items()})
     else:
         summary = run_demo(methods, args.seeds, args.iters,
                            args.teacher_iters, args.batch_size,

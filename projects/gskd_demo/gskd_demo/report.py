@@ -2,7 +2,7 @@
 """The CPU demo's summary and table: means over seeds, paired differences."""
 import math
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -15,6 +15,8 @@ from .stats import paired_t_interval
 # mIoU, and the structural gaps (descriptor KL and mean |cosine
 # difference|) of the student's own features and after its GSKD projector.
 METRICS = ('miou', 'gap', 'gap_cos', 'gap_proj', 'gap_proj_cos')
+# The key suffix of a balanced sweep variant (its fixed twin without it).
+BALANCED = '-bal'
 
 
 def _mean_std(values: List[Optional[float]]) -> Dict[str, Optional[float]]:
@@ -50,9 +52,35 @@ def pairing_check(runs: Dict[str, list]) -> Dict[str, bool]:
     }
 
 
+def comparisons(methods: Sequence[str]) -> List[Tuple[str, str]]:
+    """The paired comparisons of a set of methods: (method, baseline).
+
+    Every GSKD recipe or variant against its base recipe; a balanced
+    variant also against the same variant at its fixed weight, when both
+    ran.
+
+    Args:
+        methods (Sequence[str]): Method keys (see :func:`.method_spec`).
+
+    Returns:
+        list[tuple[str, str]]: The pairs, in the order of ``methods``.
+    """
+    pairs = []
+    for key in methods:
+        spec = method_spec(key)
+        if spec.baseline in methods:
+            pairs.append((key, spec.baseline))
+        fixed = key[:-len(BALANCED)]
+        if spec.balancer is not None and key.endswith(BALANCED) \
+                and fixed in methods:
+            pairs.append((key, fixed))
+    return pairs
+
+
 def paired_differences(runs: Dict[str, list],
                        confidence: float = 0.95) -> Dict[str, dict]:
-    """Each method minus its baseline (a GSKD recipe's base), paired by seed.
+    """Each method minus its baseline, paired by seed (see
+    :func:`comparisons`).
 
     Args:
         runs (dict[str, list]): Per method, the run results (``seed`` and
@@ -60,21 +88,22 @@ def paired_differences(runs: Dict[str, list],
         confidence (float): Coverage of the t intervals. Defaults to 0.95.
 
     Returns:
-        dict[str, dict]: Per method present with its baseline:
-        ``baseline`` and, for every metric defined in both (a base recipe
-        has no projected gap), ``mean``, ``low``, ``high``, ``n``.
+        dict[str, dict]: Per comparison (keyed by the method, or
+        ``<method> vs <baseline>`` for a balanced variant against its fixed
+        weight): ``method``, ``baseline`` and, for every metric defined in
+        both (a base recipe has no projected gap), ``mean``, ``low``,
+        ``high``, ``n``.
     """
     out = {}
-    for key in runs:
-        base = method_spec(key).baseline
-        if base is None or base not in runs:
-            continue
+    for key, base in comparisons(list(runs)):
         a = {r['seed']: r for r in runs[key]}
         b = {r['seed']: r for r in runs[base]}
         seeds = sorted(set(a) & set(b))
         if not seeds:
             continue
-        out[key] = dict(baseline=base)
+        name = key if base == method_spec(key).baseline \
+            else f'{key} vs {base}'
+        out[name] = dict(method=key, baseline=base)
         for metric in METRICS:
             if any(a[s].get(metric) is None or b[s].get(metric) is None
                    for s in seeds):
@@ -82,7 +111,7 @@ def paired_differences(runs: Dict[str, list],
             interval = paired_t_interval([a[s][metric] for s in seeds],
                                          [b[s][metric] for s in seeds],
                                          confidence)
-            out[key][metric] = interval._asdict()
+            out[name][metric] = interval._asdict()
     return out
 
 
@@ -201,11 +230,12 @@ def markdown_table(summary: dict) -> str:
             '|---|---|---|---|---|---|',
         ]
         for key, d in summary['paired'].items():
-            base = methods[d['baseline']]
+            method, base = methods[d.get('method', key)], methods[
+                d['baseline']]
             rel = d['gap']['mean'] / base['gap_mean'] \
                 if base['gap_mean'] else float('nan')
             lines.append(
-                f'| {methods[key]["label"]} − {base["label"]} | '
+                f'| {method["label"]} − {base["label"]} | '
                 f'{_fmt_interval(d.get("miou"), 2)} | '
                 f'{_fmt_interval(d.get("gap"), 2, 1e3)} | '
                 f'{_fmt_interval(d.get("gap_cos"), 2, 1e2)} | '
@@ -280,7 +310,7 @@ def resolution_note(summary: dict, study_seeds: int,
             continue
         half = (miou['high'] - miou['low']) / 2
         halves.append(half)
-        base = methods[d['baseline']]
+        key, base = d.get('method', key), methods[d['baseline']]
         gap_half = (gap['high'] - gap['low']) / 2 / base['gap_mean']
         resolved = miou['low'] > 0 or miou['high'] < 0
         lines.append(

@@ -178,7 +178,7 @@ def test_paired_differences(demo):
         base = d['baseline']
         assert base == gskd.split('_')[0]
         # Base recipes have no projector: no projected difference.
-        assert set(d) == {'baseline', 'miou', 'gap', 'gap_cos'}
+        assert set(d) == {'method', 'baseline', 'miou', 'gap', 'gap_cos'}
         for metric in ('miou', 'gap', 'gap_cos'):
             diffs = [
                 a[metric] - b[metric]

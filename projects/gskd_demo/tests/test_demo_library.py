@@ -77,6 +77,29 @@ def test_paired_differences_and_check():
     assert pairing_check(runs) == dict(student=False, data=True)
 
 
+def test_a_balanced_variant_is_compared_with_its_base_and_fixed_twin():
+    runs = {
+        'dist': [_run(0, 30.0, 0.5), _run(1, 40.0, 0.7)],
+        'dist_gskd-row-t1': [_run(0, 31.0, 0.4), _run(1, 42.0, 0.6)],
+        'dist_gskd-row-t1-bal': [_run(0, 33.0, 0.3), _run(1, 43.0, 0.6)],
+    }
+    paired = paired_differences(runs)
+    assert list(paired) == [
+        'dist_gskd-row-t1', 'dist_gskd-row-t1-bal',
+        'dist_gskd-row-t1-bal vs dist_gskd-row-t1'
+    ]
+    twin = paired['dist_gskd-row-t1-bal vs dist_gskd-row-t1']
+    assert twin['method'] == 'dist_gskd-row-t1-bal'
+    assert twin['baseline'] == 'dist_gskd-row-t1'
+    assert twin['miou']['mean'] == pytest.approx(1.5)  # +2 and +1
+    assert paired['dist_gskd-row-t1-bal']['baseline'] == 'dist'
+    assert paired['dist_gskd-row-t1-bal']['miou']['mean'] == \
+        pytest.approx(3.0)
+    # Without its fixed twin, only the base.
+    del runs['dist_gskd-row-t1']
+    assert list(paired_differences(runs)) == ['dist_gskd-row-t1-bal']
+
+
 # -------------------------------------------------------- structural gap
 
 
@@ -145,7 +168,7 @@ def test_paired_differences_skip_undefined_metrics():
     assert set(paired) == {'cwd_gskd', 'cwd_gskd-row'}
     for d in paired.values():
         assert d['baseline'] == 'cwd'
-        assert set(d) == {'baseline', 'miou', 'gap', 'gap_cos'}
+        assert set(d) == {'method', 'baseline', 'miou', 'gap', 'gap_cos'}
     assert paired['cwd_gskd']['miou']['mean'] == pytest.approx(2.5)
     assert paired['cwd_gskd-row']['miou']['mean'] == pytest.approx(-1.0)
     assert paired['cwd_gskd-row']['gap']['mean'] == pytest.approx(0.15)
