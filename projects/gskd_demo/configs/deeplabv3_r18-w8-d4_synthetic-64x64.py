@@ -10,12 +10,10 @@ _base_ = [
 # first 10 % of the iterations. Without them some seeds collapsed to the
 # majority class: at initialisation the logits are tiny (conv_seg's std
 # 0.01) and nearly equal across classes at some pixels, where DIST's
-# per-pixel Pearson correlation has a gradient of norm ~1e4 (about 1e4
-# times the task loss's), so the first step blew the logits up and the
-# cross-entropy rose into the hundreds. 30 is above the largest gradient
-# norm that the base recipes (no KD ~1, CIRKD ~5, CWD ~25) reach in
-# normal steps, so the clip binds only on such outliers. Chosen on the
-# base recipes only (no KD, DIST, CWD, CIRKD), never on a GSKD recipe.
+# per-pixel Pearson correlation has a huge gradient. The clip binds only on
+# such outliers; chosen on the base recipes only (no KD, DIST, CWD,
+# CIRKD), never on a GSKD recipe (projects/gskd_demo/README.md, "The
+# students' schedule").
 optim_wrapper = dict(
     clip_grad=dict(_delete_=True, max_norm=30.0, norm_type=2))
 warmup_iters = 100  # 10 % of the schedule's max_iters
