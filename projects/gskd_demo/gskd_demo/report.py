@@ -343,8 +343,8 @@ def resolution_note(summary: dict, study_seeds: int,
         f'The full study: `make study` (python projects/gskd_demo/demo.py '
         f'--study: {study_seeds} seeds, every method, every GSKD variant on '
         f'every base, the balancer included; {total} runs). At this run\'s '
-        f'pace ({pace:.1f} s a run with {workers} worker(s)) about '
-        f'{total * pace / 60:.0f} min, more for the slower CWD and CIRKD '
-        'runs; its measured time: projects/gskd_demo/README.md, "The full '
+        f'pace ({pace:.1f} s a run with {workers} worker(s)) at least '
+        f'{total * pace / 60:.0f} min: its CWD and CIRKD runs are slower. '
+        'Its measured time: projects/gskd_demo/README.md, "The full '
         'study".')
     return '\n'.join(out)
