@@ -160,6 +160,7 @@ class GradientShareBalancerHook(LossGradientHook):
         self._missed: Dict[str, int] = {}
         self._warned: set = set()
         self._restored = False
+        self._modules: Dict[str, torch.nn.Module] = {}
 
     # ------------------------------------------------------------ set-up
     def _losses(self, runner) -> dict:
@@ -190,7 +191,7 @@ class GradientShareBalancerHook(LossGradientHook):
         return out
 
     def before_train(self, runner) -> None:
-        losses = self._losses(runner)
+        losses = self._modules = self._losses(runner)
         if not self._restored:
             self._initial = {
                 n: float(m.loss_weight)
@@ -198,7 +199,7 @@ class GradientShareBalancerHook(LossGradientHook):
             }
             self.weights = dict(self._initial)
             self._log_unit_share = {n: None for n in losses}
-        self._apply(runner, runner.iter)
+        self._apply(runner.iter)
 
     def _terms(self) -> List[str]:
         """The balanced terms' names in a step's loss dict."""
@@ -218,10 +219,10 @@ class GradientShareBalancerHook(LossGradientHook):
             return 1.0
         return (iteration + 1) / self.warmup_iters
 
-    def _apply(self, runner, iteration: int) -> None:
+    def _apply(self, iteration: int) -> None:
         """Set every balanced loss's weight for the given iteration."""
         ramp = self._ramp(iteration)
-        for name, module in self._losses(runner).items():
+        for name, module in self._modules.items():
             module.loss_weight = ramp * self.weights[name]
 
     # ------------------------------------------------------------ training
@@ -230,7 +231,7 @@ class GradientShareBalancerHook(LossGradientHook):
                           batch_idx: int,
                           data_batch=None) -> None:
         if runner.iter < self.warmup_iters:
-            self._apply(runner, runner.iter)
+            self._apply(runner.iter)
         super().before_train_iter(runner, batch_idx, data_batch)
 
     def after_train_iter(self,
@@ -263,7 +264,7 @@ class GradientShareBalancerHook(LossGradientHook):
         """Smooth the measured unit shares and move the weights."""
         norms = self._reduced_norms()
         reference = norms.pop(self.reference_name)
-        losses = self._losses(runner)
+        losses = self._modules
         low, high = self.weight_range
         hub = runner.message_hub
         self._updates += 1
@@ -304,7 +305,7 @@ class GradientShareBalancerHook(LossGradientHook):
             self.history.append(
                 dict(iter=runner.iter, term=name, share=share,
                      weight=bounded * self._ramp(runner.iter + 1)))
-        self._apply(runner, runner.iter + 1)
+        self._apply(runner.iter + 1)
         for name, module in losses.items():
             hub.update_scalar(f'train/balancer/weight/{name}',
                               float(module.loss_weight))
