@@ -134,16 +134,20 @@ def main() -> None:
         raise SystemExit(f'{args.config} is not a distillation config '
                          '(no model.architecture)')
     notes = []
-    crop = tuple(args.crop) if args.crop else recipe_crop(cfg)
+    new_crop = tuple(args.crop) if args.crop else None
+    crop = new_crop or recipe_crop(cfg)
     teacher_ckpt = cfg.model.get('teacher_ckpt')
-    stages = cfg.model.get('discriminator', {}).get('num_stages', 4)
+
+    def stages() -> int:
+        return cfg.model.get('discriminator', {}).get('num_stages', 4)
+
+    recipe_stages = stages()
     # No downloads, and the crop if asked (the same path as the tests').
-    offline_recipe(cfg, tuple(args.crop) if args.crop else None)
-    if 'discriminator' in cfg.model and \
-            cfg.model.discriminator.num_stages != stages:
-        notes.append(f'discriminator: {cfg.model.discriminator.num_stages} '
-                     f'stages instead of {stages} (its logits at crop '
-                     f'{crop[0]}x{crop[1]} are too small for more)')
+    offline_recipe(cfg, new_crop)
+    if stages() != recipe_stages:
+        notes.append(f'discriminator: {stages()} stages instead of '
+                     f'{recipe_stages} (its logits at crop {crop[0]}x'
+                     f'{crop[1]} are too small for more)')
     # Quiet: init_weights logs every parameter at INFO.
     MMLogger.get_current_instance().setLevel('WARNING')
     # Python, numpy (the pipeline's random transforms) and torch.

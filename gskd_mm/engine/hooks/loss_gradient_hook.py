@@ -122,10 +122,6 @@ class LossGradientHook(Hook):
         if self._pending is None:
             return
         self.last, self._pending = self._pending, None
-        self.log_norms(runner)
-
-    def log_norms(self, runner) -> None:
-        """Log :attr:`last` through the runner's MessageHub."""
         hub = runner.message_hub
         for term, norms in self.last.items():
             # 'train/' as the losses: the LogProcessor strips it.
