@@ -102,14 +102,13 @@ def run_toy(hook, model, steps: int, inputs=None):
 
 def unit_share(model, inputs=None) -> float:
     """The toy term's share at loss weight 1, measured directly."""
-    from gskd_mm.apis import term_gradient_norms
+    from gskd_mm.analysis import term_gradient_norms
     loss = model.distiller.distill_losses['loss_kd']
     weight, loss.loss_weight = loss.loss_weight, 1.0
     if inputs is None:
         inputs = torch.randn(8, 4,
                              generator=torch.Generator().manual_seed(1))
-    share = term_gradient_norms(model, model(inputs))['distill.loss_kd'][
-        'share']
+    share = term_gradient_norms(model, model(inputs))['distill.loss_kd'].share
     loss.loss_weight = weight
     return share
 
@@ -125,8 +124,8 @@ def test_weight_reaches_its_target_share_within_the_stated_updates(target):
                                      max_change=2.0)
     needed = math.ceil(abs(math.log(target / u)) / math.log(2.0))
     run_toy(hook, model, needed + 3)
-    weights = [h['weight'] for h in hook.history]
-    shares = [h['share'] for h in hook.history]
+    weights = [h.weight for h in hook.history]
+    shares = [h.share for h in hook.history]
     assert weights[needed - 1] == pytest.approx(target / u, rel=1e-6)
     if needed > 1:  # not there one update earlier
         assert weights[needed - 2] != pytest.approx(target / u, rel=1e-3)
@@ -142,12 +141,12 @@ def test_measures_every_interval_and_logs_weight_and_share():
     model = Toy()
     hook = GradientShareBalancerHook(dict(loss_kd=1.0), interval=3)
     runner = run_toy(hook, model, 7)
-    assert [h['iter'] for h in hook.history] == [2, 5]
+    assert [h.iter for h in hook.history] == [2, 5]
     hub = runner.message_hub
     assert hub.get_scalar('train/balancer/weight/loss_kd').current() == \
         pytest.approx(hook.weights['loss_kd'])
     assert hub.get_scalar('train/balancer/share/loss_kd').current() == \
-        pytest.approx(hook.history[-1]['share'])
+        pytest.approx(hook.history[-1].share)
     # Only the reference and the balanced term are measured.
     assert set(hook.last) == {'student.decode.loss_ce', 'distill.loss_kd'}
 
@@ -201,8 +200,8 @@ def test_weight_stays_within_its_range_and_says_so():
                                      weight_range=(0.5, 8.0))
     run_toy(hook, model, 6)
     assert hook.weights['loss_kd'] == 8.0
-    assert [h['weight'] for h in hook.history] == [2.0, 4.0, 8.0, 8.0, 8.0,
-                                                   8.0]
+    assert [h.weight
+            for h in hook.history] == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
     assert 'loss_kd' in hook._warned  # said once that it is held back
 
 
@@ -214,7 +213,7 @@ def test_a_term_that_never_reaches_the_student_keeps_its_weight():
     run_toy(hook, model, 12)
     assert hook.weights['loss_kd'] == 3.0
     assert model.distiller.distill_losses['loss_kd'].loss_weight == 3.0
-    assert all(h['share'] is None for h in hook.history)
+    assert all(h.share is None for h in hook.history)
     assert len(hook.history) == 12
     assert 'loss_kd' in hook._warned  # warned after 10 measurements
 
@@ -227,7 +226,7 @@ def test_a_term_missing_from_the_step_is_skipped():
     hook = GradientShareBalancerHook(dict(loss_kd=1.0), interval=1)
     run_toy(hook, model, 3)
     assert hook.weights['loss_kd'] == 3.0
-    assert [h['share'] for h in hook.history] == [None] * 3
+    assert [h.share for h in hook.history] == [None] * 3
     assert set(hook.last) == {'student.decode.loss_ce'}
 
 
@@ -329,7 +328,7 @@ def test_balances_a_recipe(path, autocast):
     cfg = recipe(path)
     hook = GradientShareBalancerHook(dict(loss_gskd=1.0), interval=1)
     model = train(cfg, hook, steps=3, autocast=autocast)
-    shares = [h['share'] for h in hook.history]
+    shares = [h.share for h in hook.history]
     assert all(s is not None and s > 0 and math.isfinite(s) for s in shares)
     initial = cfg.model.distiller.distill_losses.loss_gskd.loss_weight
     weight = model.distiller.distill_losses['loss_gskd'].loss_weight
@@ -398,7 +397,7 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
         hook.after_train_iter(runner, i)
         local.append(dict(hook.last))
     torch.save(
-        dict(weights=hook.weights, history=hook.history, local=local,
+        dict(weights=hook.weights, history=list(hook.history), local=local,
              in_use=model.distiller.distill_losses['loss_kd'].loss_weight),
         osp.join(out, f'rank{rank}.pth'))
     # No DDP reducer may outlive the process group (tests/test_gskd_ddp.py).
@@ -415,7 +414,7 @@ def test_ranks_hold_the_same_weights(tmp_path):
         for r in range(WORLD_SIZE)
     ]
     # The local measurements differ ...
-    first = [r['local'][0]['distill.loss_kd']['share'] for r in ranks]
+    first = [r['local'][0]['distill.loss_kd'].share for r in ranks]
     assert first[0] != pytest.approx(first[1], rel=1e-2)
     # ... the weights are the same on both ranks, to the bit ...
     assert ranks[0]['weights'] == ranks[1]['weights']
@@ -424,8 +423,8 @@ def test_ranks_hold_the_same_weights(tmp_path):
     # ... and come from the norms averaged over the ranks.
     norms = [r['local'][0] for r in ranks]
     mean = {
-        t: sum(n[t]['student'] for n in norms) / WORLD_SIZE
+        t: sum(n[t].student for n in norms) / WORLD_SIZE
         for t in norms[0]
     }
     share = mean['distill.loss_kd'] / mean['student.decode.loss_ce']
-    assert ranks[0]['history'][0]['share'] == pytest.approx(share, rel=1e-9)
+    assert ranks[0]['history'][0].share == pytest.approx(share, rel=1e-9)

@@ -10,6 +10,9 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 
+from gskd_mm.utils.metafile import (METHOD_LOSSES, metafile_text,
+                                    recipe_bases, recipe_metafile)
+
 from helpers import load_config
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(__file__)), 'configs', 'gskd')
@@ -110,42 +113,19 @@ def test_recipe_holds_the_table(path):
             f'the fidelity table has no {required} row for {name}')
 
 
-# The losses of each method base (configs/gskd/_base_/methods), as the
-# metafile names them.
-METHOD_LOSSES = {
-    'gskd.py': 'GSKD',
-    'dist.py': 'DIST',
-    'dist_aux.py': 'DIST',
-    'dist_gskd.py': 'DIST + GSKD',
-    'dist_gskd_aux.py': 'DIST + GSKD',
-    'dist_gskd_row_t1_aux.py': 'DIST + GSKD-row-t1',
-    'dist_gskd_row_t1_bal_aux.py': 'DIST + GSKD-row-t1 (balanced)',
-    'cwd.py': 'CWD + KD + adversarial',
-    'cwd_gskd.py': 'CWD + KD + adversarial + GSKD',
-    'cwd_gskd_row_t1_bal.py':
-    'CWD + KD + adversarial + GSKD-row-t1 (balanced)',
-    'cirkd.py': 'CIRKD',
-    'cirkd_gskd.py': 'CIRKD + GSKD',
-    'cirkd_gskd_row_t1_bal.py': 'CIRKD + GSKD-row-t1 (balanced)',
-}
-
-
-def recipe_bases(path: str) -> List[str]:
-    """The ``_base_`` list of a recipe, as written in it."""
-    with open(path) as f:
-        tree = ast.parse(f.read())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(
-                node.targets[0], 'id', None) == '_base_':
-            return [ast.literal_eval(e) for e in node.value.elts]
-    raise AssertionError(f'{path} has no _base_')
-
-
 def test_every_method_base_has_its_losses_named():
     methods = sorted(
         osp.basename(p)
         for p in glob.glob(osp.join(CONFIG_DIR, '_base_', 'methods', '*.py')))
     assert methods == sorted(METHOD_LOSSES)
+
+
+def test_metafile_is_generated_from_the_recipes():
+    with open(osp.join(CONFIG_DIR, 'metafile.yml')) as f:
+        committed = f.read()
+    assert committed == metafile_text(recipe_metafile(CONFIG_DIR)), (
+        'configs/gskd/metafile.yml is out of date: run '
+        'python tools/misc/gen_metafile.py')
 
 
 def test_metafile_entries_are_their_recipes():

@@ -729,7 +729,7 @@ def test_toy_matches_step0_gradient_norms():
         assert matched['grad0'][0] == pytest.approx(target, rel=1e-4)
         # Two steps of GSKD alone bring the structure closer.
         assert matched['gap_change'][0] < 0
-    assert '| authors (length, diag in, T 1) | 10 |' in toy.markdown_table(
+    assert '| authors (length, diag in, T 1) | 10 |' in toy.toy_table(
         rows)
     with pytest.raises(ValueError, match='must include'):
         toy.run_toy([0], steps=1, configs=configs[:1])

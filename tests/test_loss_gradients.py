@@ -18,8 +18,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 
-from gskd_mm.apis import loss_gradient_norms, term_gradient_norms
-from gskd_mm.apis.loss_gradients import weights_for_share
+from gskd_mm.analysis import (loss_gradient_norms, term_gradient_norms,
+                              weights_for_share)
 from gskd_mm.engine import LossGradientHook
 from gskd_mm.testing import generated_batch
 import gskd_mm  # noqa: F401  registers the modules
@@ -112,13 +112,13 @@ def test_connector_only_term_has_no_student_gradient():
         'student.decode.loss_ce', 'distill.loss_connector', 'distill.loss_both'
     ]
     conn = norms['distill.loss_connector']
-    assert conn['student'] == 0 and conn['share'] == 0
-    assert conn['connector.projector'] > 0
+    assert conn.student == 0 and conn.share == 0
+    assert conn.connectors['projector'] > 0
     ce = norms['student.decode.loss_ce']
-    assert ce['student'] > 0 and ce['connector.projector'] == 0
-    assert ce['share'] == 1
+    assert ce.student > 0 and ce.connectors['projector'] == 0
+    assert ce.share == 1
     both = norms['distill.loss_both']  # a list of tensors, summed
-    assert both['student'] > 0 and both['connector.projector'] > 0
+    assert both.student > 0 and both.connectors['projector'] > 0
 
 
 def test_norms_are_those_of_the_term_alone_and_leave_grad_untouched():
@@ -130,14 +130,14 @@ def test_norms_are_those_of_the_term_alone_and_leave_grad_untouched():
     losses['student.decode.loss_ce'].backward()
     expected = torch.linalg.vector_norm(
         torch.stack([p.grad.norm() for p in model.architecture.parameters()]))
-    assert norms['student.decode.loss_ce']['student'] == pytest.approx(
+    assert norms['student.decode.loss_ce'].student == pytest.approx(
         expected.item(), rel=1e-5)
 
 
 def test_reference_is_resolved_or_named_in_the_error():
     model, losses = toy_losses()
     norms = term_gradient_norms(model, losses, reference='loss_both')
-    assert norms['distill.loss_both']['share'] == 1
+    assert norms['distill.loss_both'].share == 1
     with pytest.raises(KeyError, match='decode.loss_kd.*terms of this step'):
         term_gradient_norms(model, losses, reference='decode.loss_kd')
 
@@ -154,7 +154,7 @@ def test_share_is_linear_in_the_loss_weight():
         torch.manual_seed(1)  # the same dropout and GSKD draws each time
         norms = loss_gradient_norms(model, batch)
         shares[weight] = {
-            k: norms[f'distill.{k}']['share']
+            k: norms[f'distill.{k}'].share
             for k in ('loss_gskd', 'loss_dist')
         }
     for term in ('loss_gskd', 'loss_dist'):
@@ -170,7 +170,7 @@ def test_weight_for_a_target_share_gives_that_share():
     batch = generated_batch(2, CROP, num_classes(cfg))
     torch.manual_seed(1)
     norms = loss_gradient_norms(model, batch)
-    weights = weights_for_share(norms, model, target=0.5)
+    weights = weights_for_share(model, norms, target=0.5)
     assert set(weights) == {'distill.loss_gskd', 'distill.loss_dist'}
     # Set the suggested weight: the same draws now give the target share.
     gskd = model.distiller.distill_losses['loss_gskd']
@@ -179,13 +179,13 @@ def test_weight_for_a_target_share_gives_that_share():
     gskd.loss_weight = wanted
     torch.manual_seed(1)
     norms = loss_gradient_norms(model, batch)
-    assert norms['distill.loss_gskd']['share'] == pytest.approx(0.5,
-                                                                rel=1e-4)
+    assert norms['distill.loss_gskd'].share == pytest.approx(
+        0.5, rel=1e-4)
     # A term without gradient gets no suggestion.
     gskd.loss_weight = 0.0
     torch.manual_seed(1)
     norms = loss_gradient_norms(model, batch)
-    assert 'distill.loss_gskd' not in weights_for_share(norms, model, 0.5)
+    assert 'distill.loss_gskd' not in weights_for_share(model, norms, 0.5)
 
 
 # ---------------------------------------------------------------------------
@@ -228,9 +228,11 @@ def test_hook_leaves_training_bit_identical(path):
     assert without.keys() == with_hook.keys()
     for name, value in without.items():
         assert torch.equal(value, with_hook[name]), name
-    # Measured on the 2nd step only; nothing registered on the others.
-    assert hooked == [False, True, False]
-    assert len(hook.seconds) == 1
+    # Measured on the 1st (the initial student) and 2nd steps; nothing
+    # registered on the 3rd.
+    assert hooked == [True, True, False]
+    assert len(hook.seconds) == 2
+    assert hook.initial and hook.initial is not hook.last
     terms = ['student.decode.loss_ce'
              ] + [f'distill.{k}' for k in cfg.model.distiller.distill_losses]
     if 'discriminator' in cfg.model:
@@ -240,10 +242,18 @@ def test_hook_leaves_training_bit_identical(path):
     for term in terms:
         assert hub.get_scalar(f'train/grad_norm/{term}').current() >= 0
         assert hub.get_scalar(f'train/grad_share/{term}').current() == \
-            pytest.approx(hook.last[term]['share'])
-    assert hook.last['distill.loss_gskd']['student'] > 0
+            pytest.approx(hook.last[term].share)
+    assert hook.last['distill.loss_gskd'].student > 0
     assert hub.get_scalar('train/grad_norm/gskd_projector/'
                           'distill.loss_gskd').current() > 0
+
+
+def test_hook_measures_the_first_step_only_when_asked():
+    cfg = recipe(DIST_GSKD)
+    hook = LossGradientHook(interval=2, first=False)
+    _, _, hooked = train(cfg, hook)
+    assert hooked == [False, True, False]
+    assert hook.initial == {} and hook.last
 
 
 def test_hook_rejects_a_bad_interval():
@@ -401,8 +411,8 @@ def test_hook_under_ddp_measures_local_gradients(tmp_path):
         torch.load(tmp_path / f'rank{r}.pth')[True]['norms']
         for r in range(WORLD_SIZE)
     ]
-    assert norms[0]['distill.loss_connector']['connector.projector'] != \
-        norms[1]['distill.loss_connector']['connector.projector']
+    assert norms[0]['distill.loss_connector'].connectors['projector'] != \
+        norms[1]['distill.loss_connector'].connectors['projector']
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
@@ -442,8 +452,8 @@ def test_hook_under_amp_gives_unscaled_norms_and_the_same_step():
     # Half precision changes the networks' outputs a little; a scaled norm
     # would be thousands of times larger.
     term = 'student.decode.loss_ce'
-    assert hook.last[term]['student'] == pytest.approx(fp32[term]['student'],
-                                                       rel=0.1)
+    assert hook.last[term].student == pytest.approx(
+        fp32[term].student, rel=0.1)
 
 
 @pytest.mark.slow

@@ -100,8 +100,8 @@ def make_mydata(root: str, num_classes: int) -> None:
     rng = np.random.default_rng(0)
     for split, count in (('train', 4), ('val', 2)):
         for i in range(count):
-            image, label = region_sample(rng, (64, 96),
-                                         [*range(num_classes), 255])
+            image, label = region_sample((64, 96),
+                                         [*range(num_classes), 255], rng)
             for folder, array in (('img_dir', image), ('ann_dir', label)):
                 os.makedirs(osp.join(root, folder, split), exist_ok=True)
                 Image.fromarray(array).save(

@@ -9,6 +9,8 @@ would replace the editable install's ``gskd_mm/.mim`` symlinks by copies)
 and installed into a folder of its own, which a fresh interpreter then
 uses as a site directory.
 """
+import ast
+import glob
 import importlib
 import json
 import os
@@ -89,13 +91,17 @@ print('installed configs load')
 def test_the_package_imports_no_scaffolding():
     """``import gskd_mm`` (what every recipe's ``custom_imports`` does)
     imports the library only: not the test and benchmark helpers of
-    ``gskd_mm.testing``, and ``models/losses`` holds registered losses
+    ``gskd_mm.testing``, nor inference and figures (``apis``,
+    ``visualization``), and ``models/losses`` holds registered losses
     alone."""
     code = '''
 import sys
 import gskd_mm
 from mmrazor.registry import MODELS
-assert not [m for m in sys.modules if m.startswith('gskd_mm.testing')]
+for scaffolding in ('gskd_mm.testing', 'gskd_mm.apis',
+                    'gskd_mm.visualization'):
+    assert not [m for m in sys.modules if m.startswith(scaffolding)], \
+        scaffolding
 import gskd_mm.models.losses as losses
 for name in losses.__all__:
     assert MODELS.get(name) is getattr(losses, name), name
@@ -114,3 +120,46 @@ print(json.dumps(dict(
             if getattr(getattr(module, loss, None), '__module__',
                        None) == module.__name__
         ], f'models/losses/{name}.py defines no registered loss'
+
+
+def package_imports(path: str) -> set:
+    """The gskd_mm subpackages a module imports (relative or absolute)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    parts = osp.relpath(path, REPO)[:-3].split(osp.sep)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = parts[:len(parts) - node.level]
+            name = '.'.join(base + ([node.module] if node.module else []))
+        elif isinstance(node, ast.ImportFrom):
+            name = node.module
+        elif isinstance(node, ast.Import):
+            name = node.names[0].name
+        else:
+            continue
+        if name.startswith('gskd_mm.'):
+            found.add(name.split('.')[1])
+    return found
+
+
+def test_analysis_imports_only_models_and_utils():
+    """As ``mmengine.analysis``: the engine's hooks and the tools import it,
+    so it imports none of them."""
+    paths = glob.glob(osp.join(REPO, 'gskd_mm', 'analysis', '*.py'))
+    assert paths
+    for path in paths:
+        assert package_imports(path) <= {'analysis', 'models', 'utils'}, path
+
+
+def test_tools_are_thin():
+    """Tools parse arguments and call the package: no function of a tool is
+    over 80 lines."""
+    tools = glob.glob(osp.join(REPO, 'tools', '**', '*.py'), recursive=True)
+    for path in tools:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 80, f'{path}: {node.name} is {length} lines'

@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from gskd_mm.testing import step_benchmark as bench
+from gskd_mm.analysis import step_benchmark as bench
 
 from helpers import run_with_deadline
 

@@ -1,6 +1,7 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """What GSKD compares on one image, computed by the distiller's own loss."""
-from typing import Dict, Tuple
+from dataclasses import dataclass
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -32,10 +33,55 @@ def find_gskd_loss(model: BaseModel) -> Tuple[str, GSKDLoss]:
                      'config of a recipe with GSKD')
 
 
+@dataclass
+class GSKDView:
+    """What GSKD compares on one image (see :func:`gskd_view`).
+
+    Attributes:
+        image (np.ndarray): (H, W, 3) RGB image, padded as the model sees
+            it.
+        labels (np.ndarray): (H, W) labels (or the teacher's prediction).
+        feat_valid (np.ndarray): (h, w) mask of the pixels that may be
+            sampled.
+        index (np.ndarray): (B,) sampled pixels (flat, at h x w).
+        sample_class (np.ndarray): (B,) the class of each sample.
+        classes (np.ndarray): The present classes, ascending.
+        V_t (np.ndarray): (B, B) the teacher's self-similarity.
+        V_s (np.ndarray): (B, B) the student's self-similarity.
+        desc_t (np.ndarray): (G, B, S) the teacher's descriptors (a partial
+            last group's missing columns are NaN).
+        desc_s (np.ndarray): (G, B, S) the student's descriptors.
+        desc_kl (np.ndarray): (G,) their weighted KL terms.
+        loss (float): The mean of ``desc_kl``.
+        loss_reference (float): What ``GSKDLoss`` returns for the same
+            draws: the same value.
+        num_samples (int): GSKD's N.
+        tau (float): Its temperature.
+        loss_weight (float): Its weight.
+        pseudo_labels (bool): Whether ``labels`` are the teacher's
+            prediction (the sample had no ``gt_sem_seg``).
+    """
+    image: np.ndarray
+    labels: np.ndarray
+    feat_valid: np.ndarray
+    index: np.ndarray
+    sample_class: np.ndarray
+    classes: np.ndarray
+    V_t: np.ndarray
+    V_s: np.ndarray
+    desc_t: np.ndarray
+    desc_s: np.ndarray
+    desc_kl: np.ndarray
+    loss: float
+    loss_reference: float
+    num_samples: int
+    tau: float
+    loss_weight: float
+    pseudo_labels: bool
+
+
 @torch.no_grad()
-def gskd_view(model: BaseModel,
-              sample: dict,
-              seed: int = 0) -> Dict[str, np.ndarray]:
+def gskd_view(model: BaseModel, sample: dict, seed: int = 0) -> GSKDView:
     """Compute what GSKD compares for one image.
 
     Student and teacher run as in training (inside the distiller's
@@ -52,15 +98,8 @@ def gskd_view(model: BaseModel,
         seed (int): Seed of the random sampling and shuffling.
 
     Returns:
-        dict: numpy arrays: ``image`` (H, W, 3) RGB, ``labels`` (H, W),
-        ``feat_valid`` (h, w) mask of the pixels that may be sampled,
-        ``index`` (B,) sampled pixels (flat, at h x w), ``sample_class``
-        (B,), ``classes`` (present classes, ascending), ``V_t`` and ``V_s``
-        (B, B), ``desc_t`` and ``desc_s`` (G, B, S) descriptors,
-        ``desc_kl`` (G,) their weighted KL terms; floats ``loss`` (the mean
-        of ``desc_kl``), ``loss_reference`` (what ``GSKDLoss`` returns for
-        the same draws: the same value), ``num_samples``, ``tau``,
-        ``loss_weight``; bool ``pseudo_labels``.
+        GSKDView: The image, the samples, both self-similarity maps, the
+        descriptors and their KL terms.
 
     Raises:
         ValueError: If the distiller has no ``GSKDLoss``, or if no pixel of
@@ -110,7 +149,7 @@ def gskd_view(model: BaseModel,
     padded = np.zeros(tuple(inputs.shape[-2:]) + (3, ), dtype=np.uint8)
     padded[:image.shape[0], :image.shape[1]] = image
     present = torch.nonzero(steps.counts[0] > 0)[:, 0].numpy()
-    return dict(
+    return GSKDView(
         image=padded,
         labels=labels[0].numpy(),
         feat_valid=steps.valid[0].view(

@@ -38,9 +38,9 @@ __all__ = [
 ]
 
 
-def region_sample(rng: np.random.Generator,
-                  size: Tuple[int, int],
+def region_sample(size: Tuple[int, int],
                   labels: Sequence[int],
+                  rng: np.random.Generator,
                   num_blobs: int = 4) -> Tuple[np.ndarray, np.ndarray]:
     """An (h, w, 3) uint8 image and its (h, w) uint8 label map.
 
@@ -50,9 +50,9 @@ def region_sample(rng: np.random.Generator,
     set), to which a gradient and noise are added.
 
     Args:
-        rng (np.random.Generator): Source of randomness.
         size (tuple[int, int]): (h, w).
         labels (Sequence[int]): Label values to draw from.
+        rng (np.random.Generator): Source of randomness.
         num_blobs (int): Number of foreground shapes. Defaults to 4.
 
     Returns:
@@ -114,7 +114,7 @@ def generated_batch(num_images: int,
     h, w = size
     batch: Dict[str, list] = dict(inputs=[], data_samples=[])
     for _ in range(num_images):
-        image, label = region_sample(rng, size, range(num_classes))
+        image, label = region_sample(size, range(num_classes), rng)
         label[-max(h // 8, 1):] = ignore_index
         batch['inputs'].append(
             torch.from_numpy(np.ascontiguousarray(
@@ -164,8 +164,8 @@ def make_cityscapes(root: str,
     for split, cities in splits.items():
         for i, city in enumerate(cities):
             stem = f'{city}_000000_{i + 19:06d}'
-            image, label = region_sample(
-                rng, size, range(CITYSCAPES_NUM_CLASSES))
+            image, label = region_sample(size, range(CITYSCAPES_NUM_CLASSES),
+                                         rng)
             label[-max(size[0] // 8, 1):] = IGNORE_INDEX
             _save(image,
                   osp.join(root, 'leftImg8bit', split, city,
@@ -206,8 +206,8 @@ def make_ade20k(root: str,
                                  ('validation', 'val', num_val)):
         for i in range(count):
             stem = f'ADE_{prefix}_{i + 1:08d}'
-            image, label = region_sample(rng, sizes[i % len(sizes)],
-                                         labels)
+            image, label = region_sample(sizes[i % len(sizes)], labels,
+                                         rng)
             _save(image, osp.join(root, 'images', split, f'{stem}.jpg'),
                   quality=95)
             _save(label, osp.join(root, 'annotations', split, f'{stem}.png'))
@@ -243,8 +243,8 @@ def make_coco_stuff164k(root: str,
     for split, count in (('train2017', num_train), ('val2017', num_val)):
         for i in range(count):
             stem = f'{i + 1:012d}'
-            image, label = region_sample(rng, sizes[i % len(sizes)],
-                                         labels)
+            image, label = region_sample(sizes[i % len(sizes)], labels,
+                                         rng)
             _save(image, osp.join(root, 'images', split, f'{stem}.jpg'),
                   quality=95)
             _save(label,
@@ -307,8 +307,8 @@ def make_voc12aug(root: str,
             serial += 1
             name = f'2007_{serial:06d}'
             lists[split].append(name)
-            image, label = region_sample(rng, sizes[serial % len(sizes)],
-                                         range(VOC_NUM_CLASSES))
+            image, label = region_sample(sizes[serial % len(sizes)],
+                                         range(VOC_NUM_CLASSES), rng)
             _save(image, osp.join(voc, 'JPEGImages', f'{name}.jpg'),
                   quality=95)
             _save(label,

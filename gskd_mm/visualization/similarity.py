@@ -1,6 +1,6 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Figures of segmentation labels and of what GSKD compares."""
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib import pyplot as plt
@@ -8,6 +8,9 @@ from matplotlib.gridspec import GridSpec
 from matplotlib.patches import Patch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+
+if TYPE_CHECKING:
+    from ..apis import GSKDView
 
 SIM_CMAP = 'viridis'
 DIFF_CMAP = 'PuOr_r'
@@ -68,7 +71,7 @@ def _mark_classes(ax: plt.Axes,
         ax.set_xticklabels(names, fontsize=8, rotation=45, ha='right')
 
 
-def plot_gskd_similarity(result: Dict[str, np.ndarray],
+def plot_gskd_similarity(result: 'GSKDView',
                          class_names: Sequence[str],
                          palette: Sequence[Sequence[int]],
                          out_file: str,
@@ -77,7 +80,7 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
     """Draw the figure of :func:`gskd_mm.apis.gskd_view`'s result.
 
     Args:
-        result (dict): Output of :func:`gskd_mm.apis.gskd_view`.
+        result (GSKDView): Output of :func:`gskd_mm.apis.gskd_view`.
         class_names (Sequence[str]): Names of the classes.
         palette (Sequence): RGB colour of every class.
         out_file (str): PNG file to write.
@@ -87,15 +90,15 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
     Returns:
         str: ``out_file``.
     """
-    n = result['num_samples']
-    classes = result['classes']
-    image, labels = result['image'], result['labels']
-    h, w = result['feat_valid'].shape
+    n = result.num_samples
+    classes = result.classes
+    image, labels = result.image, result.labels
+    h, w = result.feat_valid.shape
     scale_y, scale_x = image.shape[0] / h, image.shape[1] / w
-    num_desc = min(num_descriptors, len(result['desc_t']))
+    num_desc = min(num_descriptors, len(result.desc_t))
     # One colour scale for every similarity panel: up to 1 (the diagonal),
     # down to the lowest similarity of either network.
-    vmin = min(0.0, float(result['V_t'].min()), float(result['V_s'].min()))
+    vmin = min(0.0, float(result.V_t.min()), float(result.V_s.min()))
 
     fig = plt.figure(figsize=(21, 10.5))
     top = GridSpec(
@@ -112,14 +115,14 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
     # Image with the sampled pixels.
     ax = fig.add_subplot(top[0])
     ax.imshow(image)
-    rows, cols = np.divmod(result['index'], w)
+    rows, cols = np.divmod(result.index, w)
     ax.scatter(
         (cols + 0.5) * scale_x - 0.5, (rows + 0.5) * scale_y - 0.5,
-        c=np.asarray(palette)[result['sample_class']] / 255,
+        c=np.asarray(palette)[result.sample_class] / 255,
         s=36,
         edgecolors='k',
         linewidths=0.8)
-    ax.set_title(f'image and the {len(result["index"])} sampled pixels\n'
+    ax.set_title(f'image and the {len(result.index)} sampled pixels\n'
                  f'({n} per class; colour = class)')
     ax.set_xlabel('x (pixels)')
     ax.set_ylabel('y (pixels)')
@@ -127,12 +130,12 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
     # Labels, darkened where nothing may be sampled.
     ax = fig.add_subplot(top[1])
     ax.imshow(colorize(labels, palette))
-    blocked = np.kron(~result['feat_valid'],
+    blocked = np.kron(~result.feat_valid,
                       np.ones((int(scale_y), int(scale_x))))
     ax.imshow(
         np.zeros(blocked.shape + (4, )) + [0, 0, 0, 0.55] * blocked[..., None],
         interpolation='nearest')
-    which = 'teacher prediction' if result['pseudo_labels'] else 'labels'
+    which = 'teacher prediction' if result.pseudo_labels else 'labels'
     ax.set_title(f'{which} at {h}x{w} feature stride;\n'
                  'dark: not sampled (ignored / teacher wrong)')
     ax.set_xlabel('x (pixels)')
@@ -145,11 +148,12 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
         fontsize=8)
 
     # Self-similarity maps and their difference.
-    b = len(result['index'])
-    maps = (('V_t', 'teacher $V_t$'), ('V_s', 'student $V_s$ (projected)'))
-    for k, (key, name) in enumerate(maps):
+    b = len(result.index)
+    maps = ((result.V_t, 'teacher $V_t$'),
+            (result.V_s, 'student $V_s$ (projected)'))
+    for k, (matrix, name) in enumerate(maps):
         ax = fig.add_subplot(top[2 + k])
-        im = ax.imshow(result[key], cmap=SIM_CMAP, vmin=vmin, vmax=1)
+        im = ax.imshow(matrix, cmap=SIM_CMAP, vmin=vmin, vmax=1)
         _mark_classes(ax, classes, n, class_names)
         ax.set_title(f'{name}: cosine similarity\n'
                      f'of the {b} samples ({b}x{b})')
@@ -158,7 +162,7 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
             ax.set_ylabel('sample (grouped by class)')
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='cosine')
     ax = fig.add_subplot(top[4])
-    diff = result['V_s'] - result['V_t']
+    diff = result.V_s - result.V_t
     lim = max(float(np.abs(diff).max()), 1e-6)
     im = ax.imshow(diff, cmap=DIFF_CMAP, vmin=-lim, vmax=lim)
     _mark_classes(ax, classes, n, class_names)
@@ -179,11 +183,11 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
         wspace=0.5,
         width_ratios=[1] * (2 * num_desc) + [0.08])
     for g in range(num_desc):
-        for k, (key, who) in enumerate(
-            (('desc_t', 'teacher'), ('desc_s', 'student'))):
+        pairs = ((result.desc_t, 'teacher'), (result.desc_s, 'student'))
+        for k, (descriptors, who) in enumerate(pairs):
             ax = fig.add_subplot(bottom[2 * g + k])
             im = ax.imshow(
-                result[key][g],
+                descriptors[g],
                 cmap=SIM_CMAP,
                 vmin=vmin,
                 vmax=1,
@@ -194,19 +198,19 @@ def plot_gskd_similarity(result: Dict[str, np.ndarray],
                 ax.set_yticklabels([])
             ax.set_title(
                 f'descriptor {g + 1}, {who}' +
-                (f'\nKL term {result["desc_kl"][g]:.3g}' if k else '\n'),
+                (f'\nKL term {result.desc_kl[g]:.3g}' if k else '\n'),
                 fontsize=10)
             ax.set_xlabel('shuffled column')
-            width = result[key].shape[2]
+            width = descriptors.shape[2]
             ax.set_xticks(np.arange(0, width, max(1, width // 5)))
     fig.colorbar(im, cax=fig.add_subplot(bottom[-1]), label='cosine')
 
     lines = [title] if title else []
     lines.append(
         f'GSKD on this image: {len(classes)} class(es) x N={n} samples, '
-        f'{len(result["desc_t"])} descriptors of {result["desc_t"].shape[2]}'
-        f' columns (row-wise shuffled); T={result["tau"]:g}, weight '
-        f'{result["loss_weight"]:g}: loss = {result["loss"]:.4g}')
+        f'{len(result.desc_t)} descriptors of {result.desc_t.shape[2]}'
+        f' columns (row-wise shuffled); T={result.tau:g}, weight '
+        f'{result.loss_weight:g}: loss = {result.loss:.4g}')
     fig.suptitle('\n'.join(lines), fontsize=13)
     fig.text(
         0.5,

@@ -51,7 +51,7 @@ matplotlib.use('Agg')
 from mmengine.logging import print_log  # noqa: E402
 
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
-    GSKD_VARIANTS, LOGGER, METHODS, QUICK_METHODS, draw_figures,
+    GSKD_VARIANTS, LOGGER, METHODS, QUICK_METHODS, DemoSummary, draw_figures,
     markdown_table, paired_differences, resolution_note, run_demo,
     setup_process, study_methods, sweep_methods)
 
@@ -163,10 +163,10 @@ def main() -> None:
     start = time.perf_counter()
     if args.plot_only:
         with open(results) as f:
-            summary = json.load(f)
+            summary = DemoSummary.from_json(json.load(f))
         # The comparisons of this version of the demo, from the runs.
-        summary['paired'] = paired_differences(
-            {k: m['runs'] for k, m in summary['methods'].items()})
+        summary.paired = paired_differences(
+            {k: m.runs for k, m in summary.methods.items()})
     else:
         summary = run_demo(methods, args.seeds, args.iters,
                            args.teacher_iters, args.batch_size,
@@ -174,23 +174,23 @@ def main() -> None:
                            args.num_val, args.out_dir, args.log_level,
                            args.workers)
         with open(results, 'w') as f:  # kept should a figure fail
-            json.dump(summary, f, indent=2)
+            json.dump(summary.to_json(), f, indent=2)
     print_log('Figures ...', logger=LOGGER)
     # The sweep's and the study's many methods: no per-method panels.
-    summary['figures'] = draw_figures(summary, args.out_dir,
-                                      per_method=mode is None)
+    summary.figures = draw_figures(summary, args.out_dir,
+                                   per_method=mode is None)
     if not args.plot_only:
-        summary['total_wall_s'] = time.perf_counter() - start
+        summary.total_wall_s = time.perf_counter() - start
 
     table = markdown_table(summary)
     with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
         f.write(table)
     with open(results, 'w') as f:
-        json.dump(summary, f, indent=2)
+        json.dump(summary.to_json(), f, indent=2)
     print_log('\n' + table, logger=LOGGER)
     print_log(
         f'Wrote {args.out_dir}/results.{{md,json}}' + ''.join(
-            f', {osp.basename(p)}' for p in summary['figures'].values()),
+            f', {osp.basename(p)}' for p in summary.figures.values()),
         logger=LOGGER)
     if mode is None:
         print_log(

@@ -13,7 +13,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
 from mmrazor.registry import MODELS
 
-from gskd_mm.testing import generated_batch, offline_recipe
+from gskd_mm.analysis import offline_recipe
+from gskd_mm.testing import generated_batch
 from gskd_mm.utils import register_all_modules
 
 # The CPU demo's small teacher and student (projects/gskd_demo).
@@ -67,7 +68,7 @@ def shrink_recipe(cfg: Config,
                   sync_bn_to_bn: bool = False,
                   data_root: Optional[str] = None) -> Config:
     """Make a distillation recipe runnable on a CPU in tests: the package's
-    :func:`~gskd_mm.testing.offline_recipe`, at a 64 x 64 crop by default.
+    :func:`~gskd_mm.analysis.offline_recipe`, at a 64 x 64 crop by default.
 
     Args:
         cfg (Config): A loaded recipe; modified in place.

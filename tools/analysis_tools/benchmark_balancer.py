@@ -23,6 +23,7 @@ Example::
         --steps 20 --out balancer.json
 """
 import argparse
+import dataclasses
 import json
 import os.path as osp
 import tempfile
@@ -30,9 +31,10 @@ import tempfile
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from gskd_mm.analysis import offline_recipe
+from gskd_mm.analysis.step_benchmark import load_recipe, time_measured_steps
 from gskd_mm.engine import GradientShareBalancerHook
-from gskd_mm.testing import generated_batch, make_cityscapes, offline_recipe
-from gskd_mm.testing.step_benchmark import load_recipe, time_balancer
+from gskd_mm.testing import generated_batch, make_cityscapes
 from gskd_mm.utils import register_all_modules
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -101,12 +103,13 @@ def main() -> None:
                 cfg, batch = cityscapes_setting(
                     osp.join(tmp, 'cityscapes'), args.crop)
                 steps = args.steps or 3
-            hook_cfg = dict(targets=dict(loss_gskd=1.0))
-            times = time_balancer(cfg, hook_cfg, steps, args.device, batch)
-            times['overhead_at_default_interval'] = (
-                times['measured'] - times['plain']) / (
-                    interval * times['plain'])
-            times.update(steps=steps, interval=interval)
+            hook = GradientShareBalancerHook(dict(loss_gskd=1.0), interval=1)
+            timing = time_measured_steps(cfg, hook, steps, args.device, batch)
+            times = dict(
+                dataclasses.asdict(timing),
+                overhead_at_default_interval=timing.overhead(interval),
+                steps=steps,
+                interval=interval)
             results[setting] = times
             print_log(
                 f'{setting}: plain step {times["plain"]:.3f} s, measured '

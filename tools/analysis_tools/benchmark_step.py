@@ -26,12 +26,13 @@ Example::
     python tools/analysis_tools/benchmark_step.py configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py --device cuda
     python tools/analysis_tools/benchmark_step.py CONFIG --crop 128 256 --batch 2  # CPU
 
-The work is done by :mod:`gskd_mm.testing.step_benchmark`, on the data of
+The work is done by :mod:`gskd_mm.analysis.step_benchmark`, on the data of
 :func:`gskd_mm.testing.make_cityscapes` (the tests' Cityscapes writer), with
-the recipe run offline by :func:`gskd_mm.testing.offline_recipe`.
+the recipe run offline by :func:`gskd_mm.analysis.offline_recipe`.
 """  # noqa: E501
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -41,10 +42,12 @@ import tempfile
 import torch
 from mmengine.logging import print_log
 
+from gskd_mm.analysis.step_benchmark import (AMP_DTYPES, CITYSCAPES_SIZE,
+                                             PRECISIONS, STUDENT_ALONE,
+                                             load_recipe, sibling_recipes,
+                                             time_steps, time_teacher_forward)
+from gskd_mm.engine import enable_amp
 from gskd_mm.testing import make_cityscapes
-from gskd_mm.testing.step_benchmark import (CITYSCAPES_SIZE, PRECISIONS,
-                                            load_recipe, sibling_recipes,
-                                            time_steps, time_teacher_forward)
 from gskd_mm.utils import register_all_modules
 
 
@@ -90,12 +93,16 @@ def child(args: argparse.Namespace) -> dict:
     crop = tuple(args.crop) if args.crop else None
     if args.only == 'teacher':
         cfg = load_recipe(args.config, args.data_root, args.batch, crop)
-        return time_teacher_forward(cfg, args.device, args.repeats)
+        return dataclasses.asdict(
+            time_teacher_forward(cfg, args.device, args.repeats))
     method, precision = args.only.split(':')
     config = sibling_recipes(args.config, [method])[method]
     cfg = load_recipe(config, args.data_root, args.batch, crop)
-    return time_steps(cfg, method, precision, args.device,
-                            args.repeats)
+    if precision != 'fp32' and args.device.startswith('cuda'):
+        enable_amp(cfg, AMP_DTYPES[precision])  # as tools/train.py --amp
+    return dataclasses.asdict(
+        time_steps(cfg, method == STUDENT_ALONE, precision, args.device,
+                   args.repeats))
 
 
 def isolated(args: argparse.Namespace, only: str) -> dict:

@@ -15,11 +15,12 @@ projector and sees the same sampling draws.
 Reported per configuration, mean +- sd over seeds:
 
 - the norm of GSKD's gradient on the projector at step 0;
-- the change of the *structural gap*: the authors' loss (``'length'``,
-  diagonal in, T = 1, weight 1, N = 8, S = -1) between the projected student
-  and the teacher, on fixed sampling draws;
-- the change of the mean absolute difference between the teacher's and the
-  student's cosine self-similarity matrices on fixed pixels.
+- the change of the *structural gap* between the projected student and the
+  teacher (:func:`gskd_mm.analysis.structural_gap`, the CPU demo's metric),
+  on fixed sampling draws: its KL (the authors' loss: ``'length'``,
+  diagonal in, T = 1, weight 1, N = 8, S = -1) and its cosine difference
+  (the mean absolute difference of the two cosine self-similarity
+  matrices on the sampled pixels).
 
 Example::
 
@@ -37,6 +38,7 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 from torch import Tensor
 
+from gskd_mm.analysis import markdown_table, structural_gap
 from gskd_mm.models.losses import GSKDLoss
 
 # (name, normalize, exclude_diagonal, tau); the first is the authors' loss.
@@ -62,8 +64,7 @@ def make_toy(seed: int,
              channels_T: int = 32,
              channels_S: int = 64,
              spread: float = 0.15,
-             noise: float = 0.1,
-             num_pixels: int = 256) -> Dict[str, Tensor]:
+             noise: float = 0.1) -> Dict[str, Tensor]:
     """Fixed teacher and student features with class structure.
 
     Args:
@@ -77,14 +78,11 @@ def make_toy(seed: int,
             per channel, before normalisation. Defaults to 0.15.
         noise (float): Std of the noise added to the student's features,
             per channel. Defaults to 0.1.
-        num_pixels (int): Pixels per image for the self-similarity metric.
-            Defaults to 256.
 
     Returns:
         dict[str, Tensor]: ``feat_T`` (N, C_t, h, w) unit vectors,
         ``feat_S`` (N, C_s, h, w), ``labels`` (N, h, w), ``logits_T``
-        (N, K, h, w) that predict the labels, ``pixels`` (N, num_pixels)
-        fixed pixel indices.
+        (N, K, h, w) that predict the labels.
     """
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, num_classes, (num_imgs, size, size),
@@ -97,16 +95,11 @@ def make_toy(seed: int,
     mixing = torch.randn(channels_S, channels_T, generator=gen)
     feat_S = torch.einsum('st,nthw->nshw', mixing, feat_T) + noise * \
         torch.randn(num_imgs, channels_S, size, size, generator=gen)
-    pixels = torch.stack([
-        torch.randperm(size * size, generator=gen)[:num_pixels]
-        for _ in range(num_imgs)
-    ])
     return dict(
         feat_T=feat_T,
         feat_S=feat_S,
         labels=labels,
-        logits_T=F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float(),
-        pixels=pixels)
+        logits_T=F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float())
 
 
 def make_projector(toy: Dict[str, Tensor], seed: int) -> nn.Conv2d:
@@ -117,43 +110,29 @@ def make_projector(toy: Dict[str, Tensor], seed: int) -> nn.Conv2d:
             toy['feat_S'].shape[1], toy['feat_T'].shape[1], 1, bias=False)
 
 
-@torch.no_grad()
 def structure_metrics(projector: nn.Module, toy: Dict[str, Tensor],
                       gap_seeds: Sequence[int] = (0, 1, 2, 3)
                       ) -> Tuple[float, float]:
-    """The fixed structure metrics of the projected student.
+    """The structural gap of the projected student, on fixed draws.
 
     Args:
         projector (nn.Module): The projector.
         toy (dict[str, Tensor]): Output of :func:`make_toy`.
-        gap_seeds (Sequence[int]): Sampling seeds of the structural gap,
-            averaged. Defaults to (0, 1, 2, 3).
+        gap_seeds (Sequence[int]): Seeds of the draws, averaged. Defaults
+            to (0, 1, 2, 3).
 
     Returns:
-        tuple[float, float]: The structural gap (the authors' GSKD loss,
-        weight 1, on fixed draws) and the mean absolute difference of the
-        teacher's and student's cosine self-similarity on fixed pixels.
+        tuple[float, float]: The mean over the draws of the structural gap
+        KL (GSKD's descriptor KL at T 1, the authors' normalisation) and
+        cosine difference (:func:`gskd_mm.analysis.structural_gap`).
     """
-    student = projector(toy['feat_S'])
-    authors = GSKDLoss(valid_mask='labeled')
-    gaps = []
-    for seed in gap_seeds:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            gaps.append(
-                float(
-                    authors(student, toy['feat_T'], toy['logits_T'],
-                            toy['labels'])))
-    index = toy['pixels'][:, None, :]
-
-    def self_similarity(feats: Tensor) -> Tensor:
-        flat = feats.flatten(2)
-        picked = flat.gather(2, index.expand(-1, flat.shape[1], -1))
-        picked = F.normalize(picked, dim=1)
-        return picked.transpose(1, 2) @ picked
-
-    diff = self_similarity(student) - self_similarity(toy['feat_T'])
-    return mean(gaps), float(diff.abs().mean())
+    with torch.no_grad():
+        student = projector(toy['feat_S'])
+    gaps = [
+        structural_gap(student, toy['feat_T'], toy['logits_T'],
+                       toy['labels'], seed) for seed in gap_seeds
+    ]
+    return mean(g.kl for g in gaps), mean(g.cos for g in gaps)
 
 
 def train(toy: Dict[str, Tensor],
@@ -181,8 +160,9 @@ def train(toy: Dict[str, Tensor],
 
     Returns:
         dict[str, float]: ``grad0`` the gradient norm at step 0; ``gap0``,
-        ``gap1``, ``mad0``, ``mad1`` the structure metrics before and after
-        training (see :func:`structure_metrics`).
+        ``gap1``, ``cos0``, ``cos1`` the structural gap's KL and cosine
+        difference before and after training (see
+        :func:`structure_metrics`).
     """
     projector = make_projector(toy, seed)
     loss = GSKDLoss(
@@ -195,7 +175,7 @@ def train(toy: Dict[str, Tensor],
         exclude_diagonal=exclude_diagonal)
     optimizer = torch.optim.SGD(
         projector.parameters(), lr=lr, momentum=momentum)
-    gap0, mad0 = structure_metrics(projector, toy)
+    gap0, cos0 = structure_metrics(projector, toy)
     grad0 = float('nan')
     with torch.random.fork_rng():
         torch.manual_seed(10_000 + seed)
@@ -206,8 +186,19 @@ def train(toy: Dict[str, Tensor],
             if step == 0:
                 grad0 = float(projector.weight.grad.norm())
             optimizer.step()
-    gap1, mad1 = structure_metrics(projector, toy)
-    return dict(grad0=grad0, gap0=gap0, gap1=gap1, mad0=mad0, mad1=mad1)
+    gap1, cos1 = structure_metrics(projector, toy)
+    return dict(grad0=grad0, gap0=gap0, gap1=gap1, cos0=cos0, cos1=cos1)
+
+
+def add_run(row: Dict, weight: float, result: Dict[str, float]) -> None:
+    """Append one seed's run of a configuration to its table row."""
+    for key, value in (('weight', weight), ('grad0', result['grad0']),
+                       ('gap0', result['gap0']), ('cos0', result['cos0']),
+                       ('gap_change',
+                        100 * (result['gap1'] / result['gap0'] - 1)),
+                       ('cos_change',
+                        100 * (result['cos1'] / result['cos0'] - 1))):
+        row.setdefault(key, []).append(value)
 
 
 def run_toy(seeds: Sequence[int],
@@ -235,8 +226,8 @@ def run_toy(seeds: Sequence[int],
     Returns:
         list[dict]: One row per configuration and weighting: ``name``,
         ``weighting`` ('common' or 'matched'), and per seed lists
-        ``weight``, ``grad0``, ``gap_change`` and ``mad_change`` (percent),
-        ``gap0``, ``mad0``.
+        ``weight``, ``grad0``, ``gap_change`` and ``cos_change`` (percent),
+        ``gap0``, ``cos0``.
     """
     configs = configs or CONFIGS
     if TARGET not in [c[0] for c in configs]:
@@ -251,26 +242,15 @@ def run_toy(seeds: Sequence[int],
         for name, normalize, exclude, tau in configs:
             common[name] = train(toy, seed, normalize, exclude, tau, weight,
                                  steps, lr, momentum)
+            add_run(rows[(name, 'common')], weight, common[name])
             bar.update()
         target = common[TARGET]['grad0'] / weight
-        matched = {}
         for name, normalize, exclude, tau in configs:
-            w = weight * target / common[name]['grad0']
-            matched[name] = (w, train(toy, seed, normalize, exclude, tau, w,
-                                      steps, lr, momentum))
+            matched = weight * target / common[name]['grad0']
+            add_run(rows[(name, 'matched')], matched,
+                    train(toy, seed, normalize, exclude, tau, matched, steps,
+                          lr, momentum))
             bar.update()
-        for name, *_ in configs:
-            for kind, (w, result) in (('common', (weight, common[name])),
-                                      ('matched', matched[name])):
-                row = rows[(name, kind)]
-                for key, value in (
-                    ('weight', w), ('grad0', result['grad0']),
-                    ('gap0', result['gap0']), ('mad0', result['mad0']),
-                    ('gap_change',
-                     100 * (result['gap1'] / result['gap0'] - 1)),
-                    ('mad_change',
-                     100 * (result['mad1'] / result['mad0'] - 1))):
-                    row.setdefault(key, []).append(value)
     return list(rows.values())
 
 
@@ -281,19 +261,14 @@ def _stat(values: List[float], fmt: str) -> str:
     return f'{format(mean(values), fmt)} ± {format(stdev(values), fmt)}'
 
 
-def markdown_table(rows: List[Dict]) -> str:
+def toy_table(rows: List[Dict]) -> str:
     """The rows of :func:`run_toy` as a markdown table."""
-    lines = [
-        '| configuration | weight | grad norm at step 0 | '
-        'structural gap change (%) | self-similarity MAD change (%) |',
-        '|---|---|---|---|---|',
-    ]
-    for row in rows:
-        lines.append(f"| {row['name']} | {_stat(row['weight'], '.3g')} | "
-                     f"{_stat(row['grad0'], '.3g')} | "
-                     f"{_stat(row['gap_change'], '.2f')} | "
-                     f"{_stat(row['mad_change'], '.2f')} |")
-    return '\n'.join(lines)
+    return markdown_table(
+        ['configuration', 'weight', 'grad norm at step 0',
+         'structural gap KL change (%)', 'structural gap cos change (%)'],
+        [[row['name'], _stat(row['weight'], '.3g'),
+          _stat(row['grad0'], '.3g'), _stat(row['gap_change'], '.2f'),
+          _stat(row['cos_change'], '.2f')] for row in rows])
 
 
 def parse_args() -> argparse.Namespace:
@@ -317,15 +292,15 @@ def main() -> None:
     start = time.perf_counter()
     rows = run_toy(
         range(args.seeds), args.weight, args.steps, args.lr, args.momentum)
-    table = markdown_table(rows)
+    table = toy_table(rows)
     gap0 = rows[0]['gap0']
-    mad0 = rows[0]['mad0']
+    cos0 = rows[0]['cos0']
     print()
     print(table)
     print_log(
         f'{args.seeds} seeds, {args.steps} steps, SGD lr {args.lr} momentum '
-        f'{args.momentum}; before training: structural gap '
-        f'{_stat(gap0, ".3g")}, self-similarity MAD {_stat(mad0, ".3g")}; '
+        f'{args.momentum}; before training: structural gap KL '
+        f'{_stat(gap0, ".3g")}, cos {_stat(cos0, ".3g")}; '
         f'{time.perf_counter() - start:.0f} s', logger='current')
     if args.out:
         with open(args.out, 'w') as f:

@@ -4,8 +4,8 @@
 For every loss term of a training step (the student's losses and every
 distillation loss), the L2 norm of its gradient over the student's
 parameters, its share of the task loss's (the decode head's cross-entropy)
-and its gradient norm over each connector (:mod:`gskd_mm.apis.loss_gradients`).
-A term whose share is under about 1 % barely steers the student (see
+and its gradient norm over each connector (:mod:`gskd_mm.analysis`). A term
+whose share is under about 1 % barely steers the student (see
 docs/en/user_guides/loss_gradients.md).
 
 It runs on the recipe's training data when its ``data_root`` exists (or is
@@ -26,21 +26,34 @@ Example::
         model.distiller.distill_losses.loss_gskd.valid_mask=labeled
 """  # noqa: E501
 import argparse
+import itertools
 import os.path as osp
 import time
+from dataclasses import dataclass
+from typing import Iterator, List
 
 import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
-from mmengine.runner import set_random_seed
+from mmengine.runner import Runner, set_random_seed
 
-from gskd_mm.apis.loss_gradients import (STUDENT, average_norms, format_norms,
-                                         loss_terms, term_gradient_norms,
-                                         weights_for_share)
-from gskd_mm.testing import (build_offline_distiller, generated_batch,
-                             offline_recipe, recipe_crop)
+from gskd_mm.analysis import (OfflineDistiller, TermGradients,
+                              average_gradients, build_offline_distiller,
+                              discriminator_stages, gradient_table,
+                              loss_terms, offline_recipe, percent,
+                              recipe_crop, term_gradient_norms,
+                              weights_for_share)
+from gskd_mm.models.losses import GSKDLoss
+from gskd_mm.testing import generated_batch
+
+INDICATIVE = (
+    'shares depend on both (the task loss\'s gradient on generated labels '
+    'says little about real ones). The measurement that counts is the share '
+    'in the first iterations of your own run: LossGradientHook, or '
+    'GradientShareBalancerHook, which also holds it at a target '
+    '(docs/en/user_guides/loss_gradients.md).')
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,26 +65,16 @@ def parse_args() -> argparse.Namespace:
         '--checkpoint',
         help='checkpoint of that distiller (default: '
         'untrained networks, or the recipe\'s teacher_ckpt if it exists)')
-    parser.add_argument('--crop',
-                        type=int,
-                        nargs=2,
-                        metavar=('H', 'W'),
+    parser.add_argument('--crop', type=int, nargs=2, metavar=('H', 'W'),
                         help='training crop (default: the recipe\'s)')
-    parser.add_argument('--batch',
-                        type=int,
-                        default=2,
+    parser.add_argument('--batch', type=int, default=2,
                         help='images per batch')
-    parser.add_argument('--iters',
-                        type=int,
-                        default=1,
+    parser.add_argument('--iters', type=int, default=1,
                         help='batches to average over')
-    parser.add_argument('--reference',
-                        default='decode.loss_ce',
+    parser.add_argument('--reference', default='decode.loss_ce',
                         help='the term the shares are relative to')
     parser.add_argument(
-        '--target-share',
-        type=float,
-        default=None,
+        '--target-share', type=float, default=None,
         help='also print, for every distillation term, the loss_weight '
         'that would give it this share (percent) of the reference '
         "term's gradient")
@@ -79,9 +82,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--device',
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
+        '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, e.g. '
         'model.distiller.distill_losses.loss_gskd.valid_mask=labeled')
     args = parser.parse_args()
@@ -91,38 +92,121 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def batches(cfg: Config, args: argparse.Namespace, crop):
-    """The recipe's training batches if its data exist, else generated.
+@dataclass
+class Batches:
+    """Where the measured batches come from."""
+    batches: Iterator[dict]
+    description: str
+    generated: bool
 
-    Returns:
-        tuple: An iterator of batches, and a description of the data.
-    """
-    dataset = cfg.train_dataloader.dataset
-    data_root = dataset.get('data_root')
+
+def batches(cfg: Config, args: argparse.Namespace, crop) -> Batches:
+    """The recipe's training batches if its data exist, else generated."""
+    data_root = cfg.train_dataloader.dataset.get('data_root')
     # No data_root: the dataset class has its own (the demo's generates its
     # data into the gskd-mm cache).
     if data_root is None or osp.isdir(osp.expanduser(data_root)):
-        from mmengine.runner import Runner
         loader_cfg = cfg.train_dataloader.copy()
-        loader_cfg.update(batch_size=args.batch,
-                          num_workers=0,
+        loader_cfg.update(batch_size=args.batch, num_workers=0,
                           persistent_workers=False)
         # The same batches every run (Infinite/DefaultSampler take a seed).
         loader_cfg.sampler = dict(loader_cfg.sampler, seed=args.seed)
         loader = Runner.build_dataloader(loader_cfg, seed=args.seed)
         where = data_root or 'the dataset\'s default root'
-        return iter(loader), f'the recipe\'s training data ({where})'
-    decode_head = cfg.model.architecture.decode_head
-    num_classes = decode_head.num_classes
+        return Batches(iter(loader), f'the recipe\'s training data ({where})',
+                       False)
+    num_classes = cfg.model.architecture.decode_head.num_classes
     rng = np.random.default_rng(args.seed)
+    generated = (generated_batch(args.batch, crop, num_classes, rng)
+                 for _ in itertools.count())
+    return Batches(generated, f'generated data ({data_root} absent): scenes '
+                   f'of a few large regions of {num_classes} classes, '
+                   f'{crop[0]}x{crop[1]}', True)
 
-    def generate():
-        while True:
-            yield generated_batch(args.batch, crop, num_classes, rng)
 
-    return generate(), (f'generated data ({data_root} absent): scenes of a '
-                        f'few large regions of {num_classes} classes, '
-                        f'{crop[0]}x{crop[1]}')
+def measure(built: OfflineDistiller, data: Batches, args) -> tuple:
+    """Every batch's gradients, and the seconds of forward, per-term
+    gradients and the step's own backward (for the cost comparison)."""
+    model, runs = built.model, []
+    times = dict(forward=0.0, measure=0.0, backward=0.0)
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        inputs = model.data_preprocessor(next(data.batches), True)
+        losses = model(**inputs, mode='loss')
+        forward = time.perf_counter()
+        runs.append(term_gradient_norms(model, losses, args.reference))
+        measured = time.perf_counter()
+        sum(loss_terms(losses).values()).backward()
+        model.zero_grad(set_to_none=True)
+        times['forward'] += forward - start
+        times['measure'] += measured - forward
+        times['backward'] += time.perf_counter() - measured
+    return runs, times
+
+
+def caveats(built: OfflineDistiller, data: Batches,
+            results: TermGradients) -> List[str]:
+    """What the shares cannot tell, and how GSKD samples, in words."""
+    out = []
+    sources = [
+        what for what, found in (('untrained networks', built.untrained),
+                                 ('generated data', data.generated)) if found
+    ]
+    if sources:
+        out.append('These shares only indicate: they come from ' +
+                   ' and '.join(sources) + ', and ' + INDICATIVE)
+    for name, loss in built.model.distiller.distill_losses.items():
+        term = f'distill.{name}'
+        if not isinstance(loss, GSKDLoss) or loss.valid_mask == 'labeled' \
+                or term not in results:
+            continue
+        fix = ('add --cfg-options model.distiller.distill_losses.'
+               f'{name}.valid_mask=labeled')
+        if results[term].student == 0:
+            out.append(f'GSKD ({term}) had no valid pixels: its '
+                       f'valid_mask={loss.valid_mask!r} keeps only labelled '
+                       'pixels the teacher classifies right, and there were '
+                       f'none. To measure it on every labelled pixel, {fix}')
+        elif built.teacher_weights is None:
+            out.append(f'GSKD ({term}) samples only pixels the teacher '
+                       f'classifies right (valid_mask={loss.valid_mask!r}); '
+                       'this teacher is untrained, so those are chance hits '
+                       '(on a real image it may be none). To measure it on '
+                       f'every labelled pixel, {fix}')
+    return out
+
+
+def report(args, crop, notes, built, data, runs, times) -> None:
+    """Print the table, the per-batch shares, the caveats and the cost."""
+    results = average_gradients(runs)
+    print(f'config:   {args.config}\nnetworks: {built.describe()}')
+    print(f'data:     {data.description}; batch {args.batch}, crop '
+          f'{crop[0]}x{crop[1]}, mean of {args.iters} batch(es)')
+    for note in notes:
+        print(f'note:     {note}')
+    print('\n' + gradient_table(results) + '\n')
+    if args.iters > 1:  # a mean can hide one batch's spike
+        width = max(len(name) for name in results)
+        print('share % per batch:\n' + '\n'.join(
+            f'  {name.ljust(width)}  ' +
+            ' '.join(percent(r[name].share) for r in runs)
+            for name in results) + '\n')
+    print('share: the term\'s student-gradient norm over that of '
+          f'{args.reference!r}. grad <connector>: norm over that '
+          'connector\'s parameters.')
+    for caveat in caveats(built, data, results):
+        print('\n' + caveat)
+    if args.target_share is not None:
+        print(f'\nloss_weight for a share of {args.target_share:g} %:')
+        for term, (weight, wanted) in weights_for_share(
+                built.model, results, args.target_share / 100).items():
+            print(f'  {term}: {weight:g} -> {wanted:.3g}')
+    step = times['forward'] + times['backward']
+    print(f'\ncost (per batch, {args.device}): forward '
+          f'{times["forward"] / args.iters:.3f} s, backward '
+          f'{times["backward"] / args.iters:.3f} s, per-term gradients '
+          f'{times["measure"] / args.iters:.3f} s '
+          f'({100 * times["measure"] / step:.0f} % of forward + backward)')
 
 
 def main() -> None:
@@ -133,111 +217,27 @@ def main() -> None:
     if 'architecture' not in cfg.model:
         raise SystemExit(f'{args.config} is not a distillation config '
                          '(no model.architecture)')
-    notes = []
-    new_crop = tuple(args.crop) if args.crop else None
-    crop = new_crop or recipe_crop(cfg)
+    crop = tuple(args.crop) if args.crop else recipe_crop(cfg)
     teacher_ckpt = cfg.model.get('teacher_ckpt')
-
-    def stages() -> int:
-        return cfg.model.get('discriminator', {}).get('num_stages', 4)
-
-    recipe_stages = stages()
+    stages = discriminator_stages(cfg)
     # No downloads, and the crop if asked (the same path as the tests').
-    offline_recipe(cfg, new_crop)
-    if stages() != recipe_stages:
-        notes.append(f'discriminator: {stages()} stages instead of '
-                     f'{recipe_stages} (its logits at crop {crop[0]}x'
-                     f'{crop[1]} are too small for more)')
+    offline_recipe(cfg, tuple(args.crop) if args.crop else None)
+    notes = [] if discriminator_stages(cfg) == stages else [
+        f'discriminator: {discriminator_stages(cfg)} stages instead of '
+        f'{stages} (its logits at crop {crop[0]}x{crop[1]} are too small '
+        'for more)'
+    ]
     # Quiet: init_weights logs every parameter at INFO.
     MMLogger.get_current_instance().setLevel('WARNING')
     # Python, numpy (the pipeline's random transforms) and torch.
     set_random_seed(args.seed)
-    model, trained = build_offline_distiller(cfg, args.checkpoint,
-                                             teacher_ckpt, args.device)
-
-    runs, times = [], dict(forward=0.0, measure=0.0, backward=0.0)
+    built = build_offline_distiller(cfg, args.checkpoint, teacher_ckpt,
+                                    args.device)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', None) or 'mmseg'):
-        data, data_text = batches(cfg, args, crop)  # the dataset's scope
-        for _ in range(args.iters):
-            batch = next(data)
-            start = time.perf_counter()
-            inputs = model.data_preprocessor(batch, True)
-            losses = model(**inputs, mode='loss')
-            forward = time.perf_counter()
-            runs.append(term_gradient_norms(model, losses, args.reference))
-            measured = time.perf_counter()
-            # The step's own backward, for the cost comparison.
-            sum(loss_terms(losses).values()).backward()
-            model.zero_grad(set_to_none=True)
-            end = time.perf_counter()
-            times['forward'] += forward - start
-            times['measure'] += measured - forward
-            times['backward'] += end - measured
-    results = average_norms(runs)
-
-    print(f'config:   {args.config}')
-    print(f'networks: {trained}')
-    print(f'data:     {data_text}; batch {args.batch}, crop {crop[0]}x'
-          f'{crop[1]}, mean of {args.iters} batch(es)')
-    for note in notes:
-        print(f'note:     {note}')
-    print()
-    print(format_norms(results))
-    print()
-    if args.iters > 1:
-        # A mean can hide one batch's spike: show each batch's share.
-        print('share % per batch:')
-        width = max(len(name) for name in results)
-        for name in results:
-            shares = ' '.join(f'{100 * r[name]["share"]:.3g}' for r in runs)
-            print(f'  {name.ljust(width)}  {shares}')
-        print()
-    print('share: the term\'s student-gradient norm over that of '
-          f'{args.reference!r}. grad <connector>: norm over that '
-          'connector\'s parameters.')
-    if 'generated' in data_text or 'untrained' in trained:
-        print('\nThese shares only indicate: they come from ' + ' and '.join(
-            what for what, found in (
-                ('untrained networks', 'untrained' in trained),
-                ('generated data', 'generated' in data_text)) if found) +
-              ', and shares depend on both (the task loss\'s gradient on '
-              'generated labels says little about real ones). The '
-              'measurement that counts is the share in the first '
-              'iterations of your own run: LossGradientHook, or '
-              'GradientShareBalancerHook, which also holds it at a '
-              'target (docs/en/user_guides/loss_gradients.md).')
-    distiller = getattr(model, 'distiller', None)
-    for name, loss in getattr(distiller, 'distill_losses', {}).items():
-        term = f'distill.{name}'
-        if type(loss).__name__ != 'GSKDLoss' or term not in results:
-            continue
-        if loss.valid_mask == 'labeled':
-            continue
-        fix = ('add --cfg-options model.distiller.distill_losses.'
-               f'{name}.valid_mask=labeled')
-        if results[term][STUDENT] == 0:
-            print(f'\nGSKD ({term}) had no valid pixels: its '
-                  f'valid_mask={loss.valid_mask!r} keeps only labelled '
-                  'pixels the teacher classifies right, and there were '
-                  f'none. To measure it on every labelled pixel, {fix}')
-        elif 'teacher from' not in trained and 'student and' not in trained:
-            print(f'\nGSKD ({term}) samples only pixels the teacher '
-                  f'classifies right (valid_mask={loss.valid_mask!r}); this '
-                  'teacher is untrained, so those are chance hits (on a '
-                  'real image it may be none). To measure it on every '
-                  f'labelled pixel, {fix}')
-    if args.target_share is not None:
-        print(f'\nloss_weight for a share of {args.target_share:g} %:')
-        for term, (weight, wanted) in weights_for_share(
-                results, model, args.target_share / 100).items():
-            print(f'  {term}: {weight:g} -> {wanted:.3g}')
-    step = times['forward'] + times['backward']
-    print(f'\ncost (per batch, {args.device}): forward '
-          f'{times["forward"] / args.iters:.3f} s, backward '
-          f'{times["backward"] / args.iters:.3f} s, per-term gradients '
-          f'{times["measure"] / args.iters:.3f} s '
-          f'({100 * times["measure"] / step:.0f} % of forward + backward)')
+        data = batches(cfg, args, crop)  # the dataset's scope
+        runs, times = measure(built, data, args)
+    report(args, crop, notes, built, data, runs, times)
 
 
 if __name__ == '__main__':

@@ -2,19 +2,39 @@
 """Hold distillation terms at a target share of the task loss's gradient."""
 import logging
 import math
-from typing import Dict, List, Optional
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Dict, List, Optional
 
 import torch
 from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...apis.loss_gradients import (STUDENT, TermNorms, resolve_reference,
-                                    term_gradient_norms, unwrap)
+from ...analysis import (TermGradients, resolve_term, term_gradient_norms,
+                         unwrap_model)
 from .loss_gradient_hook import LossGradientHook
 
 #: Key of the balancer's state in a checkpoint.
 CHECKPOINT_KEY = 'gradient_share_balancer'
+
+
+@dataclass
+class BalancerUpdate:
+    """One update of a balanced term's weight.
+
+    Attributes:
+        iter (int): The training iteration measured (0-based).
+        term (str): The distillation loss, e.g. ``'loss_gskd'``.
+        share (float | None): Its share measured at the step's weight; None
+            when the measurement was skipped (see the hook's stated
+            behaviours).
+        weight (float): The weight in use from the next iteration.
+    """
+    iter: int
+    term: str
+    share: Optional[float]
+    weight: float
 
 
 @HOOKS.register_module()
@@ -102,13 +122,13 @@ class GradientShareBalancerHook(LossGradientHook):
         warmup_iters (int): Iterations over which the weight in use ramps
             from ``1 / warmup_iters`` of the balanced weight up to it.
             Defaults to 0 (no ramp).
+        history_size (int): Updates kept in :attr:`history` (the latest).
+            Defaults to 1000.
 
     Attributes:
         weights (dict[str, float]): The balanced weight of every term (the
             weight in use after the warm-up).
-        history (list[dict]): Every update: ``iter``, ``term``, ``share``
-            (measured, at the step's weight; None when skipped) and
-            ``weight`` (in use from the next step).
+        history (deque[BalancerUpdate]): The last ``history_size`` updates.
     """
 
     def __init__(self,
@@ -118,8 +138,11 @@ class GradientShareBalancerHook(LossGradientHook):
                  momentum: float = 0.9,
                  max_change: float = 2.0,
                  weight_range: tuple = (0.01, 100.0),
-                 warmup_iters: int = 0) -> None:
-        super().__init__(interval=interval, reference=reference)
+                 warmup_iters: int = 0,
+                 history_size: int = 1000) -> None:
+        # Measured every `interval` iterations only: an update on the
+        # first one would move the weight before the warm-up has begun.
+        super().__init__(interval=interval, reference=reference, first=False)
         if not isinstance(targets, dict) or not targets:
             raise ValueError('targets must be a dict of distillation loss '
                              'names and target shares, e.g. '
@@ -147,13 +170,16 @@ class GradientShareBalancerHook(LossGradientHook):
         if not isinstance(warmup_iters, int) or warmup_iters < 0:
             raise ValueError(
                 f'warmup_iters must be an int >= 0, got {warmup_iters!r}')
+        if not isinstance(history_size, int) or history_size < 1:
+            raise ValueError(
+                f'history_size must be an int >= 1, got {history_size!r}')
         self.targets = {name: float(t) for name, t in targets.items()}
         self.momentum = float(momentum)
         self.max_change = float(max_change)
         self.weight_range = (float(low), float(high))
         self.warmup_iters = warmup_iters
         self.weights: Dict[str, float] = {}
-        self.history: List[dict] = []
+        self.history: Deque[BalancerUpdate] = deque(maxlen=history_size)
         self._initial: Dict[str, float] = {}
         self._log_unit_share: Dict[str, Optional[float]] = {}
         self._updates = 0
@@ -165,7 +191,7 @@ class GradientShareBalancerHook(LossGradientHook):
     # ------------------------------------------------------------ set-up
     def _losses(self, runner) -> dict:
         """The balanced loss modules, by name (checked)."""
-        model = unwrap(runner.model)
+        model = unwrap_model(runner.model)
         losses = getattr(getattr(model, 'distiller', None), 'distill_losses',
                          None)
         if losses is None:
@@ -205,13 +231,16 @@ class GradientShareBalancerHook(LossGradientHook):
         """The balanced terms' names in a step's loss dict."""
         return [f'distill.{name}' for name in self.targets]
 
-    def measure(self, model, losses: dict) -> Dict[str, TermNorms]:
+    def measure(self, model, losses: dict,
+                loss_scale: float = 1.0) -> TermGradients:
         """The reference's and the balanced terms' norms (a term missing
         from the step, e.g. after MMRazor's StopDistillHook, is left out
         and its update skipped)."""
         return term_gradient_norms(
-            model, losses, self.reference,
-            [t for t in self._terms() if t in losses])
+            model,
+            losses,
+            self.reference, [t for t in self._terms() if t in losses],
+            loss_scale=loss_scale)
 
     def _ramp(self, iteration: int) -> float:
         """The share of the balanced weight in use at an iteration."""
@@ -234,22 +263,12 @@ class GradientShareBalancerHook(LossGradientHook):
             self._apply(runner.iter)
         super().before_train_iter(runner, batch_idx, data_batch)
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx: int,
-                         data_batch=None,
-                         outputs=None) -> None:
-        measured = self._pending is not None
-        super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        if measured:
-            self._update(runner)
-
     def _reduced_norms(self) -> Dict[str, float]:
         """The reference's and the balanced terms' student-gradient norms,
         averaged over ranks (NaN where a term was not in the step)."""
         names = [self.reference_name] + self._terms()
         local = torch.tensor([
-            self.last[n][STUDENT] if n in self.last else math.nan
+            self.last[n].student if n in self.last else math.nan
             for n in names
         ], dtype=torch.float64)
         all_reduce(local, op='mean')  # a no-op outside distributed runs
@@ -258,9 +277,9 @@ class GradientShareBalancerHook(LossGradientHook):
     @property
     def reference_name(self) -> str:
         """The full name of the reference term in the last measurement."""
-        return resolve_reference(list(self.last), self.reference)
+        return resolve_term(list(self.last), self.reference)
 
-    def _update(self, runner) -> None:
+    def after_measure(self, runner) -> None:
         """Smooth the measured unit shares and move the weights."""
         norms = self._reduced_norms()
         reference = norms.pop(self.reference_name)
@@ -276,8 +295,7 @@ class GradientShareBalancerHook(LossGradientHook):
                 self._missed[name] = self._missed.get(name, 0) + 1
                 self._warn_unreached(runner, name)
                 self.history.append(
-                    dict(iter=runner.iter, term=name, share=None,
-                         weight=in_use))
+                    BalancerUpdate(runner.iter, name, None, in_use))
                 continue
             log_unit = math.log(share / in_use)
             previous = self._log_unit_share[name]
@@ -303,8 +321,8 @@ class GradientShareBalancerHook(LossGradientHook):
             self.weights[name] = bounded
             hub.update_scalar(f'train/balancer/share/{name}', share)
             self.history.append(
-                dict(iter=runner.iter, term=name, share=share,
-                     weight=bounded * self._ramp(runner.iter + 1)))
+                BalancerUpdate(runner.iter, name, share,
+                               bounded * self._ramp(runner.iter + 1)))
         self._apply(runner.iter + 1)
         for name, module in losses.items():
             hub.update_scalar(f'train/balancer/weight/{name}',

@@ -1,14 +1,35 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Log how hard every loss term pulls on the student during training."""
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from mmengine.hooks import Hook
+from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 from torch.utils.hooks import RemovableHandle
 
-from ...apis.loss_gradients import (CONNECTOR, SHARE, STUDENT, TermNorms,
-                                    term_gradient_norms, unwrap)
+from ...analysis import TermGradients, term_gradient_norms, unwrap_model
+
+
+def loss_scale_of(optim_wrapper) -> float:
+    """The current loss scale of the optimizer wrapper that steps the
+    student (its ``AmpOptimWrapper``'s ``GradScaler``), 1.0 without one.
+
+    Args:
+        optim_wrapper (OptimWrapper | OptimWrapperDict): The runner's
+            wrapper; of several, the ``architecture`` one (the student's).
+
+    Returns:
+        float: The scale.
+    """
+    if isinstance(optim_wrapper, OptimWrapperDict):
+        wrappers = dict(optim_wrapper.items())
+        optim_wrapper = wrappers.get('architecture',
+                                     next(iter(wrappers.values())))
+    scaler = getattr(optim_wrapper, 'loss_scaler', None)
+    if scaler is None or not scaler.is_enabled():
+        return 1.0
+    return float(scaler.get_scale())
 
 
 @HOOKS.register_module()
@@ -28,19 +49,22 @@ class LossGradientHook(Hook):
     - ``grad_norm/<connector>/<term>``: over that connector's parameters.
 
     How: on a measured iteration a forward hook on the model catches the
-    step's own loss dict, and :func:`~gskd_mm.apis.term_gradient_norms`
-    differentiates each term with ``torch.autograd.grad`` on the retained
-    graph before the optimizer wrapper backpropagates the sum. The step's
-    own forward is measured, not an extra one, so there is nothing to undo:
-    no random draw (dropout, GSKD's sampling, CIRKD's contrast slots), no
-    BN statistic and no CIRKD queue is touched twice, and the gradients
-    are those of the batch the step trains on. ``autograd.grad`` writes no
-    ``.grad``, so the optimizer step is bit-identical with the hook on.
-    Other iterations register nothing and cost nothing; a measured one
-    costs one extra backward pass per term (its graph is kept meanwhile).
+    step's own loss dict, and
+    :func:`~gskd_mm.analysis.term_gradient_norms` differentiates each term
+    with ``torch.autograd.grad`` on the retained graph before the optimizer
+    wrapper backpropagates the sum. The step's own forward is measured, not
+    an extra one, so there is nothing to undo: no random draw (dropout,
+    GSKD's sampling, CIRKD's contrast slots), no BN statistic and no CIRKD
+    queue is touched twice, and the gradients are those of the batch the
+    step trains on. ``autograd.grad`` writes no ``.grad``, so the optimizer
+    step is bit-identical with the hook on. Other iterations register
+    nothing and cost nothing; a measured one costs one extra backward pass
+    per term (its graph is kept meanwhile).
 
-    - AMP: the losses are differentiated as the model returns them, before
-      any loss scaling, so the values are unscaled.
+    - AMP: each term is differentiated multiplied by the current scale of
+      the student's ``AmpOptimWrapper`` loss scaler, as the step's own
+      backward is, and the norms are divided by it: the values are
+      unscaled, and gradients too small for float16 do not flush to 0.
     - DDP: the values are each rank's local gradients (before DDP's
       all-reduce); logged values are rank 0's.
     - Two optimizers (``AdversarialEvalTeacherDistill``): the student
@@ -53,60 +77,87 @@ class LossGradientHook(Hook):
     change that. Turn it on with
     ``custom_hooks = [dict(type='LossGradientHook', interval=50)]``.
 
+    Subclasses change what is measured (:meth:`measure`) and act on each
+    measurement (:meth:`after_measure`).
+
     Args:
         interval (int): Measure every ``interval`` training iterations.
             Defaults to 50.
         reference (str): The term of the shares: a loss name or its unique
             tail, e.g. 'decode.loss_ce'. Defaults to 'decode.loss_ce'.
+        first (bool): Also measure the first training iteration: the pull
+            of every term on the initial student, the one that loss weights
+            are set against. Defaults to True.
 
     Attributes:
-        last (dict[str, dict[str, float]]): The last measurement, as
-            :func:`~gskd_mm.apis.term_gradient_norms` returns it.
-        seconds (list[float]): Wall time of every measurement.
+        initial (dict[str, TermGradient]): The measurement of the first
+            iteration (with ``first``; empty until then).
+        last (dict[str, TermGradient]): The last measurement.
+        seconds (list[float]): Wall time of the measurements (the last
+            100).
     """
 
     priority = 'NORMAL'  # before LoggerHook reads the MessageHub
+    #: Measurement times kept in :attr:`seconds`.
+    max_seconds = 100
 
     def __init__(self,
                  interval: int = 50,
-                 reference: str = 'decode.loss_ce') -> None:
+                 reference: str = 'decode.loss_ce',
+                 first: bool = True) -> None:
         if not isinstance(interval, int) or interval < 1:
             raise ValueError(f'interval must be a positive int, got '
                              f'{interval!r}: measure every `interval` '
                              'iterations')
         self.interval = interval
         self.reference = reference
-        self.last: Dict[str, TermNorms] = {}
+        self.first = first
+        self.initial: TermGradients = {}
+        self.last: TermGradients = {}
         self.seconds: List[float] = []
         self._handle: Optional[RemovableHandle] = None
-        self._pending: Optional[Dict[str, TermNorms]] = None
+        self._pending: Optional[TermGradients] = None
 
-    def measure(self, model, losses: dict) -> Dict[str, TermNorms]:
+    def measure(self, model, losses: dict,
+                loss_scale: float = 1.0) -> TermGradients:
         """Measure the terms of a step's loss dict (every term here).
 
         Args:
             model (nn.Module): The unwrapped model that computed them.
             losses (dict): Its loss-mode output.
+            loss_scale (float): The step's AMP loss scale. Defaults to 1.0.
 
         Returns:
-            dict: As :func:`~gskd_mm.apis.term_gradient_norms`.
+            dict[str, TermGradient]: As
+            :func:`~gskd_mm.analysis.term_gradient_norms`.
         """
-        return term_gradient_norms(model, losses, self.reference)
+        return term_gradient_norms(
+            model, losses, self.reference, loss_scale=loss_scale)
+
+    def after_measure(self, runner) -> None:
+        """Act on the measurement in :attr:`last` (nothing here)."""
+
+    def is_measured(self, runner) -> bool:
+        """Whether the coming training iteration is measured."""
+        return (self.first and runner.iter == 0) or \
+            self.every_n_train_iters(runner, self.interval)
 
     def before_train_iter(self,
                           runner,
                           batch_idx: int,
                           data_batch=None) -> None:
-        if not self.every_n_train_iters(runner, self.interval):
+        if not self.is_measured(runner):
             return
-        model = unwrap(runner.model)
+        model = unwrap_model(runner.model)
+        loss_scale = loss_scale_of(getattr(runner, 'optim_wrapper', None))
 
         def measure(module, args, kwargs, output):
             if kwargs.get('mode') != 'loss' or not isinstance(output, dict):
                 return  # e.g. a validation forward
             start = time.perf_counter()
-            self._pending = self.measure(module, output)
-            self.seconds.append(time.perf_counter() - start)
+            self._pending = self.measure(module, output, loss_scale)
+            self.seconds = (self.seconds + [time.perf_counter() - start]
+                            )[-self.max_seconds:]
 
         # The (unwrapped) model's own forward, called by DDP's forward too.
         self._handle = model.register_forward_hook(measure, with_kwargs=True)
@@ -122,13 +173,14 @@ class LossGradientHook(Hook):
         if self._pending is None:
             return
         self.last, self._pending = self._pending, None
+        if self.first and runner.iter == 0:
+            self.initial = self.last
         hub = runner.message_hub
         for term, norms in self.last.items():
             # 'train/' as the losses: the LogProcessor strips it.
-            hub.update_scalar(f'train/grad_norm/{term}', norms[STUDENT])
-            hub.update_scalar(f'train/grad_share/{term}', norms[SHARE])
-            for key, value in norms.items():
-                if key.startswith(CONNECTOR):
-                    hub.update_scalar(
-                        f'train/grad_norm/{key[len(CONNECTOR):]}/{term}',
-                        value)
+            hub.update_scalar(f'train/grad_norm/{term}', norms.student)
+            hub.update_scalar(f'train/grad_share/{term}', norms.share)
+            for connector, value in norms.connectors.items():
+                hub.update_scalar(f'train/grad_norm/{connector}/{term}',
+                                  value)
+        self.after_measure(runner)

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
+from mmengine.runner import load_checkpoint
 from mmengine.structures import BaseDataElement
 from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.models.algorithms.base import LossResults
@@ -45,6 +46,9 @@ class EvalTeacherDistill(SingleTeacherDistill):
     Args:
         teacher (dict | BaseModel): The teacher, as for
             ``SingleTeacherDistill``.
+        teacher_ckpt (str, optional): The teacher's checkpoint, loaded as
+            ``SingleTeacherDistill`` loads it, its message logged by the
+            current logger. Defaults to None.
         teacher_trainable (bool): Must be False. Defaults to False.
         teacher_auxiliary (bool): Run the teacher's auxiliary heads too.
             Defaults to False.
@@ -53,6 +57,7 @@ class EvalTeacherDistill(SingleTeacherDistill):
 
     def __init__(self,
                  teacher,
+                 teacher_ckpt: Optional[str] = None,
                  teacher_trainable: bool = False,
                  teacher_auxiliary: bool = False,
                  **kwargs) -> None:
@@ -69,6 +74,12 @@ class EvalTeacherDistill(SingleTeacherDistill):
             teacher = teacher_model_config(teacher)
         super().__init__(
             teacher=teacher, teacher_trainable=False, **kwargs)
+        if teacher_ckpt:
+            # As SingleTeacherDistill loads it, but through the current
+            # logger: it loads with none, which prints to stdout, outside
+            # the run's log and its level.
+            load_checkpoint(self.teacher, teacher_ckpt, logger='current')
+            self.teacher._is_init = True  # not overwritten by init_weights
         self.teacher_auxiliary = teacher_auxiliary
         # Connector widths are checked once, on the first batch's records.
         self._connectors_checked = False

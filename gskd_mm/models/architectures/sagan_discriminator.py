@@ -96,7 +96,30 @@ class SAGANDiscriminator(BaseModule):
     @property
     def min_input_size(self) -> int:
         """The smallest height and width the stages and last conv take."""
-        return 4 * 2**self.num_stages
+        return self.input_size_of(self.num_stages)
+
+    @staticmethod
+    def input_size_of(num_stages: int) -> int:
+        """The smallest logits (height and width) that ``num_stages``
+        stages and the last 4x4 conv take."""
+        return 4 * 2**num_stages
+
+    @classmethod
+    def stages_that_fit(cls, size: int, num_stages: int = 4) -> int:
+        """How many stages, at most ``num_stages``, logits of a size take.
+
+        Args:
+            size (int): The smaller side of the logits.
+            num_stages (int): The stages asked for. Defaults to 4.
+
+        Returns:
+            int: ``num_stages``, or fewer (at least 1) where the logits are
+            too small for them.
+        """
+        fit = 1
+        while fit < num_stages and cls.input_size_of(fit + 1) <= size:
+            fit += 1
+        return fit
 
     def forward(self, logits: Tensor) -> Tensor:
         """Score a batch of logits.

@@ -2,13 +2,12 @@
 # the GSKD authors' recipe.
 # The project's distillation pieces (configs/gskd/_base_/methods) on the
 # demo's student (first base, with data, schedule and the teacher's model).
-# The memory is sized for the demo: 7 classes, the teacher's 32 channels,
-# 1000 pixels and 100 regions per class (filled within a few dozen steps
-# of 8 images), 512 and 64 keys contrasted per step over all classes; the
+# The memory is sized for the demo (./_base_/cirkd_memory_demo.py); the
 # projectors map the student's ASPP width (16) to the teacher's (32).
 # projects/gskd_demo/demo.py sets `model.teacher_ckpt` to the trained teacher.
 _base_ = [
     './deeplabv3_r18-w8-d4_synthetic-64x64.py',
+    './_base_/cirkd_memory_demo.py',
     '../../../configs/gskd/_base_/methods/cirkd_gskd.py',
 ]
 model = dict(
@@ -24,16 +23,10 @@ model = dict(
             _base_.distiller.distill_losses,
             loss_memory_p2p=dict(
                 _base_.distiller.distill_losses.loss_memory_p2p,
-                num_classes=7,
-                channels=32,
-                memory_size=1000,
-                contrast_size=512),
+                **_base_.cirkd_memory_demo.loss_memory_p2p),
             loss_memory_p2r=dict(
                 _base_.distiller.distill_losses.loss_memory_p2r,
-                num_classes=7,
-                channels=32,
-                memory_size=100,
-                contrast_size=64)),
+                **_base_.cirkd_memory_demo.loss_memory_p2r)),
         connectors=dict(
             cirkd_projector=dict(
                 type='GSKDProjector', in_channels=16, out_channels=32),

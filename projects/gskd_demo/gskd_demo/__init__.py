@@ -8,24 +8,24 @@ repository root on ``sys.path`` (as ``projects.gskd_demo.gskd_demo``, like
 MMSeg's projects); importing ``gskd_mm`` does not import it.
 """
 from .dataset import SyntheticScenesDataset
-from .gradient_share_hook import GradientShareHook
 from .methods import (GSKD_PAIRS, GSKD_VARIANTS, METHODS, QUICK_METHODS,
                       MethodSpec, method_spec, study_methods, sweep_methods)
 from .pipeline import draw_figures, run_demo
 from .report import (markdown_table, paired_differences, pairing_check,
                      resolution_note)
+from .results import (Comparison, DemoSummary, MethodSummary, RunResult,
+                      TeacherResult)
 from .run_fingerprint_hook import RunFingerprintHook
 from .stats import PairedInterval, paired_t_interval
 from .step_timer_hook import StepTimerHook
-from .structural_gap import structural_gap, structural_gaps
 from .training import LOGGER, QuietFilter, setup_process
 
 __all__ = [
-    'GSKD_PAIRS', 'GSKD_VARIANTS', 'GradientShareHook', 'LOGGER', 'METHODS',
-    'MethodSpec', 'PairedInterval', 'QUICK_METHODS', 'QuietFilter',
-    'RunFingerprintHook', 'StepTimerHook', 'SyntheticScenesDataset',
+    'Comparison', 'DemoSummary', 'GSKD_PAIRS', 'GSKD_VARIANTS', 'LOGGER',
+    'METHODS', 'MethodSpec', 'MethodSummary', 'PairedInterval',
+    'QUICK_METHODS', 'QuietFilter', 'RunFingerprintHook', 'RunResult',
+    'StepTimerHook', 'SyntheticScenesDataset', 'TeacherResult',
     'draw_figures', 'markdown_table', 'method_spec', 'paired_differences',
     'pairing_check', 'paired_t_interval', 'resolution_note', 'run_demo',
-    'setup_process', 'structural_gap', 'structural_gaps', 'study_methods',
-    'sweep_methods'
+    'setup_process', 'study_methods', 'sweep_methods'
 ]

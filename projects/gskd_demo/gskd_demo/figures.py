@@ -7,6 +7,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from matplotlib import pyplot as plt
 
+from .results import DemoSummary
+
 # Colour of each demo method in every figure: a family per base recipe,
 # its GSKD variants (<base>_<variant>) in the family's darker shades.
 METHOD_COLOURS = {
@@ -64,21 +66,21 @@ def read_scalars(path: str) -> Dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in series.items()}
 
 
-def plot_loss_curves(summary: dict, out_file: str) -> str:
+def plot_loss_curves(summary: DemoSummary, out_file: str) -> str:
     """One panel per loss term, one line per method (mean of seeds).
 
     Args:
-        summary (dict): The demo's summary (``methods`` with their runs'
-            ``scalars`` logs, ``settings``).
+        summary (DemoSummary): The demo's summary (its methods' runs'
+            ``scalars`` logs, its settings).
         out_file (str): PNG file to write.
 
     Returns:
         str: ``out_file``.
     """
     curves: Dict[str, Dict[str, list]] = {}
-    for key, method in summary['methods'].items():
-        for run in method['runs']:
-            scalars = read_scalars(run['scalars'])
+    for key, method in summary.methods.items():
+        for run in method.runs:
+            scalars = read_scalars(run.scalars)
             for term, values in scalars.items():
                 if term != 'iter':
                     curves.setdefault(term, {}).setdefault(key, []).append(
@@ -94,7 +96,7 @@ def plot_loss_curves(summary: dict, out_file: str) -> str:
             iters = runs[0][0][:length]
             values = np.stack([v[:length] for _, v in runs])
             colour = method_colour(key)
-            label = summary['methods'][key]['label']
+            label = summary.methods[key].label
             ax.plot(iters, values.mean(0), color=colour, label=label, lw=1.6)
             if len(runs) > 1:
                 ax.fill_between(
@@ -111,7 +113,7 @@ def plot_loss_curves(summary: dict, out_file: str) -> str:
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(terms):]:
         ax.axis('off')
-    seeds = summary['settings']['seeds']
+    seeds = summary.settings.seeds
     fig.suptitle(
         'Training loss terms per method (Synthetic Scenes; '
         f'mean over {seeds} seed{"s" if seeds > 1 else ""}'
@@ -123,13 +125,13 @@ def plot_loss_curves(summary: dict, out_file: str) -> str:
     return out_file
 
 
-def _bars(ax: plt.Axes, summary: dict, mean_key: str, std_key: str,
-          run_key: str, scale: float) -> Tuple[List[float], List[float]]:
-    methods = summary['methods']
+def _bars(ax: plt.Axes, summary: DemoSummary, metric: str,
+          scale: float) -> Tuple[List[float], List[float]]:
+    methods = summary.methods
     keys = list(methods)
     x = np.arange(len(keys))
-    means = [scale * methods[k][mean_key] for k in keys]
-    stds = [scale * (methods[k][std_key] or 0.0) for k in keys]
+    means = [scale * methods[k].stats[metric].mean for k in keys]
+    stds = [scale * (methods[k].stats[metric].std or 0.0) for k in keys]
     ax.bar(
         x,
         means,
@@ -139,7 +141,7 @@ def _bars(ax: plt.Axes, summary: dict, mean_key: str, std_key: str,
         edgecolor='k',
         label='student, mean (± std over seeds)')
     for i, k in enumerate(keys):
-        values = [scale * r[run_key] for r in methods[k]['runs']]
+        values = [scale * getattr(r, metric) for r in methods[k].runs]
         ax.scatter(
             np.full(len(values), x[i]) + np.linspace(-0.15, 0.15, len(values)),
             values,
@@ -148,31 +150,31 @@ def _bars(ax: plt.Axes, summary: dict, mean_key: str, std_key: str,
             zorder=3,
             label='single seed' if i == 0 else None)
     ax.set_xticks(x)
-    ax.set_xticklabels([methods[k]['label'] for k in keys],
+    ax.set_xticklabels([methods[k].label for k in keys],
                        rotation=20,
                        ha='right')
     ax.grid(axis='y', alpha=0.3)
     return means, stds
 
 
-def plot_miou(summary: dict, out_file: str) -> str:
+def plot_miou(summary: DemoSummary, out_file: str) -> str:
     """mIoU and structural gap per method: bars (mean), std, seeds.
 
     Args:
-        summary (dict): The demo's summary.
+        summary (DemoSummary): The demo's summary.
         out_file (str): PNG file to write.
 
     Returns:
         str: ``out_file``.
     """
-    width = max(15.0, 0.9 * len(summary['methods']) + 6)
+    width = max(15.0, 0.9 * len(summary.methods) + 6)
     fig, (ax, ax_gap) = plt.subplots(
         1, 2, figsize=(width, 5.5), gridspec_kw=dict(width_ratios=[1.3, 1]))
-    means, stds = _bars(ax, summary, 'miou_mean', 'miou_std', 'miou', 1.0)
-    teacher = summary['teacher']['miou']
+    means, stds = _bars(ax, summary, 'miou', 1.0)
+    teacher = summary.teacher.miou
     ax.axhline(
         teacher, color='k', ls='--', lw=1.5, label=f'teacher ({teacher:.1f})')
-    base = summary['majority_class_miou']
+    base = summary.majority_class_miou
     ax.axhline(
         base,
         color='grey',
@@ -182,12 +184,12 @@ def plot_miou(summary: dict, out_file: str) -> str:
     ax.set_ylabel('validation mIoU (%)')
     top = max(max(m + s for m, s in zip(means, stds)), teacher)
     ax.set_ylim(0, top * 1.25 + 1)
-    n = ', '.join(sorted({str(m['n']) for m in summary['methods'].values()}))
+    n = ', '.join(sorted({str(m.n) for m in summary.methods.values()}))
     ax.set_title(f'Student mIoU on Synthetic Scenes val (n = {n} seeds)')
     ax.legend(loc='upper left', fontsize=8, ncol=2)
 
-    _bars(ax_gap, summary, 'gap_mean', 'gap_std', 'gap', 1e3)
-    init = 1e3 * summary['init_gap']['kl']['mean']
+    _bars(ax_gap, summary, 'gap', 1e3)
+    init = 1e3 * summary.init_gap['kl'].mean
     ax_gap.axhline(
         init,
         color='k',
@@ -203,7 +205,7 @@ def plot_miou(summary: dict, out_file: str) -> str:
     return out_file
 
 
-def plot_balancer(summary: dict, out_file: str) -> Optional[str]:
+def plot_balancer(summary: DemoSummary, out_file: str) -> Optional[str]:
     """The balanced terms' weights and shares over training, per method.
 
     For every method whose runs have a ``GradientShareBalancerHook``
@@ -212,7 +214,7 @@ def plot_balancer(summary: dict, out_file: str) -> Optional[str]:
     target), the median over seeds and the band of the middle 80 %.
 
     Args:
-        summary (dict): The demo's summary.
+        summary (DemoSummary): The demo's summary.
         out_file (str): PNG file to write.
 
     Returns:
@@ -221,8 +223,8 @@ def plot_balancer(summary: dict, out_file: str) -> Optional[str]:
     from .methods import method_spec
     balanced = {
         key: method
-        for key, method in summary['methods'].items()
-        if all('balancer' in run for run in method['runs'])
+        for key, method in summary.methods.items()
+        if all(run.balancer is not None for run in method.runs)
     }
     if not balanced:
         return None
@@ -232,8 +234,8 @@ def plot_balancer(summary: dict, out_file: str) -> Optional[str]:
     for col, (key, method) in enumerate(balanced.items()):
         targets = method_spec(key).balancer['targets']
         for term, target in targets.items():
-            history = [[h for h in run['balancer'] if h['term'] == term]
-                       for run in method['runs']]
+            history = [[h for h in run.balancer if h['term'] == term]
+                       for run in method.runs]
             length = min(len(h) for h in history)
             iters = [h['iter'] + 1 for h in history[0][:length]]
             for row, (field, label) in enumerate(
@@ -254,7 +256,7 @@ def plot_balancer(summary: dict, out_file: str) -> Optional[str]:
                                  label=f'target {target:g}')
         axes[1, col].set_yscale('log')
         axes[1, col].set_xlabel('iteration')
-        axes[0, col].set_title(f'{method["label"]} (n = {method["n"]})')
+        axes[0, col].set_title(f'{method.label} (n = {method.n})')
         axes[1, col].legend(fontsize=7)
     fig.suptitle('GradientShareBalancerHook: GSKD\'s weight and its share '
                  'of the task gradient during training')

@@ -7,7 +7,7 @@ the sweep (:data:`GSKD_VARIANTS`); and a method's config rewritten for one
 run of the demo: its data, schedule and seed (:func:`load_config`).
 """
 import os.path as osp
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from mmengine.config import Config
 
@@ -26,46 +26,48 @@ METHODS = {
 }
 # Each GSKD recipe and the recipe it adds GSKD to.
 GSKD_PAIRS = {'dist_gskd': 'dist', 'cwd_gskd': 'cwd', 'cirkd_gskd': 'cirkd'}
-# The GSKD variants of the sweep (``demo.py --sweep``), the one place they
-# are defined: overrides of the GSKD recipe's `loss_gskd` (options of
-# GSKDLoss), per base recipe its loss weight, and for a balanced variant the
-# GradientShareBalancerHook that moves that weight during training. The
-# weights are set from a target, not tuned on results: GSKD's gradient on
-# the student about as large as the task cross-entropy's at the start of
-# training (share ~100 %; the shares they were set from: README.md, "The
-# sweep"). One weight per variant serves all bases. The balanced variant
-# holds that same share, 1.0, all through training (its target, set
-# before any balanced run: configs/gskd/_base_/gskd_variants.py), measuring
-# every 5 of the demo's 150 iterations; its weight ramps up over the
-# schedule's learning-rate warm-up (see :func:`balancer_hook`). Its moving
-# average keeps less of the past (momentum 0.7) than the hook's default
-# (0.9, about 10 updates, for schedules of thousands of iterations): in one
-# trial run per base (seed 0) GSKD's share at weight 1 fell about 2.5x over
-# the demo's 30 updates, and at 0.9 the weight lagged it by ~45 iterations.
-GSKD_VARIANTS = {
-    'gskd-desc':
-    dict(
-        label='GSKD-desc',
-        options=dict(normalize='descriptor', exclude_diagonal=True, tau=1.0),
-        loss_weight=dict(dist=4.0, cwd=4.0, cirkd=4.0)),
-    'gskd-row':
-    dict(
-        label='GSKD-row',
-        options=dict(normalize='row', exclude_diagonal=True, tau=0.1),
-        loss_weight=dict(dist=13.0, cwd=13.0, cirkd=13.0)),
-    'gskd-row-t1':
-    dict(
-        label='GSKD-row-t1',
-        options=dict(normalize='row', exclude_diagonal=True, tau=1.0),
-        loss_weight=dict(dist=6.0, cwd=6.0, cirkd=6.0)),
-    'gskd-row-t1-bal':
-    dict(
-        label='GSKD-row-t1 balanced',
-        options=dict(normalize='row', exclude_diagonal=True, tau=1.0),
-        loss_weight=dict(dist=6.0, cwd=6.0, cirkd=6.0),
-        balancer=dict(
-            targets=dict(loss_gskd=1.0), interval=5, momentum=0.7)),
-}
+# Our GSKD variants, defined once for the recipes and the demo.
+VARIANTS_FILE = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))),
+    'configs', 'gskd', '_base_', 'gskd_variants.py')
+
+
+def gskd_variants() -> Dict[str, dict]:
+    """The GSKD variants of the sweep (``demo.py --sweep``).
+
+    Each is ``label``, ``loss_gskd`` (overrides of the GSKD recipe's
+    ``loss_gskd``: its options and weight, from
+    ``configs/gskd/_base_/gskd_variants.py``, where they are set from a
+    target and not tuned on results) and, for the balanced variant,
+    ``balancer``: the ``GradientShareBalancerHook`` of the recipes
+    (target share 1.0), measuring every 5 of the demo's 150 iterations,
+    its weight ramped up over the schedule's learning-rate warm-up (see
+    :func:`balancer_hook`). Its moving average keeps less of the past
+    (momentum 0.7) than the hook's default (0.9, about 10 updates, for
+    schedules of thousands of iterations): in one trial run per base (seed
+    0) GSKD's share at weight 1 fell about 2.5x over the demo's 30 updates,
+    and at 0.9 the weight lagged it by ~45 iterations.
+
+    Returns:
+        dict[str, dict]: By variant key.
+    """
+    cfg = Config.fromfile(VARIANTS_FILE)
+    balancer = {k: v for k, v in cfg.gskd_balancer.items()
+                if k not in ('type', 'warmup_iters')}
+    return {
+        'gskd-desc': dict(label='GSKD-desc', loss_gskd=dict(cfg.gskd_desc)),
+        'gskd-row': dict(label='GSKD-row', loss_gskd=dict(cfg.gskd_row)),
+        'gskd-row-t1':
+        dict(label='GSKD-row-t1', loss_gskd=dict(cfg.gskd_row_t1)),
+        'gskd-row-t1-bal':
+        dict(
+            label='GSKD-row-t1 balanced',
+            loss_gskd=dict(cfg.gskd_row_t1),
+            balancer=dict(balancer, interval=5, momentum=0.7)),
+    }
+
+
+GSKD_VARIANTS = gskd_variants()
 # What `make demo` runs: the student without KD, DIST, DIST + the authors'
 # GSKD and DIST + GSKD-row-t1 (the full study: :func:`study_methods`).
 QUICK_METHODS = ('no_kd', 'dist', 'dist_gskd', 'dist_gskd-row-t1')
@@ -114,10 +116,8 @@ def method_spec(key: str) -> MethodSpec:
     recipes = {b: g for g, b in GSKD_PAIRS.items()}
     if base in recipes and variant in GSKD_VARIANTS:
         spec = GSKD_VARIANTS[variant]
-        overrides = dict(
-            spec['options'], loss_weight=spec['loss_weight'][base])
         return MethodSpec(f'{METHODS[base][0]} + {spec["label"]}',
-                          METHODS[recipes[base]][1], overrides, base,
+                          METHODS[recipes[base]][1], spec['loss_gskd'], base,
                           spec.get('balancer'))
     raise ValueError(
         f'unknown demo method {key!r}: choose from {list(METHODS)} or a '

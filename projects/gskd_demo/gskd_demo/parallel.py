@@ -12,24 +12,25 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
+from gskd_mm.analysis import structural_gaps
 from gskd_mm.apis import init_student
 
 from .methods import STUDENT_CONFIG, load_config, method_spec
-from .structural_gap import structural_gaps
+from .results import RunResult
 from .teacher import teacher_and_gap_loader
 from .training import (LOGGER, RunContext, one_thread, setup_process,
                        student_init_file, student_run, write_student_init)
 
 
-def run_summary(result: dict, before: bool) -> str:
+def run_summary(result: RunResult, before: bool) -> str:
     """One log line of a finished run."""
     if before:
-        return f'done before (mIoU {result["miou"]:.2f})'
-    share = result['gskd_grad_share']
-    return (f'mIoU {result["miou"]:.2f}, structural gap {result["gap"]:.4f} '
-            f'(cos {result["gap_cos"]:.4f})'
+        return f'done before (mIoU {result.miou:.2f})'
+    share = result.gskd_grad_share
+    return (f'mIoU {result.miou:.2f}, structural gap {result.gap:.4f} '
+            f'(cos {result.gap_cos:.4f})'
             + ('' if share is None else f', GSKD grad share {share:.3g}')
-            + f', {result["wall_s"]:.0f} s')
+            + f', {result.wall_s:.0f} s')
 
 
 # A worker process's teacher and gap loader, built once per process.
@@ -45,7 +46,7 @@ def _init_worker(ctx: RunContext) -> None:
     _WORKER['teacher'], _WORKER['gap_loader'] = teacher_and_gap_loader(ctx)
 
 
-def _worker_run(job: Tuple[str, int]) -> Tuple[str, int, dict, bool]:
+def _worker_run(job: Tuple[str, int]) -> Tuple[str, int, RunResult, bool]:
     """Run one (method, seed) job in a worker process."""
     key, seed = job
     result, before = student_run(_WORKER['ctx'], key, seed,
@@ -107,23 +108,23 @@ def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
     for seed in range(seeds):
         init = write_student_init(student_cfg, seed,
                                   student_init_file(ctx, seed))
-        init_gaps.append(
-            structural_gaps(
-                init_student(student_cfg, init),
-                teacher,
-                gap_loader,
-                cache_teacher=True))
+        gap = structural_gaps(
+            init_student(student_cfg, init),
+            teacher,
+            gap_loader,
+            cache_teacher=True)
+        init_gaps.append(dict(kl=gap.kl, cos=gap.cos))
     jobs = [(key, seed) for seed in range(seeds) for key in methods]
-    results: Dict[Tuple[str, int], dict] = {}
+    results: Dict[Tuple[str, int], RunResult] = {}
     finished = 0  # seeds 0 .. finished - 1 have every method's result
 
-    def collect(num_seeds: int) -> Dict[str, list]:
+    def collect(num_seeds: int) -> Dict[str, List[RunResult]]:
         return {
             key: [results[key, s] for s in range(num_seeds)]
             for key in methods
         }
 
-    def report(key: str, seed: int, result: dict, before: bool) -> None:
+    def report(key: str, seed: int, result: RunResult, before: bool) -> None:
         nonlocal finished
         results[key, seed] = result
         print_log(

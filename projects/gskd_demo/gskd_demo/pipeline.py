@@ -1,5 +1,6 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The CPU demo from start to end: data, runs, summary, figures."""
+import dataclasses
 import json
 import os.path as osp
 import time
@@ -21,6 +22,7 @@ from .methods import (GSKD_PAIRS, METHODS, STUDENT_CONFIG, TEACHER_CONFIG,
 from .parallel import student_runs
 from .predictions import plot_predictions
 from .report import summarise
+from .results import DatasetInfo, DemoSummary, Settings
 from .scenes import CLASSES, IGNORE_INDEX
 from .teacher import teacher_run
 from .training import RunContext, num_params
@@ -36,7 +38,7 @@ def run_demo(methods: Sequence[str],
              num_val: int,
              out_dir: str,
              log_level: str = 'WARNING',
-             workers: int = 1) -> dict:
+             workers: int = 1) -> DemoSummary:
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
@@ -57,7 +59,7 @@ def run_demo(methods: Sequence[str],
             Defaults to 1.
 
     Returns:
-        dict: The summary (see :func:`.report.summarise`).
+        DemoSummary: The summary (see :func:`.report.summarise`).
     """
     for key in methods:
         method_spec(key)  # a clear error for an unknown method
@@ -73,18 +75,24 @@ def run_demo(methods: Sequence[str],
         # The finished seeds, should the demo be stopped before the end.
         with open(osp.join(out_dir, 'results_partial.json'), 'w') as f:
             json.dump(
-                dict(teacher=teacher, runs=runs, init_gaps=init_gaps),
+                dict(
+                    teacher=dataclasses.asdict(teacher),
+                    runs={
+                        k: [dataclasses.asdict(r) for r in v]
+                        for k, v in runs.items()
+                    },
+                    init_gaps=init_gaps),
                 f,
                 indent=2)
 
     ctx = RunContext(iters, batch_size, out_dir, data_root, generate_cfg,
-                     teacher['checkpoint'], log_level)
+                     teacher.checkpoint, log_level)
     runs, init_gaps = student_runs(
         list(methods), seeds, ctx, workers, on_seed_done=save_partial)
     params = num_params(
         load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
     summary = summarise(
-        settings=dict(
+        settings=Settings(
             iters=iters,
             teacher_iters=teacher_iters,
             batch_size=batch_size,
@@ -92,7 +100,7 @@ def run_demo(methods: Sequence[str],
             seeds=seeds,
             workers=workers,
             torch_threads=1),  # every run (see training.one_thread)
-        dataset=dict(
+        dataset=DatasetInfo(
             name='Synthetic Scenes',
             num_train=num_train,
             num_val=num_val,
@@ -109,13 +117,13 @@ def run_demo(methods: Sequence[str],
     return summary
 
 
-def draw_figures(summary: dict,
+def draw_figures(summary: DemoSummary,
                  out_dir: str,
                  per_method: bool = True) -> Dict[str, str]:
     """Write the figures of the demo; return their paths by name.
 
     Args:
-        summary (dict): The demo's summary.
+        summary (DemoSummary): The demo's summary.
         out_dir (str): Directory of the figures.
         per_method (bool): Also the figures with a panel or a line per
             method (loss curves, predictions, similarity), which many
@@ -126,9 +134,9 @@ def draw_figures(summary: dict,
         with ``per_method``, ``loss_curves``, ``predictions`` and, when a
         GSKD recipe ran, ``similarity``.
     """
-    data_root = summary['dataset']['data_root']
-    generate_cfg = summary['dataset']['generate_cfg']
-    methods = summary['methods']
+    data_root = summary.dataset.data_root
+    generate_cfg = summary.dataset.generate_cfg
+    methods = summary.methods
     figures = dict(miou=plot_miou(summary, osp.join(out_dir, 'miou.png')))
     balancer = plot_balancer(summary, osp.join(out_dir, 'balancer.png'))
     if balancer is not None:
@@ -145,8 +153,7 @@ def draw_figures(summary: dict,
     if gskd_key is not None:
         cfg = load_config(METHODS[gskd_key][1], data_root, generate_cfg, 1, 1,
                           0)
-        model, _ = init_distiller(cfg,
-                                  methods[gskd_key]['runs'][0]['checkpoint'])
+        model, _ = init_distiller(cfg, methods[gskd_key].runs[0].checkpoint)
         name = names[images[0]]
         image = osp.join(data_root, 'img_dir', 'val', name + '.png')
         ann = osp.join(data_root, 'ann_dir', 'val', name + '.png')
@@ -156,8 +163,8 @@ def draw_figures(summary: dict,
             palette,
             osp.join(out_dir, 'similarity.png'),
             title=f'Synthetic Scenes (synthetic data): student '
-            f'{methods[gskd_key]["label"]}, first seed, after '
-            f'{summary["settings"]["iters"]} iterations; val image {name}')
+            f'{methods[gskd_key].label}, first seed, after '
+            f'{summary.settings.iters} iterations; val image {name}')
 
     with DefaultScope.overwrite_default_scope('mmseg'):
         from mmseg.registry import DATASETS
@@ -165,13 +172,13 @@ def draw_figures(summary: dict,
     batch = pseudo_collate([dataset[i] for i in images])
     teacher_cfg = load_config(TEACHER_CONFIG, data_root, generate_cfg, 1, 1, 0)
     models = [('teacher',
-               init_student(teacher_cfg, summary['teacher']['checkpoint']),
-               summary['teacher']['miou'])]
+               init_student(teacher_cfg, summary.teacher.checkpoint),
+               summary.teacher.miou)]
     for key, method in methods.items():
-        run = method['runs'][0]
+        run = method.runs[0]
         cfg = osp.join(config_dir(), method_spec(key).config)
-        models.append((f'student {method["label"]}',
-                       init_student(cfg, run['checkpoint']), run['miou']))
+        models.append((f'student {method.label}',
+                       init_student(cfg, run.checkpoint), run.miou))
     figures['predictions'] = plot_predictions(
         models, batch, class_names, palette,
         osp.join(out_dir, 'predictions.png'), IGNORE_INDEX)

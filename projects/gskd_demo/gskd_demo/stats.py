@@ -1,12 +1,14 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Paired comparison of two methods run on the same seeds."""
-from typing import NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy import stats
 
 
-class PairedInterval(NamedTuple):
+@dataclass
+class PairedInterval:
     """Mean paired difference and its t confidence interval.
 
     Attributes:
@@ -19,6 +21,16 @@ class PairedInterval(NamedTuple):
     low: float
     high: float
     n: int
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the interval excludes 0 (False for a single pair)."""
+        return self.low > 0 or self.high < 0
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width (NaN for a single pair)."""
+        return (self.high - self.low) / 2
 
 
 def paired_t_interval(a: Sequence[float],

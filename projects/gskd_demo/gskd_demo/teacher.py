@@ -7,6 +7,7 @@ measures its structural gaps to it on the validation images
 (:func:`teacher_and_gap_loader`).
 """
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,12 +24,13 @@ from gskd_mm.utils import load_state_dict
 
 from .dataset import FORMAT_VERSION
 from .methods import TEACHER_CONFIG, load_config
+from .results import TeacherResult
 from .scenes import CLASSES
 from .training import LOGGER, RunContext, build_runner, one_thread, train
 
 TEACHER_SEED = 0
 # Part of the teacher cache key: bump when what is cached changes.
-TEACHER_CACHE_VERSION = 3
+TEACHER_CACHE_VERSION = 4
 
 
 def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
@@ -50,8 +52,8 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
         cache_dir (str): gskd-mm cache directory.
 
     Returns:
-        dict: As :func:`train`, plus ``untrained_miou``, ``cached`` and
-        ``config``; ``checkpoint`` is the cached weights-only file.
+        TeacherResult: As :func:`train`, and the untrained network's mIoU;
+        ``checkpoint`` is the cached weights-only file.
     """
     cfg = load_config(TEACHER_CONFIG, data_root, generate_cfg, iters,
                       batch_size, TEACHER_SEED)
@@ -67,11 +69,11 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
     info = osp.join(entry, 'teacher.json')
     if osp.isfile(ckpt) and osp.isfile(info):
         with open(info) as f:
-            result = json.load(f)
+            result = TeacherResult(**json.load(f))
         print_log(
-            f'Teacher: cached ({entry}), mIoU {result["miou"]:.2f}',
+            f'Teacher: cached ({entry}), mIoU {result.miou:.2f}',
             logger=LOGGER)
-        return dict(result, checkpoint=ckpt, cached=True)
+        return dataclasses.replace(result, checkpoint=ckpt, cached=True)
 
     print_log(
         f'Teacher: training {iters} iterations (once; cached in {entry})',
@@ -83,9 +85,16 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
         untrained = float(runner.val()['mIoU'])
         del runner
         print_log(f'Teacher untrained: mIoU {untrained:.2f}', logger=LOGGER)
-        result = train(cfg, osp.join(out_dir, 'teacher'),
-                       f'demo_teacher_{key}_{os.getpid()}', log_level)
-    result['untrained_miou'] = untrained
+        result = train(
+            cfg,
+            osp.join(out_dir, 'teacher'),
+            f'demo_teacher_{key}_{os.getpid()}',
+            log_level,
+            progress=True)
+    result = TeacherResult(
+        **dataclasses.asdict(result),
+        untrained_miou=untrained,
+        config=TEACHER_CONFIG)
     # Only the weights are kept (a file that torch's weights-only loading,
     # hence MMRazor's `teacher_ckpt`, reads); written aside, then moved in
     # one step.
@@ -93,17 +102,16 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
     tmp = f'{ckpt}.tmp{os.getpid()}'
     torch.save(
         dict(
-            state_dict=load_state_dict(result['checkpoint']),
+            state_dict=load_state_dict(result.checkpoint),
             meta=dict(
                 config=TEACHER_CONFIG,
                 iters=iters,
                 dataset_classes=list(CLASSES))), tmp)
     os.replace(tmp, ckpt)
-    stored = {k: v for k, v in result.items() if k != 'checkpoint'}
     with open(info, 'w') as f:
-        json.dump(dict(stored, config=TEACHER_CONFIG), f, indent=2)
-    print_log(f'Teacher: mIoU {result["miou"]:.2f}', logger=LOGGER)
-    return dict(result, checkpoint=ckpt, cached=False)
+        json.dump(dataclasses.asdict(result), f, indent=2)
+    print_log(f'Teacher: mIoU {result.miou:.2f}', logger=LOGGER)
+    return dataclasses.replace(result, checkpoint=ckpt)
 
 
 def val_loader(cfg: Config):

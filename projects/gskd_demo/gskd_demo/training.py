@@ -10,6 +10,7 @@ recorded and its trained student's structural gaps measured. Also the
 set-up of a process that runs the demo (its logger, warning filters).
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,15 +27,15 @@ from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner, set_random_seed
 
-from gskd_mm.engine import GradientShareBalancerHook
+from gskd_mm.analysis import TermGradients, structural_gaps
+from gskd_mm.engine import GradientShareBalancerHook, LossGradientHook
 from gskd_mm.utils import register_all_modules
 
-from .gradient_share_hook import GradientShareHook, gskd_share
 from .methods import (balancer_hook, load_config, method_spec,
                       student_model_cfg)
+from .results import RunResult
 from .run_fingerprint_hook import RunFingerprintHook
 from .step_timer_hook import StepTimerHook
-from .structural_gap import structural_gaps
 
 # The demo's own logger: the runs' loggers are quieter.
 LOGGER = 'gskd_demo'
@@ -55,6 +56,12 @@ def setup_process() -> None:
     warnings of MMSeg and mmcv off, the demo's logger (quiet filter on)."""
     warnings.filterwarnings('ignore', category=UserWarning, module='mmseg')
     warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
+    # A spawned worker's Runner sets the configs' start method (`fork`,
+    # for data workers it never starts: the runs load data in-process).
+    warnings.filterwarnings(
+        'ignore',
+        message='Multi-processing start method',
+        category=UserWarning)
     register_all_modules(init_default_scope=False)
     MMLogger.get_instance(LOGGER, log_level='INFO').addFilter(QuietFilter())
 
@@ -74,6 +81,19 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def quiet_init() -> Iterator[None]:
+    """MMEngine's current logger at WARNING inside: ``init_weights`` logs
+    every parameter's initialisation at INFO."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def write_student_init(cfg: Config, seed: int, out_file: str) -> str:
     """Initialise the config's student with a seed and save its weights.
 
@@ -88,7 +108,8 @@ def write_student_init(cfg: Config, seed: int, out_file: str) -> str:
     set_random_seed(seed)
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(student_model_cfg(cfg))
-    model.init_weights()
+    with quiet_init():
+        model.init_weights()
     os.makedirs(osp.dirname(out_file), exist_ok=True)
     torch.save(model.state_dict(), out_file)
     return out_file
@@ -110,7 +131,8 @@ def train(cfg: Config,
           name: str,
           log_level: str,
           teacher: Optional[torch.nn.Module] = None,
-          gap_loader=None) -> dict:
+          gap_loader=None,
+          progress: bool = False) -> RunResult:
     """Train (and validate) one config with the MMEngine Runner.
 
     Args:
@@ -121,31 +143,28 @@ def train(cfg: Config,
         teacher (nn.Module, optional): Teacher to measure the trained
             student's structural gap against (with ``gap_loader``).
         gap_loader (Iterable, optional): Validation batches of the gap.
+        progress (bool): Show a progress bar of the training. Defaults to
+            False (runs in parallel would write over each other's).
 
     Returns:
-        dict: ``miou`` and all validation metrics; if measured, the
-        structural gaps (:func:`measure_gaps`); ``grad_norms`` and
-        ``gskd_grad_share`` (see :class:`GradientShareHook`); ``wall_s``
-        (build, train, validation, checkpoint), ``iter_ms`` (median
-        training step), ``gskd_ms`` (median GSKD loss forward + backward
-        per step, 0 without GSKD),
-        ``student_digest`` and ``data_digest`` (see
-        :class:`~.RunFingerprintHook`), ``checkpoint``,
-        ``scalars`` (the MMEngine scalar log); with a
-        ``GradientShareBalancerHook``, ``balancer``: its history (every
-        update's iteration, term, measured share and weight).
+        RunResult: Its metrics, times, fingerprints, gradient shares (as
+        :class:`~gskd_mm.engine.LossGradientHook` measures them on the
+        first and last batch), the balancer's updates if it has one and,
+        given a teacher, the structural gaps (:func:`measure_gaps`).
     """
     start = time.perf_counter()
     runner = build_runner(cfg, work_dir, name, log_level)
-    timer, fingerprint = StepTimerHook(), RunFingerprintHook()
-    gradients = GradientShareHook()
+    timer = StepTimerHook(progress=progress)
+    fingerprint = RunFingerprintHook()
+    # The first iteration (the pull on the initial student) and the last.
+    gradients = LossGradientHook(interval=cfg.train_cfg.max_iters)
     for hook in (timer, fingerprint, gradients):
         runner.register_hook(hook)
     runner.train()
     wall = time.perf_counter() - start
     # Steady state: the first steps (allocations, lazy init) are left out.
     skip = min(5, len(timer.iter_times) - 1)
-    result = dict(
+    result = RunResult(
         miou=float(timer.metrics['mIoU']),
         metrics=timer.metrics,
         wall_s=wall,
@@ -156,15 +175,32 @@ def train(cfg: Config,
         checkpoint=osp.join(runner.work_dir,
                             f'iter_{cfg.train_cfg.max_iters}.pth'),
         scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
-        grad_norms=gradients.norms,
-        gskd_grad_share=gskd_share(gradients.norms))
+        grad_norms=as_json(gradients.initial),
+        grad_norms_last=as_json(gradients.last),
+        gskd_grad_share=gskd_share(gradients.initial))
     for hook in runner.hooks:
         if isinstance(hook, GradientShareBalancerHook):
-            result['balancer'] = hook.history
+            result.balancer = [
+                dataclasses.asdict(update) for update in hook.history
+            ]
     if teacher is not None:
-        result.update(measure_gaps(runner.model, teacher, gap_loader))
+        result = dataclasses.replace(
+            result, **measure_gaps(runner.model, teacher, gap_loader))
     del runner
     return result
+
+
+def as_json(gradients: TermGradients) -> Optional[Dict[str, dict]]:
+    """Gradient norms as a run's result stores them (None: not measured)."""
+    if not gradients:
+        return None
+    return {term: dataclasses.asdict(g) for term, g in gradients.items()}
+
+
+def gskd_share(gradients: TermGradients) -> Optional[float]:
+    """The GSKD term's share of the task loss's gradient, if it has one."""
+    return next((g.share for term, g in gradients.items()
+                 if term.endswith('loss_gskd')), None)
 
 
 def measure_gaps(model: torch.nn.Module, teacher: torch.nn.Module,
@@ -196,10 +232,10 @@ def measure_gaps(model: torch.nn.Module, teacher: torch.nn.Module,
         student, teacher, gap_loader, projector=projector,
         cache_teacher=True)
     return dict(
-        gap=own['kl'],
-        gap_cos=own['cos'],
-        gap_proj=None if proj is None else proj['kl'],
-        gap_proj_cos=None if proj is None else proj['cos'])
+        gap=own.kl,
+        gap_cos=own.cos,
+        gap_proj=None if proj is None else proj.kl,
+        gap_proj_cos=None if proj is None else proj.cos)
 
 
 def num_params(cfg: Config) -> Dict[str, int]:
@@ -255,7 +291,7 @@ def student_init_file(ctx: RunContext, seed: int) -> str:
 
 
 def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
-                gap_loader) -> Tuple[dict, bool]:
+                gap_loader) -> Tuple[RunResult, bool]:
     """Train one method for one seed, or reuse its stored result.
 
     The run loads its seed's initial weights (:func:`student_init_file`,
@@ -271,7 +307,7 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
         gap_loader (Iterable): Validation batches of the gaps.
 
     Returns:
-        tuple[dict, bool]: The :func:`train` result (with ``seed`` and
+        tuple[RunResult, bool]: The :func:`train` result (with ``seed`` and
         ``fingerprint``), and whether it was stored before.
     """
     spec = method_spec(key)
@@ -282,7 +318,7 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
         cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
     balancer = balancer_hook(spec, cfg)
     if balancer is not None:
-        cfg.custom_hooks = [balancer]
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [balancer]
     if 'teacher_ckpt' in cfg.model:
         cfg.model.teacher_ckpt = ctx.teacher_ckpt
     student_model_cfg(cfg).init_cfg = dict(type='Pretrained', checkpoint=init)
@@ -291,8 +327,8 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
     fingerprint = run_fingerprint(cfg, init)
     if osp.isfile(stored):
         with open(stored) as f:
-            result = json.load(f)
-        if result.get('fingerprint') == fingerprint:
+            result = RunResult.from_json(json.load(f))
+        if result is not None and result.fingerprint == fingerprint:
             return result, True
     result = train(
         cfg,
@@ -301,7 +337,7 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
         ctx.log_level,
         teacher=teacher,
         gap_loader=gap_loader)
-    result.update(seed=seed, fingerprint=fingerprint)
+    result.seed, result.fingerprint = seed, fingerprint
     with open(stored, 'w') as f:
-        json.dump(result, f, indent=2)
+        json.dump(dataclasses.asdict(result), f, indent=2)
     return result, False

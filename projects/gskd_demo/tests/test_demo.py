@@ -78,6 +78,21 @@ def demo(tmp_path_factory) -> Tuple[str, Dict[str, str], dict, str]:
     return out_dir, env, results, output
 
 
+def assert_quiet(output: str) -> None:
+    """The demo shows its phases, its progress and its results only."""
+    for noise in ('Loads checkpoint', 'init_weights', 'start method',
+                  'Warning', 'torch.Size'):
+        assert noise not in output, noise
+
+
+def test_first_run_is_quiet(demo):
+    *_, output = demo
+    assert_quiet(output)
+    for phase in ('Data:', 'Teacher untrained', 'Teacher: mIoU', '[1/12]',
+                  '[12/12]', 'Figures ...', '| model |'):
+        assert phase in output, phase
+
+
 def test_workers_give_the_same_runs(demo, tmp_path):
     # Two processes train the runs in any order; every run's numbers equal
     # those of the runs trained one after another in one process.
@@ -87,6 +102,7 @@ def test_workers_give_the_same_runs(demo, tmp_path):
         [sys.executable, DEMO, *SMALL, '--workers', '2', '--out-dir', out_dir],
         env)
     assert 'done before' not in output
+    assert_quiet(output)
     with open(osp.join(out_dir, 'results.json')) as f:
         parallel = json.load(f)
     assert parallel['init_gap'] == results['init_gap']
@@ -103,16 +119,17 @@ def test_table(demo):
     methods = results['methods']
     assert list(methods) == METHODS
     for key, method in methods.items():
-        assert method['n'] == 2 and len(method['runs']) == 2
+        assert len(method['runs']) == 2
         assert [run['seed'] for run in method['runs']] == [0, 1]
-        assert 0 <= method['miou_mean'] <= 100
-        assert method['miou_std'] is not None
-        assert method['gap_mean'] > 0  # a student is not its teacher
-        assert 0 < method['gap_cos_mean'] < 2
+        stats = method['stats']
+        assert 0 <= stats['miou']['mean'] <= 100
+        assert stats['miou']['std'] is not None
+        assert stats['gap']['mean'] > 0  # a student is not its teacher
+        assert 0 < stats['gap_cos']['mean'] < 2
         # The projected gap exists where a GSKD projector does.
         has_projector = 'gskd' in key
-        assert (method['gap_proj_mean'] is not None) == has_projector
-        assert (method['gap_proj_cos_mean'] is not None) == has_projector
+        assert (stats['gap_proj']['mean'] is not None) == has_projector
+        assert (stats['gap_proj_cos']['mean'] is not None) == has_projector
         assert method['wall_s_mean'] > 0 and method['iter_ms'] > 0
         # Only the GSKD recipes spend time in a GSKD loss.
         assert (method['gskd_ms'] > 0) == has_projector
@@ -149,7 +166,7 @@ def test_balanced_runs_record_their_weights_and_shares(demo):
     _, _, results, _ = demo
     for key, method in results['methods'].items():
         for run in method['runs']:
-            assert ('balancer' in run) == key.endswith('-bal'), key
+            assert (run['balancer'] is not None) == key.endswith('-bal'), key
     for run in results['methods']['dist_gskd-row-t1-bal']['runs']:
         # 6 iterations, measured every 5: one update, at iteration 4.
         (update, ) = run['balancer']
@@ -176,17 +193,18 @@ def test_paired_differences(demo):
     assert set(paired) == {'dist_gskd', 'cirkd_gskd', 'dist_gskd-row-t1-bal'}
     for gskd, d in paired.items():
         base = d['baseline']
-        assert base == gskd.split('_')[0]
+        assert base == gskd.split('_')[0] and d['kind'] == 'base'
         # Base recipes have no projector: no projected difference.
-        assert set(d) == {'method', 'baseline', 'miou', 'gap', 'gap_cos'}
-        for metric in ('miou', 'gap', 'gap_cos'):
+        intervals = d['intervals']
+        assert set(intervals) == {'miou', 'gap', 'gap_cos'}
+        for metric, interval in intervals.items():
             diffs = [
                 a[metric] - b[metric]
                 for a, b in zip(methods[gskd]['runs'], methods[base]['runs'])
             ]
-            assert d[metric]['n'] == 2
-            assert d[metric]['mean'] == pytest.approx(np.mean(diffs))
-            assert d[metric]['low'] <= d[metric]['mean'] <= d[metric]['high']
+            assert interval['n'] == 2
+            assert interval['mean'] == pytest.approx(np.mean(diffs))
+            assert interval['low'] <= interval['mean'] <= interval['high']
 
 
 def test_finished_runs_are_not_run_again(demo):
@@ -199,7 +217,7 @@ def test_finished_runs_are_not_run_again(demo):
     with open(osp.join(out_dir, 'results.json')) as f:
         again = json.load(f)
     for key, method in results['methods'].items():
-        assert again['methods'][key]['miou_mean'] == method['miou_mean']
+        assert again['methods'][key]['stats'] == method['stats']
 
 
 def test_figures(demo):
@@ -282,22 +300,22 @@ def test_visualize_gskd_matches_the_loss(demo, tmp_path):
         labelled = gskd_view(model, load_sample(cfg, image), seed=3)
     finally:
         del os.environ['GSKD_MM_CACHE']
-    assert result['loss'] == pytest.approx(
-        result['loss_reference'], rel=1e-5, abs=1e-7)
-    assert result['loss'] == pytest.approx(result['desc_kl'].mean())
-    b = len(result['index'])
-    assert b == 8 * len(result['classes'])  # N = 8 per present class
-    assert result['V_t'].shape == result['V_s'].shape == (b, b)
+    assert result.loss == pytest.approx(
+        result.loss_reference, rel=1e-5, abs=1e-7)
+    assert result.loss == pytest.approx(result.desc_kl.mean())
+    b = len(result.index)
+    assert b == 8 * len(result.classes)  # N = 8 per present class
+    assert result.V_t.shape == result.V_s.shape == (b, b)
     # Cosine similarities: unit diagonal, symmetric.
-    np.testing.assert_allclose(np.diag(result['V_t']), 1, atol=1e-5)
-    np.testing.assert_allclose(result['V_s'], result['V_s'].T, atol=1e-5)
+    np.testing.assert_allclose(np.diag(result.V_t), 1, atol=1e-5)
+    np.testing.assert_allclose(result.V_s, result.V_s.T, atol=1e-5)
     # S = -1: descriptors of |C| columns, one per sample slot (G = N).
-    assert result['desc_t'].shape == (8, b, len(result['classes']))
+    assert result.desc_t.shape == (8, b, len(result.classes))
     # Every sampled pixel may be sampled (labelled, teacher right there).
-    assert not result['pseudo_labels']
-    assert result['feat_valid'].reshape(-1)[result['index']].all()
+    assert not result.pseudo_labels
+    assert result.feat_valid.reshape(-1)[result.index].all()
 
     # Without labels, the teacher's prediction stands in for them.
-    assert labelled['pseudo_labels']
-    assert labelled['loss'] == pytest.approx(
-        labelled['loss_reference'], rel=1e-5, abs=1e-7)
+    assert labelled.pseudo_labels
+    assert labelled.loss == pytest.approx(
+        labelled.loss_reference, rel=1e-5, abs=1e-7)

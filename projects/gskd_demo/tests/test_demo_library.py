@@ -1,22 +1,16 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""The library parts of the demo: paired statistics, the structural gaps,
-the pairing checks, the sweep's methods and the gradient-share hook."""
+"""The library parts of the demo: paired statistics, the pairing checks,
+the sweep's methods and the schedule."""
 import math
 import os.path as osp
 
 import pytest
-import torch
 
-from gskd_mm.testing import generated_batch
-from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, GradientShareHook,
+from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, RunResult,
                                           method_spec, paired_differences,
                                           paired_t_interval, pairing_check,
-                                          structural_gap, structural_gaps,
                                           sweep_methods)
-from projects.gskd_demo.gskd_demo.gradient_share_hook import gskd_share
 from projects.gskd_demo.gskd_demo.methods import config_dir, load_config
-
-from helpers import demo_networks
 
 
 # ------------------------------------------------------------ statistics
@@ -52,13 +46,20 @@ def test_paired_t_interval_bad_input():
         paired_t_interval([1, 2], [0, 1], confidence=95)
 
 
-def _run(seed, miou, gap, student='s', data='d'):
-    return dict(
-        seed=seed,
+def _run(seed, miou, gap, student='s', data='d', **metrics):
+    return RunResult(
         miou=miou,
-        gap=gap,
+        metrics={},
+        wall_s=1.0,
+        iter_ms=1.0,
+        gskd_ms=0.0,
         student_digest=f'{student}{seed}',
-        data_digest=f'{data}{seed}')
+        data_digest=f'{data}{seed}',
+        checkpoint='',
+        scalars='',
+        gap=gap,
+        seed=seed,
+        **metrics)
 
 
 def test_paired_differences_and_check():
@@ -68,10 +69,10 @@ def test_paired_differences_and_check():
         no_kd=[_run(0, 20.0, 0.9), _run(1, 25.0, 0.9)])
     paired = paired_differences(runs)
     assert list(paired) == ['dist_gskd']  # no CWD or CIRKD runs
-    assert paired['dist_gskd']['baseline'] == 'dist'
+    assert paired['dist_gskd'].baseline == 'dist'
     # Matched by seed, not by position: differences +2 and +1.
-    assert paired['dist_gskd']['miou']['mean'] == pytest.approx(1.5)
-    assert paired['dist_gskd']['gap']['mean'] == pytest.approx(-0.25)
+    assert paired['dist_gskd'].intervals['miou'].mean == pytest.approx(1.5)
+    assert paired['dist_gskd'].intervals['gap'].mean == pytest.approx(-0.25)
     assert pairing_check(runs) == dict(student=True, data=True)
     runs['no_kd'][1] = _run(1, 25.0, 0.9, student='other')
     assert pairing_check(runs) == dict(student=False, data=True)
@@ -89,76 +90,21 @@ def test_a_balanced_variant_is_compared_with_its_base_and_fixed_twin():
         'dist_gskd-row-t1-bal vs dist_gskd-row-t1'
     ]
     twin = paired['dist_gskd-row-t1-bal vs dist_gskd-row-t1']
-    assert twin['method'] == 'dist_gskd-row-t1-bal'
-    assert twin['baseline'] == 'dist_gskd-row-t1'
-    assert twin['miou']['mean'] == pytest.approx(1.5)  # +2 and +1
-    assert paired['dist_gskd-row-t1-bal']['baseline'] == 'dist'
-    assert paired['dist_gskd-row-t1-bal']['miou']['mean'] == \
+    assert twin.method == 'dist_gskd-row-t1-bal'
+    assert twin.baseline == 'dist_gskd-row-t1'
+    assert twin.intervals['miou'].mean == pytest.approx(1.5)  # +2 and +1
+    assert paired['dist_gskd-row-t1-bal'].baseline == 'dist'
+    assert paired['dist_gskd-row-t1-bal'].intervals['miou'].mean == \
         pytest.approx(3.0)
     # Without its fixed twin, only the base.
     del runs['dist_gskd-row-t1']
     assert list(paired_differences(runs)) == ['dist_gskd-row-t1-bal']
 
 
-# -------------------------------------------------------- structural gap
-
-
-def _batches():
-    torch.manual_seed(1)
-    return [generated_batch(2, (64, 64), 7) for _ in range(2)]
-
-
-def test_structural_gap_zero_for_the_teacher_itself():
-    student, teacher = demo_networks()
-    batches = _batches()
-    assert structural_gap(teacher, teacher, batches) == pytest.approx(
-        0.0, abs=1e-9)
-    gap = structural_gap(student, teacher, batches)
-    assert gap > 1e-6  # GSKD-scaled: KL * T^2 / descriptor length
-    # The draws are seeded: the same value again, and the global RNG is
-    # left alone.
-    state = torch.random.get_rng_state()
-    assert structural_gap(student, teacher, batches) == gap
-    assert torch.equal(torch.random.get_rng_state(), state)
-
-
-def test_structural_gap_errors():
-    student, teacher = demo_networks()
-    with pytest.raises(ValueError, match='decode_head.nothing'):
-        structural_gap(student, teacher, _batches(), 'decode_head.nothing')
-    unlabelled = _batches()
-    for batch in unlabelled:
-        for sample in batch['data_samples']:
-            sample.gt_sem_seg.data[:] = 255
-    with pytest.raises(ValueError, match='labelled pixel'):
-        structural_gap(student, teacher, unlabelled)
-
-
-def test_structural_gaps_both_metrics_and_projector():
-    student, teacher = demo_networks()
-    batches = _batches()
-    same = structural_gaps(teacher, teacher, batches)
-    assert same['kl'] == pytest.approx(0.0, abs=1e-9)
-    assert same['cos'] == pytest.approx(0.0, abs=1e-6)
-    own = structural_gaps(student, teacher, batches)
-    assert own['kl'] == structural_gap(student, teacher, batches)
-    assert 0 < own['cos'] < 2  # mean |cosine difference|
-    # Student features (16 channels) through a projector to the teacher's
-    # 32: a different gap, on the same draws.
-    torch.manual_seed(2)
-    projector = torch.nn.Conv2d(16, 32, 1, bias=False)
-    projected = structural_gaps(student, teacher, batches,
-                                projector=projector)
-    assert projected['kl'] != own['kl'] and projected['cos'] != own['cos']
-    # The identity as projector changes nothing.
-    assert structural_gaps(
-        student, teacher, batches, projector=lambda x: x) == own
-
-
 def test_paired_differences_skip_undefined_metrics():
     def run(seed, miou, gap, proj):
-        return dict(seed=seed, miou=miou, gap=gap, gap_cos=gap / 10,
-                    gap_proj=proj, gap_proj_cos=proj)
+        return _run(seed, miou, gap, gap_cos=gap / 10, gap_proj=proj,
+                    gap_proj_cos=proj)
     runs = {
         'cwd': [run(0, 30.0, 0.5, None), run(1, 31.0, 0.6, None)],
         'cwd_gskd': [run(0, 32.0, 0.4, 0.2), run(1, 34.0, 0.4, 0.3)],
@@ -167,11 +113,11 @@ def test_paired_differences_skip_undefined_metrics():
     paired = paired_differences(runs)
     assert set(paired) == {'cwd_gskd', 'cwd_gskd-row'}
     for d in paired.values():
-        assert d['baseline'] == 'cwd'
-        assert set(d) == {'method', 'baseline', 'miou', 'gap', 'gap_cos'}
-    assert paired['cwd_gskd']['miou']['mean'] == pytest.approx(2.5)
-    assert paired['cwd_gskd-row']['miou']['mean'] == pytest.approx(-1.0)
-    assert paired['cwd_gskd-row']['gap']['mean'] == pytest.approx(0.15)
+        assert d.baseline == 'cwd'
+        assert set(d.intervals) == {'miou', 'gap', 'gap_cos'}
+    assert paired['cwd_gskd'].intervals['miou'].mean == pytest.approx(2.5)
+    assert paired['cwd_gskd-row'].intervals['miou'].mean == pytest.approx(-1.0)
+    assert paired['cwd_gskd-row'].intervals['gap'].mean == pytest.approx(0.15)
 
 
 # --------------------------------------------------------------- sweep
@@ -186,9 +132,7 @@ def test_sweep_methods_and_their_overrides_land_in_the_config():
             continue
         base, _, variant = key.partition('_')
         assert spec.baseline == base
-        options = GSKD_VARIANTS[variant]['options']
-        assert spec.loss_gskd == dict(
-            options, loss_weight=GSKD_VARIANTS[variant]['loss_weight'][base])
+        assert spec.loss_gskd == GSKD_VARIANTS[variant]['loss_gskd']
         # As student_runs builds it: the recipe with the authors' GSKD,
         # its loss_gskd updated, the rest of the recipe as it is.
         cfg = load_config(spec.config, data['data_root'],
@@ -211,44 +155,24 @@ def test_sweep_methods_and_their_overrides_land_in_the_config():
     assert osp.isdir(config_dir())
 
 
-# ------------------------------------------------------- gradient share
-class _Runner:
-
-    def __init__(self, model):
-        self.model = model
-
-
-def test_gradient_share_hook_leaves_training_alone(monkeypatch):
-    import projects.gskd_demo.gskd_demo.gradient_share_hook as module
-    model = torch.nn.Sequential(torch.nn.Linear(3, 3),
-                                torch.nn.BatchNorm1d(3))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-
-    def fake_norms(model, data_batch):
-        # Side effects as a training forward has: BN statistics, RNG.
-        model.train()
-        model(torch.randn(4, 3))
-        return {'decode.loss_ce': dict(student=2.0, share=1.0),
-                'distill.loss_gskd': dict(student=1.0, share=0.5)}
-
-    monkeypatch.setattr(module, '_loss_gradient_norms', lambda: fake_norms)
-    hook = GradientShareHook()
-    state = torch.random.get_rng_state()
-    hook.before_train_iter(_Runner(model), 0, dict(inputs=[]))
-    assert torch.equal(torch.random.get_rng_state(), state)
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    assert all(p.grad is None for p in model.parameters())
-    assert gskd_share(hook.norms) == 0.5
-    hook.norms['distill.loss_gskd']['share'] = 7.0
-    hook.before_train_iter(_Runner(model), 1, dict(inputs=[]))
-    assert gskd_share(hook.norms) == 7.0  # measured once, on batch 0
-    assert gskd_share({'decode.loss_ce': dict(share=1.0)}) is None
-
-    monkeypatch.setattr(module, '_loss_gradient_norms', lambda: None)
-    absent = GradientShareHook()
-    absent.before_train_iter(_Runner(model), 0, dict(inputs=[]))
-    assert not absent.available and absent.norms is None
+def test_variants_are_those_of_the_recipes():
+    """Each variant is defined once: the shipped recipes' GSKD-row-t1 and
+    balancer are the demo's."""
+    from mmengine.config import Config
+    recipes = osp.join(
+        osp.dirname(osp.dirname(config_dir())), '..', 'configs', 'gskd')
+    pair = 'deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024'
+    fixed = Config.fromfile(osp.join(recipes, f'dist-gskd-row-t1_{pair}.py'))
+    loss = fixed.model.distiller.distill_losses.loss_gskd
+    variant = GSKD_VARIANTS['gskd-row-t1']['loss_gskd']
+    assert {k: loss[k] for k in variant} == variant
+    balanced = Config.fromfile(
+        osp.join(recipes, f'dist-gskd-row-t1-bal_{pair}.py'))
+    hook = next(h for h in balanced.custom_hooks
+                if h.type == 'GradientShareBalancerHook')
+    demo = GSKD_VARIANTS['gskd-row-t1-bal']
+    assert demo['loss_gskd'] == variant
+    assert hook.targets == demo['balancer']['targets']
 
 
 # ------------------------------------------------------------ schedule

@@ -1,20 +1,32 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Run a recipe offline: no checkpoint or ImageNet download, another crop.
 
-The tests, the step benchmark (``tools/analysis_tools/benchmark_step.py``)
-and the loss-gradient tool (``tools/analysis_tools/loss_gradients.py``) run
-the shipped recipes on generated data with it: one path that shrinks a
-recipe to a crop, one that removes its downloads.
+The analysis tools (the loss gradients, the step benchmark, the compute
+budget), the tests and the benchmarks run the shipped recipes on generated
+data with it: one path that shrinks a recipe to a crop, one that removes
+its downloads.
 """
+import inspect
 import os.path as osp
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
+from mmrazor.registry import MODELS
 
-from ..apis import init_distiller
 from ..models.algorithms import teacher_model_config
-from ..utils import load_state_dict
+from ..models.architectures import SAGANDiscriminator
+from ..utils import load_state_dict, register_all_modules
+
+__all__ = [
+    'OfflineDistiller', 'build_offline_distiller', 'discriminator_stages',
+    'offline_recipe', 'recipe_crop'
+]
+
+#: The student's output stride, at which the discriminator sees logits.
+LOGITS_STRIDE = 8
 
 
 def iter_dicts(node: Any) -> Iterator[dict]:
@@ -53,20 +65,22 @@ def resize_to_crop(node: dict, crop: Tuple[int, int]) -> None:
         node['size'] = crop
 
 
-def discriminator_stages(crop: Tuple[int, int], stages: int = 4) -> int:
-    """How many of an adversarial discriminator's stages fit a crop.
-
-    Its stride-2 stages halve the student's stride-8 logits, and each stage
-    needs 4 * 2**stages pixels of them (``SAGANDiscriminator``).
+def discriminator_stages(cfg: Config) -> Optional[int]:
+    """The stages of a recipe's adversarial discriminator, if it has one.
 
     Args:
-        crop (tuple[int, int]): (h, w) crop.
-        stages (int): The discriminator's stages. Defaults to 4.
+        cfg (Config): A recipe.
 
     Returns:
-        int: ``stages``, or fewer (at least 1) where the crop is too small.
+        int | None: ``model.discriminator.num_stages`` (the discriminator's
+        default where the recipe does not set it), None without one.
     """
-    return max(1, min(stages, (min(crop) // 8 // 4).bit_length() - 1))
+    discriminator = cfg.model.get('discriminator')
+    if discriminator is None:
+        return None
+    default = inspect.signature(
+        SAGANDiscriminator).parameters['num_stages'].default
+    return discriminator.get('num_stages', default)
 
 
 def teacher_without_downloads(teacher: ConfigDict) -> ConfigDict:
@@ -110,7 +124,8 @@ def offline_recipe(cfg: Config,
     process. With a crop, the pipeline and every
     ``data_preprocessor.size`` (which pads every input to it) shrink to it,
     and a discriminator of adversarial distillation gets as many stride-2
-    stages as the crop's stride-8 logits take (its recipes' four need
+    stages as the crop's stride-8 logits take
+    (:meth:`SAGANDiscriminator.stages_that_fit`; its recipes' four need
     512 x 512 crops).
 
     Args:
@@ -133,9 +148,11 @@ def offline_recipe(cfg: Config,
     student = cfg.model.architecture
     student.pretrained = None
     student.backbone.init_cfg = None
-    if crop is not None and 'discriminator' in cfg.model:
-        cfg.model.discriminator.num_stages = discriminator_stages(
-            crop, cfg.model.discriminator.get('num_stages', 4))
+    stages = discriminator_stages(cfg)
+    if crop is not None and stages is not None:
+        cfg.model.discriminator.num_stages = \
+            SAGANDiscriminator.stages_that_fit(
+                min(crop) // LOGITS_STRIDE, stages)
     for node in iter_dicts(cfg._cfg_dict):
         kind = node.get('type')
         if kind == 'SyncBN' and sync_bn_to_bn:
@@ -157,12 +174,13 @@ def recipe_crop(cfg: Config) -> Tuple[int, int]:
     """The (h, w) training crop of a recipe (its student's padding size).
 
     Args:
-        cfg (Config): A distillation recipe.
+        cfg (Config): A distillation recipe, or a plain segmentor's config.
 
     Returns:
         tuple[int, int]: (h, w).
     """
-    size = cfg.model.architecture.data_preprocessor.get('size')
+    model = cfg.model.get('architecture', cfg.model)
+    size = model.get('data_preprocessor', {}).get('size')
     if size:
         return tuple(size)
     for transform in cfg.get('train_pipeline', []):
@@ -172,10 +190,39 @@ def recipe_crop(cfg: Config) -> Tuple[int, int]:
                      'size, or RandomCrop in train_pipeline): pass --crop')
 
 
+@dataclass
+class OfflineDistiller:
+    """A recipe's distiller built offline, and where its weights came from.
+
+    Attributes:
+        model (BaseModel): The distiller, in train mode.
+        student_weights (str | None): The checkpoint the student's weights
+            were loaded from; None: its initialisation.
+        teacher_weights (str | None): The checkpoint the teacher's weights
+            were loaded from; None: its initialisation.
+    """
+    model: BaseModel
+    student_weights: Optional[str]
+    teacher_weights: Optional[str]
+
+    @property
+    def untrained(self) -> bool:
+        """Whether no network has loaded weights."""
+        return self.student_weights is None and self.teacher_weights is None
+
+    def describe(self) -> str:
+        """Which networks are trained, in words."""
+        if self.student_weights is not None:
+            return f'student and teacher from {self.student_weights}'
+        if self.teacher_weights is not None:
+            return f'teacher from {self.teacher_weights}, student untrained'
+        return 'untrained'
+
+
 def build_offline_distiller(cfg: Config,
                             checkpoint: Optional[str] = None,
                             teacher_ckpt: Optional[str] = None,
-                            device: str = 'cpu') -> Tuple[BaseModel, str]:
+                            device: str = 'cpu') -> OfflineDistiller:
     """A recipe's distiller in train mode, with what weights exist offline.
 
     With ``checkpoint`` (a distiller checkpoint) every weight comes from
@@ -192,23 +239,24 @@ def build_offline_distiller(cfg: Config,
         device (str): Device. Defaults to 'cpu'.
 
     Returns:
-        tuple[BaseModel, str]: The model, and which networks were trained
-        ('student and teacher from <ckpt>', 'teacher from <ckpt>, student
-        untrained', or 'untrained').
+        OfflineDistiller: The model and where its weights came from.
     """
-    model, _ = init_distiller(cfg, None, device)  # never reads teacher_ckpt
+    register_all_modules(init_default_scope=False)
+    model_cfg = cfg.model.copy()
+    model_cfg.teacher_ckpt = None  # loaded below, where it exists
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', None) or 'mmseg'):
+        model = MODELS.build(model_cfg)
+    built = OfflineDistiller(model, None, None)
     if checkpoint is not None:
         model.load_state_dict(load_state_dict(checkpoint))
-        trained = f'student and teacher from {checkpoint}'
+        built.student_weights = built.teacher_weights = checkpoint
     else:
         model.init_weights()
         if teacher_ckpt and osp.isfile(osp.expanduser(teacher_ckpt)):
             model.teacher.load_state_dict(
                 load_state_dict(osp.expanduser(teacher_ckpt)))
-            trained = f'teacher from {teacher_ckpt}, student untrained'
-        else:
-            trained = 'untrained (no checkpoint; teacher_ckpt ' + (
-                'absent' if teacher_ckpt else 'not set') + ')'
+            built.teacher_weights = teacher_ckpt
     model.to(device)
     model.train()
-    return model, trained
+    return built

@@ -1,14 +1,16 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Time whole training steps of a recipe: the library of
-``tools/analysis_tools/benchmark_step.py`` and ``benchmark_balancer.py``.
+``tools/analysis_tools/benchmark_step.py``, ``benchmark_balancer.py`` and
+``kd_budget.py``.
 
-One batch of generated Cityscapes-format data (written by
-:func:`~gskd_mm.testing.make_cityscapes` at full size) from the
-recipe's own dataloader, the recipe run offline
-(:func:`~gskd_mm.testing.offline_recipe`), and ``train_step`` timed
-on it in float32 or mixed precision (MMEngine's ``AmpOptimWrapper`` on
-CUDA, as ``tools/train.py --amp`` sets it up; ``torch.autocast('cpu')`` on
-a CPU, where that wrapper refuses to start).
+One batch (of the recipe's own dataloader, e.g. on generated
+Cityscapes-format data written by :func:`~gskd_mm.testing.make_cityscapes`,
+or a generated batch), the recipe run offline
+(:func:`~gskd_mm.analysis.offline_recipe`), and ``train_step`` timed on it
+in float32 or mixed precision: MMEngine's ``AmpOptimWrapper`` on CUDA (the
+caller converts the config with :func:`gskd_mm.engine.enable_amp`, as
+``tools/train.py --amp`` does), ``torch.autocast('cpu')`` on a CPU, where
+that wrapper refuses to start.
 """
 import contextlib
 import copy
@@ -16,23 +18,27 @@ import glob
 import os.path as osp
 import resource
 import time
+from dataclasses import dataclass
 from statistics import median
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmrazor.registry import MODELS
 
-from ..engine import enable_amp
 from .offline import offline_recipe
 
 #: The method name that stands for the recipe's student trained alone.
 STUDENT_ALONE = 'student'
 PRECISIONS = ('fp32', 'fp16', 'bf16')
-AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+#: The autocast dtype of each mixed precision (``enable_amp``'s ``dtype``).
+AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
 CITYSCAPES_SIZE = (1024, 2048)
 
 
@@ -118,32 +124,28 @@ def build_model(cfg: Config, student_only: bool,
     """The trained model: the recipe's student alone, or its distiller.
 
     Args:
-        cfg (Config): A recipe from :func:`load_recipe`.
+        cfg (Config): A recipe run offline (e.g. from :func:`load_recipe`).
         student_only (bool): Build only the student (an MMSeg model).
         device (str): Torch device.
 
     Returns:
         nn.Module: The model, on ``device``, in train mode.
     """
-    init_default_scope('mmseg')
     model_cfg = cfg.model.architecture if student_only else cfg.model
-    return MODELS.build(model_cfg).to(device).train()
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(model_cfg).to(device).train()
 
 
-def optim_wrapper_for(cfg: Config, model: torch.nn.Module, precision: str,
-                      device: str):
-    """The recipe's optimizer wrapper; ``AmpOptimWrapper`` for AMP on CUDA.
+def optim_wrapper_for(cfg: Config, model: torch.nn.Module):
+    """The recipe's optimizer wrapper(s), for the model being timed.
 
     Adversarial recipes have two wrappers (``architecture`` and
-    ``discriminator``): both become ``AmpOptimWrapper``
-    (:func:`~gskd_mm.engine.enable_amp`, as ``tools/train.py --amp``), and
-    a student alone gets the ``architecture`` one.
+    ``discriminator``); a student alone gets the ``architecture`` one.
 
     Args:
-        cfg (Config): The recipe.
+        cfg (Config): The recipe (for AMP on CUDA, converted by
+            :func:`gskd_mm.engine.enable_amp` first).
         model (nn.Module): The model to optimise.
-        precision (str): One of ``PRECISIONS``.
-        device (str): Torch device.
 
     Returns:
         OptimWrapper | OptimWrapperDict: The wrapper(s).
@@ -152,10 +154,6 @@ def optim_wrapper_for(cfg: Config, model: torch.nn.Module, precision: str,
     if 'constructor' in wrapper_cfg and 'discriminator' in wrapper_cfg \
             and not hasattr(model, 'discriminator'):
         wrapper_cfg = wrapper_cfg.architecture
-    if precision != 'fp32' and device.startswith('cuda'):
-        amp_cfg = Config(dict(optim_wrapper=wrapper_cfg))
-        enable_amp(amp_cfg, str(AMP_DTYPES[precision]).split('.')[-1])
-        wrapper_cfg = amp_cfg.optim_wrapper
     return build_optim_wrapper(model, wrapper_cfg)
 
 
@@ -163,38 +161,61 @@ def step_context(precision: str, device: str):
     """Autocast for AMP on a CPU (on CUDA the optimizer wrapper does it)."""
     if precision == 'fp32' or device.startswith('cuda'):
         return contextlib.nullcontext()
-    return torch.autocast('cpu', dtype=AMP_DTYPES[precision])
+    return torch.autocast('cpu', dtype=getattr(torch, AMP_DTYPES[precision]))
 
 
 def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA), so that timings are whole."""
     if device.startswith('cuda'):
         torch.cuda.synchronize()
 
 
-def time_steps(cfg: Config, method: str, precision: str, device: str,
-               repeats: int, warmup: int = 1) -> dict:
+@dataclass
+class StepTiming:
+    """The time and memory of a training step.
+
+    Attributes:
+        seconds (float): Median seconds of a step.
+        peak_mb (float): CUDA: peak allocated memory; CPU: peak resident
+            memory of the process.
+        losses (dict[str, float]): The losses of the last step.
+    """
+    seconds: float
+    peak_mb: float
+    losses: Dict[str, float]
+
+
+def time_steps(cfg: Config,
+               student_only: bool,
+               precision: str = 'fp32',
+               device: str = 'cpu',
+               repeats: int = 5,
+               warmup: int = 1,
+               batch: Optional[dict] = None) -> StepTiming:
     """Median seconds of a training step, peak memory and the losses.
 
     Args:
-        cfg (Config): A recipe from :func:`load_recipe`.
-        method (str): ``'student'`` or the recipe's method.
-        precision (str): One of ``PRECISIONS``.
-        device (str): Torch device.
-        repeats (int): Timed steps.
+        cfg (Config): A recipe from :func:`load_recipe` or
+            :func:`~gskd_mm.analysis.offline_recipe`.
+        student_only (bool): Time the recipe's student trained alone (its
+            ``model.architecture``) instead of the recipe.
+        precision (str): One of ``PRECISIONS``. Defaults to 'fp32'.
+        device (str): Torch device. Defaults to 'cpu'.
+        repeats (int): Timed steps. Defaults to 5.
         warmup (int): Untimed steps first. Defaults to 1.
+        batch (dict, optional): The batch; defaults to the first of the
+            recipe's training dataloader.
 
     Returns:
-        dict: ``seconds`` (median), ``peak_mb`` (CUDA: peak allocated;
-        CPU: peak resident memory of the process) and ``losses`` of the
-        last step.
+        StepTiming: The median step, the peak memory and the losses.
     """
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}, '
                          f'got {precision!r}')
     torch.manual_seed(0)
-    batch = first_batch(cfg)
-    model = build_model(cfg, method == STUDENT_ALONE, device)
-    optim_wrapper = optim_wrapper_for(cfg, model, precision, device)
+    batch = first_batch(cfg) if batch is None else batch
+    model = build_model(cfg, student_only, device)
+    optim_wrapper = optim_wrapper_for(cfg, model)
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -210,14 +231,25 @@ def time_steps(cfg: Config, method: str, precision: str, device: str,
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(
-        seconds=median(times),
-        peak_mb=peak_mb,
-        losses={k: float(v)
-                for k, v in losses.items()})
+    return StepTiming(median(times), peak_mb,
+                      {k: float(v)
+                       for k, v in losses.items()})
 
 
-def time_teacher_forward(cfg: Config, device: str, repeats: int) -> dict:
+@dataclass
+class TeacherTiming:
+    """Median seconds of the teacher's forward in each mode.
+
+    Attributes:
+        loss_mode (float): As ``SingleTeacherDistill`` runs it.
+        tensor_mode (float): As ``EvalTeacherDistill`` runs it.
+    """
+    loss_mode: float
+    tensor_mode: float
+
+
+def time_teacher_forward(cfg: Config, device: str,
+                         repeats: int) -> TeacherTiming:
     """The teacher's forward per step, as each algorithm runs it.
 
     ``SingleTeacherDistill`` runs the teacher in ``loss`` mode (BN in eval,
@@ -231,7 +263,7 @@ def time_teacher_forward(cfg: Config, device: str, repeats: int) -> dict:
         repeats (int): Timed forwards of each, after one warm-up.
 
     Returns:
-        dict: Median seconds: ``loss_mode`` and ``tensor_mode``.
+        TeacherTiming: The median forward in each mode.
     """
     model = build_model(cfg, False, device)
     teacher = model.teacher
@@ -255,48 +287,62 @@ def time_teacher_forward(cfg: Config, device: str, repeats: int) -> dict:
             if i:
                 times.append(time.perf_counter() - start)
         result[f'{mode}_mode'] = median(times)
-    return result
+    return TeacherTiming(**result)
 
 
-def time_balancer(cfg: Config,
-                  hook_cfg: dict,
-                  steps: int,
-                  device: str = 'cpu',
-                  batch: Optional[dict] = None) -> dict:
-    """The cost of a step the balancer measures, against a plain one.
+@dataclass
+class MeasuredStepTiming:
+    """The cost of the steps a loss-gradient hook measures.
+
+    Attributes:
+        plain (float): Median seconds of a plain step.
+        measured (float): Median seconds of a measured step.
+        measurement (float): Median seconds of the measurement itself
+            (the hook's per-term gradients).
+    """
+    plain: float
+    measured: float
+    measurement: float
+
+    def overhead(self, interval: int) -> float:
+        """The mean overhead of a run measured every ``interval`` steps,
+        as a fraction of a plain step."""
+        return (self.measured - self.plain) / (interval * self.plain)
+
+
+def time_measured_steps(cfg: Config,
+                        hook: Hook,
+                        steps: int,
+                        device: str = 'cpu',
+                        batch: Optional[dict] = None) -> MeasuredStepTiming:
+    """The cost of a step that a loss-gradient hook measures.
 
     Training steps of the recipe on one batch, alternately plain and
-    measured by a ``GradientShareBalancerHook`` (its measurement and
-    update, as on every ``interval``-th iteration of a run); the first
-    step is a warm-up. The mean overhead of a run at an interval follows:
-    ``(measured - plain) / (interval * plain)``.
+    measured by ``hook`` (a ``LossGradientHook`` or
+    ``GradientShareBalancerHook`` with ``interval=1``: its measurement and,
+    for the balancer, its update, as on every ``interval``-th iteration of
+    a run); the first step is a warm-up.
 
     Args:
         cfg (Config): A distillation recipe (e.g. from :func:`load_recipe`).
-        hook_cfg (dict): Arguments of the hook (``targets`` at least).
+        hook (Hook): The hook, measuring every iteration.
         steps (int): Timed steps of each kind.
         device (str): Torch device. Defaults to 'cpu'.
         batch (dict, optional): The batch; defaults to the first of the
             recipe's training dataloader.
 
     Returns:
-        dict: Median seconds of a ``plain`` and a ``measured`` step, and of
-        the ``measurement`` itself (the hook's per-term gradients).
+        MeasuredStepTiming: The median plain and measured steps and the
+        measurement.
     """
-    from types import SimpleNamespace
-
-    from mmengine.logging import MessageHub
-
-    from ..engine import GradientShareBalancerHook
     torch.manual_seed(0)
     batch = first_batch(cfg) if batch is None else batch
     model = build_model(cfg, False, device)
-    optim_wrapper = optim_wrapper_for(cfg, model, 'fp32', device)
-    hook = GradientShareBalancerHook(**dict(hook_cfg, interval=1))
+    optim_wrapper = optim_wrapper_for(cfg, model)
     runner = SimpleNamespace(
         model=model,
         iter=0,
-        message_hub=MessageHub.get_instance(f'time_balancer_{id(hook)}'))
+        message_hub=MessageHub.get_instance(f'time_measured_{id(hook)}'))
     hook.before_train(runner)
     times: Dict[str, List[float]] = dict(plain=[], measured=[])
     for i in range(1 + 2 * steps):
@@ -312,7 +358,6 @@ def time_balancer(cfg: Config,
         sync(device)
         if i:
             times[kind].append(time.perf_counter() - start)
-    return dict(
-        plain=median(times['plain']),
-        measured=median(times['measured']),
-        measurement=median(hook.seconds))
+    return MeasuredStepTiming(
+        median(times['plain']), median(times['measured']),
+        median(hook.seconds))

@@ -10,14 +10,18 @@ parameters. Its **share** is its student-gradient norm over that of a
 reference term, the task loss (the decode head's cross-entropy) by default.
 
 ``autograd.grad`` returns the gradients instead of accumulating them into
-``.grad``, so the training step that follows sees nothing of it; the
-values are unscaled (an AMP loss scaler is never involved) and local to the
-process (under DDP, each rank's own gradients, before any all-reduce).
+``.grad``, so the training step that follows sees nothing of it. The values
+are unscaled (given a loss scale, as an AMP loss scaler's, the terms are
+differentiated scaled, so that small fp16 gradients do not underflow, and
+the norms divided by it) and local to the process (under DDP, each rank's
+own gradients, before any all-reduce).
 
 Used by :class:`~gskd_mm.engine.LossGradientHook` during training and by
 ``tools/analysis_tools/loss_gradients.py`` on a recipe.
 """
+import math
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,14 +29,34 @@ import torch.nn as nn
 from mmengine.model import BaseModel, is_model_wrapper
 from torch import Tensor
 
-#: Key of the student's gradient norm in a term's result.
-STUDENT = 'student'
-#: Key of the share of the reference term's student gradient.
-SHARE = 'share'
-#: Prefix of a connector's gradient norm in a term's result.
-CONNECTOR = 'connector.'
+__all__ = [
+    'TermGradient', 'TermGradients', 'average_gradients', 'loss_terms',
+    'loss_gradient_norms', 'resolve_term', 'term_gradient_norms',
+    'unwrap_model', 'weights_for_share'
+]
 
-TermNorms = Dict[str, float]
+
+@dataclass
+class TermGradient:
+    """The gradient of one loss term of a step.
+
+    Attributes:
+        value (float): The term's value.
+        student (float): L2 norm of its gradient over the student's
+            parameters.
+        share (float): ``student`` over the reference term's (NaN when
+            the reference's is 0).
+        connectors (dict[str, float]): L2 norm of its gradient over each
+            connector's parameters, by connector name.
+    """
+    value: float
+    student: float
+    share: float = math.nan
+    connectors: Dict[str, float] = field(default_factory=dict)
+
+
+#: The gradients of a step's terms, by the term's full name.
+TermGradients = Dict[str, TermGradient]
 
 
 def loss_terms(
@@ -61,15 +85,15 @@ def loss_terms(
     return terms
 
 
-def resolve_reference(names: Sequence[str],
-                      reference: str,
-                      argument: str = 'reference') -> str:
+def resolve_term(names: Sequence[str],
+                 name: str,
+                 argument: str = 'reference') -> str:
     """The term a name designates.
 
     Args:
         names (Sequence[str]): Names of the step's loss terms, e.g.
             ``student.decode.loss_ce``.
-        reference (str): A full name or its unique tail after a dot, e.g.
+        name (str): A full name or its unique tail after a dot, e.g.
             ``decode.loss_ce``.
         argument (str): What the name was given as, for the message.
             Defaults to 'reference'.
@@ -80,18 +104,18 @@ def resolve_reference(names: Sequence[str],
     Raises:
         KeyError: If no term, or more than one, matches.
     """
-    if reference in names:
-        return reference
-    matches = [n for n in names if n.endswith('.' + reference)]
+    if name in names:
+        return name
+    matches = [n for n in names if n.endswith('.' + name)]
     if len(matches) != 1:
         raise KeyError(
-            f'{argument} term {reference!r} matches '
+            f'{argument} term {name!r} matches '
             f'{matches or "no loss term"}; the terms of this step are '
             f'{list(names)}: pass one of them as `{argument}`')
     return matches[0]
 
 
-def unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The model inside a DDP (or other MMEngine) wrapper."""
     return model.module if is_model_wrapper(model) else model
 
@@ -108,7 +132,7 @@ def student_and_connectors(
     Returns:
         tuple: The student's parameters, and each connector's by name.
     """
-    model = unwrap(model)
+    model = unwrap_model(model)
     student = getattr(model, 'architecture', model)
     student_params = [p for p in student.parameters() if p.requires_grad]
     connectors: Dict[str, List[Tensor]] = OrderedDict()
@@ -120,22 +144,22 @@ def student_and_connectors(
     return student_params, connectors
 
 
-def _norm(grads: Sequence[Optional[Tensor]]) -> float:
-    """L2 norm of a list of gradients (None: not reached, counts 0)."""
+def _norm(grads: Sequence[Optional[Tensor]], scale: float) -> float:
+    """L2 norm of a list of gradients over ``scale`` (None: not reached,
+    counts 0)."""
     norms = [
         torch.linalg.vector_norm(g.float()) for g in grads if g is not None
     ]
     if not norms:
         return 0.0
-    return torch.linalg.vector_norm(torch.stack(norms)).item()
+    return torch.linalg.vector_norm(torch.stack(norms)).item() / scale
 
 
-def term_gradient_norms(
-    model: nn.Module,
-    losses: Dict[str, Union[Tensor, List[Tensor]]],
-    reference: str = 'decode.loss_ce',
-    terms: Optional[Sequence[str]] = None
-) -> 'OrderedDict[str, TermNorms]':
+def term_gradient_norms(model: nn.Module,
+                        losses: Dict[str, Union[Tensor, List[Tensor]]],
+                        reference: str = 'decode.loss_ce',
+                        terms: Optional[Sequence[str]] = None,
+                        loss_scale: float = 1.0) -> TermGradients:
     """Gradient norms of the loss terms of a forward, from its graph.
 
     The graph is retained, so the caller can still backpropagate the
@@ -146,59 +170,60 @@ def term_gradient_norms(
         model (nn.Module): The model whose forward computed ``losses``.
         losses (dict): Its ``loss``-mode output (before ``parse_losses``).
         reference (str): The term the shares are relative to, a full name
-            or its unique tail (see :func:`resolve_reference`). Defaults
-            to 'decode.loss_ce', the decode head's cross-entropy.
+            or its unique tail (see :func:`resolve_term`). Defaults to
+            'decode.loss_ce', the decode head's cross-entropy.
         terms (Sequence[str], optional): The terms to measure, full names
             or unique tails; the reference is measured too. Defaults to
             None: every term.
+        loss_scale (float): Each term is differentiated multiplied by it
+            and the norms are divided by it, as an AMP loss scaler does
+            (its current scale), so that gradients too small for float16
+            do not flush to 0. Defaults to 1.0.
 
     Returns:
-        OrderedDict[str, dict[str, float]]: For every measured term,
-        ``student``
-        (its gradient's L2 norm over the student's parameters), ``share``
-        (that over the reference term's; NaN when the reference's is 0),
-        ``connector.<name>`` for every connector, and ``value`` (the
-        term's value).
+        dict[str, TermGradient]: For every measured term in the order of
+        ``losses``, its value, its gradient's norms and its share.
     """
+    if not loss_scale > 0:
+        raise ValueError(f'loss_scale must be > 0, got {loss_scale!r}')
     all_terms = loss_terms(losses)
     names = list(all_terms)
-    reference = resolve_reference(names, reference)
+    reference = resolve_term(names, reference)
     if terms is not None:
-        wanted = {reference} | {
-            resolve_reference(names, t, 'terms')
-            for t in terms
-        }
+        wanted = {reference} | {resolve_term(names, t, 'terms') for t in terms}
         all_terms = OrderedDict(
             (n, t) for n, t in all_terms.items() if n in wanted)
     student, connectors = student_and_connectors(model)
     params = student + [p for ps in connectors.values() for p in ps]
-    results: 'OrderedDict[str, TermNorms]' = OrderedDict()
+    results: TermGradients = OrderedDict()
     for name, term in all_terms.items():
         if term.requires_grad:
-            grads = torch.autograd.grad(term,
-                                        params,
-                                        retain_graph=True,
-                                        allow_unused=True)
+            grads = torch.autograd.grad(
+                term * loss_scale if loss_scale != 1 else term,
+                params,
+                retain_graph=True,
+                allow_unused=True)
         else:  # e.g. a distillation term after StopDistillHook, or empty
             grads = (None, ) * len(params)
-        result = OrderedDict(value=term.detach().float().item())
-        result[STUDENT] = _norm(grads[:len(student)])
+        result = TermGradient(
+            value=term.detach().float().item(),
+            student=_norm(grads[:len(student)], loss_scale))
         start = len(student)
         for connector, connector_params in connectors.items():
             stop = start + len(connector_params)
-            result[CONNECTOR + connector] = _norm(grads[start:stop])
+            result.connectors[connector] = _norm(grads[start:stop],
+                                                 loss_scale)
             start = stop
         results[name] = result
-    ref = results[reference][STUDENT]
+    ref = results[reference].student
     for result in results.values():
-        result[SHARE] = result[STUDENT] / ref if ref > 0 else float('nan')
+        result.share = result.student / ref if ref > 0 else math.nan
     return results
 
 
-def loss_gradient_norms(
-        model: BaseModel,
-        data_batch: dict,
-        reference: str = 'decode.loss_ce') -> 'OrderedDict[str, TermNorms]':
+def loss_gradient_norms(model: BaseModel,
+                        data_batch: dict,
+                        reference: str = 'decode.loss_ce') -> TermGradients:
     """Run a training forward on a batch and measure every term's gradient.
 
     The forward is a training one (the model should be in train mode), so
@@ -214,40 +239,46 @@ def loss_gradient_norms(
             'decode.loss_ce'.
 
     Returns:
-        OrderedDict[str, dict[str, float]]: As
-        :func:`term_gradient_norms`.
+        dict[str, TermGradient]: As :func:`term_gradient_norms`.
     """
-    model = unwrap(model)
+    model = unwrap_model(model)
     data = model.data_preprocessor(data_batch, True)
     losses = model(**data, mode='loss')
     return term_gradient_norms(model, losses, reference)
 
 
-def average_norms(
-    runs: Sequence['OrderedDict[str, TermNorms]']
-) -> 'OrderedDict[str, TermNorms]':
+def average_gradients(runs: Sequence[TermGradients]) -> TermGradients:
     """Mean of every number over several measurements (same terms).
 
     Args:
-        runs (Sequence[OrderedDict]): Results of
+        runs (Sequence[dict[str, TermGradient]]): Results of
             :func:`loss_gradient_norms` on several batches.
 
     Returns:
-        OrderedDict[str, dict[str, float]]: Their means, key by key; a
-        share is averaged over the batches where it is defined.
+        dict[str, TermGradient]: Their means, number by number; a share is
+        averaged over the batches where it is defined.
     """
-    out: 'OrderedDict[str, TermNorms]' = OrderedDict()
-    for name in runs[0]:
-        out[name] = OrderedDict()
-        for key in runs[0][name]:
-            values = [r[name][key] for r in runs if name in r]
-            values = [v for v in values if v == v] or [float('nan')]
-            out[name][key] = sum(values) / len(values)
+
+    def mean(values: List[float]) -> float:
+        values = [v for v in values if not math.isnan(v)]
+        return sum(values) / len(values) if values else math.nan
+
+    out: TermGradients = OrderedDict()
+    for name, first in runs[0].items():
+        measured = [r[name] for r in runs if name in r]
+        out[name] = TermGradient(
+            value=mean([m.value for m in measured]),
+            student=mean([m.student for m in measured]),
+            share=mean([m.share for m in measured]),
+            connectors={
+                c: mean([m.connectors[c] for m in measured])
+                for c in first.connectors
+            })
     return out
 
 
-def weights_for_share(results: 'OrderedDict[str, TermNorms]',
-                      model: nn.Module, target: float) -> Dict[str, tuple]:
+def weights_for_share(model: nn.Module, results: TermGradients,
+                      target: float) -> Dict[str, Tuple[float, float]]:
     """The loss weight that would give each distillation term a share.
 
     A term's gradient, and so its share, is linear in its ``loss_weight``
@@ -256,9 +287,10 @@ def weights_for_share(results: 'OrderedDict[str, TermNorms]',
     were set (a share of ~100 % at the start of training).
 
     Args:
-        results (OrderedDict): Measured norms, as :func:`loss_gradient_norms`
-            or :func:`average_norms` return.
-        model (nn.Module): The distillation model they were measured on.
+        model (nn.Module): The distillation model the norms were measured
+            on.
+        results (dict[str, TermGradient]): Its measured norms, as
+            :func:`loss_gradient_norms` or :func:`average_gradients` return.
         target (float): The wanted share (1.0: the reference term's
             gradient).
 
@@ -267,50 +299,14 @@ def weights_for_share(results: 'OrderedDict[str, TermNorms]',
         with a ``loss_weight`` and a nonzero share, its current weight and
         the weight for ``target``.
     """
-    losses = getattr(getattr(unwrap(model), 'distiller', None),
+    losses = getattr(getattr(unwrap_model(model), 'distiller', None),
                      'distill_losses', {})
     out = {}
     for name, loss in losses.items():
         term = f'distill.{name}'
-        share = results.get(term, {}).get(SHARE, float('nan'))
+        share = results[term].share if term in results else math.nan
         weight = getattr(loss, 'loss_weight', None)
-        if weight is None or not share == share or share == 0:
+        if weight is None or math.isnan(share) or share == 0:
             continue
         out[term] = (float(weight), float(weight) * target / share)
     return out
-
-
-def _percent(share: float) -> str:
-    """A share in percent, three significant digits, no exponent above 1."""
-    percent = 100 * share
-    return f'{percent:.0f}' if abs(percent) >= 1000 else f'{percent:.3g}'
-
-
-def format_norms(results: 'OrderedDict[str, TermNorms]') -> str:
-    """A text table: one row a term; value, share, student and connectors.
-
-    Args:
-        results (OrderedDict): As :func:`term_gradient_norms` returns.
-
-    Returns:
-        str: The table.
-    """
-    connectors = [
-        k for k in next(iter(results.values())) if k.startswith(CONNECTOR)
-    ]
-    header = ['term', 'value', 'share %', 'grad student'
-              ] + ['grad ' + k[len(CONNECTOR):] for k in connectors]
-    rows = [header]
-    for name, r in results.items():
-        rows.append([
-            name, f'{r["value"]:.4g}',
-            _percent(r[SHARE]), f'{r[STUDENT]:.4g}'
-        ] + [f'{r[k]:.4g}' for k in connectors])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        '  '.join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths))) for row in rows
-    ]
-    lines.insert(1, '-' * len(lines[0]))
-    return '\n'.join(lines)

@@ -1,0 +1,31 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Measuring and analysing distillation, as ``mmengine.analysis`` does for
+models: the library of the engine's measuring hooks and of the analysis
+tools (``tools/analysis_tools``). It imports only :mod:`gskd_mm.models` and
+:mod:`gskd_mm.utils` of the package.
+
+- :mod:`.loss_gradients`: how hard every loss term pulls on the student
+  (:class:`TermGradient`);
+- :mod:`.structural_gap`: how far a student's feature structure is from its
+  teacher's (:class:`StructuralGap`);
+- :mod:`.offline`: a recipe run offline (no downloads) at another crop;
+- :mod:`.step_benchmark`: timing whole training steps of a recipe;
+- :mod:`.tables`: the tables the tools print.
+"""
+from .loss_gradients import (TermGradient, TermGradients, average_gradients,
+                             loss_gradient_norms, loss_terms, resolve_term,
+                             term_gradient_norms, unwrap_model,
+                             weights_for_share)
+from .offline import (OfflineDistiller, build_offline_distiller,
+                      discriminator_stages, offline_recipe, recipe_crop)
+from .structural_gap import StructuralGap, structural_gap, structural_gaps
+from .tables import gradient_table, markdown_table, percent, text_table
+
+__all__ = [
+    'OfflineDistiller', 'StructuralGap', 'TermGradient', 'TermGradients',
+    'average_gradients', 'build_offline_distiller', 'discriminator_stages',
+    'gradient_table', 'loss_gradient_norms', 'loss_terms', 'markdown_table',
+    'offline_recipe', 'percent', 'recipe_crop', 'resolve_term',
+    'structural_gap', 'structural_gaps', 'term_gradient_norms', 'text_table',
+    'unwrap_model', 'weights_for_share'
+]
