@@ -10,7 +10,14 @@
 #   make test-all   set up, then run every test
 #   make demo       set up, then run the CPU demo (projects/gskd_demo/demo.py)
 #   make study      set up, then run the demo's full study (40 seeds, every
-#                   method, every GSKD variant, the balancer)
+#                   method, every GSKD variant, the balancer, and no KD at
+#                   each method's compute)
+#   make compute ITERS=600 [SEEDS=20]
+#                   set up, then run the demo's compute-matched study at a
+#                   schedule (resumes; SEEDS=10 then SEEDS=20 runs it in
+#                   parts)
+#   make costs      set up, then measure the demo's step cost ratios (an
+#                   idle machine) into projects/gskd_demo/step_costs.json
 #   make benchmark  set up, then time the GSKD loss, the CIRKD terms and
 #                   the balancer (tools/analysis_tools/benchmark_gskd.py,
 #                   benchmark_cirkd.py and benchmark_balancer.py)
@@ -35,7 +42,10 @@ else
 $(error MMCV must be lite or full, not "$(MMCV)")
 endif
 
-.PHONY: setup test test-all demo study benchmark clean
+ITERS ?= 600
+SEEDS ?= 20
+
+.PHONY: setup test test-all demo study compute costs benchmark clean
 
 setup: $(STAMP)
 
@@ -61,6 +71,12 @@ demo: setup
 
 study: setup
 	$(PY) projects/gskd_demo/demo.py --study
+
+compute: setup
+	$(PY) projects/gskd_demo/demo.py --compute --iters $(ITERS) --seeds $(SEEDS)
+
+costs: setup
+	$(PY) projects/gskd_demo/demo.py --measure-costs
 
 benchmark: setup
 	$(PY) tools/analysis_tools/benchmark_gskd.py

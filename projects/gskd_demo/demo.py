@@ -37,6 +37,7 @@ import os
 import os.path as osp
 import sys
 import time
+from typing import Optional, Tuple
 
 import matplotlib
 
@@ -51,13 +52,16 @@ matplotlib.use('Agg')
 from mmengine.logging import print_log  # noqa: E402
 
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
-    GSKD_VARIANTS, LOGGER, METHODS, QUICK_METHODS, DemoSummary, draw_figures,
-    markdown_table, paired_differences, resolution_note, run_demo,
-    setup_process, study_methods, sweep_methods)
+    COMPUTE_METHODS, COSTS_FILE, GSKD_VARIANTS, LOGGER, METHODS,
+    QUICK_METHODS, DemoSummary, draw_figures, markdown_table,
+    matched_methods, measure_costs, paired_differences, read_costs,
+    resolution_note, run_demo, setup_process, study_methods, sweep_methods)
 
-# Seeds of `make demo` (about 5 minutes on 2 cores) and of the full study.
+# Seeds of `make demo` (about 5 minutes on 2 cores), of the full study and
+# of every cell of the compute-matched study.
 QUICK_SEEDS = 8
 STUDY_SEEDS = 40
+COMPUTE_SEEDS = 20
 
 
 def parse_args() -> argparse.Namespace:
@@ -89,6 +93,26 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='the full study: every method, and every GSKD variant on '
         'every base recipe')
+    parser.add_argument(
+        '--compute',
+        action='store_true',
+        help='the compute-matched study at --iters: no KD, DIST, CWD, '
+        'CIRKD, DIST + GSKD, DIST + GSKD-row-t1 and the balanced '
+        'GSKD-row-t1 on each base, each against no KD at equal iterations '
+        f'and at equal compute ({COMPUTE_SEEDS} seeds)')
+    parser.add_argument(
+        '--matched',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='add no KD trained for the iterations each distillation '
+        'method\'s steps cost (its step cost ratio, step_costs.json); '
+        '--no-matched leaves them out')
+    parser.add_argument(
+        '--measure-costs',
+        action='store_true',
+        help='measure the step cost ratio of every method of the study '
+        '(one worker, fresh runs of seeds 0-2, an idle machine) and write '
+        'projects/gskd_demo/step_costs.json')
     parser.add_argument(
         '--num-train', type=int, default=300, help='training images')
     parser.add_argument(
@@ -146,18 +170,51 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-    mode = 'sweep' if args.sweep else 'study' if args.study else None
-    if args.out_dir is None:
-        args.out_dir = f'work_dirs/demo_{mode}' if mode else 'work_dirs/demo'
-    if args.seeds is None:
-        args.seeds = STUDY_SEEDS if mode else QUICK_SEEDS
+def chosen_methods(args: argparse.Namespace) -> Tuple[Optional[str], list]:
+    """The mode (None: the quick demo) and its methods, with the student
+    alone at each method's budget when ``--matched``."""
+    mode = next((m for m in ('sweep', 'study', 'compute')
+                 if getattr(args, m)), None)
     methods = dict(
         sweep=lambda: sweep_methods(args.bases, args.variants),
-        study=study_methods).get(mode, lambda: args.methods)()
+        study=study_methods,
+        compute=lambda: list(COMPUTE_METHODS)).get(mode,
+                                                   lambda: args.methods)()
+    if args.matched and mode != 'sweep':
+        methods += matched_methods(methods, args.iters, read_costs())
+    return mode, methods
+
+
+def measure(args: argparse.Namespace) -> None:
+    """``--measure-costs``: time every method of the study and write the
+    step cost ratios."""
+    costs = measure_costs(study_methods(), args.out_dir, args.teacher_iters,
+                          args.num_train, args.num_val)
+    with open(COSTS_FILE, 'w') as f:
+        json.dump(costs, f, indent=2)
+    print_log(
+        f'Wrote {COSTS_FILE}:\n' + '\n'.join(
+            f'  {key}: {m["iteration_ms"]:.1f} ms, {m["ratio"]:.2f}x'
+            for key, m in costs['methods'].items()),
+        logger=LOGGER)
+
+
+def main() -> None:
+    args = parse_args()
+    mode, methods = (None, []) if args.measure_costs else \
+        chosen_methods(args)
+    if args.out_dir is None:
+        name = 'costs' if args.measure_costs else mode
+        args.out_dir = f'work_dirs/demo_{name}' if name else 'work_dirs/demo'
+        if mode == 'compute':
+            args.out_dir += f'_{args.iters}'
+    if args.seeds is None:
+        args.seeds = dict(compute=COMPUTE_SEEDS).get(
+            mode, STUDY_SEEDS if mode else QUICK_SEEDS)
     setup_process()
     os.makedirs(args.out_dir, exist_ok=True)
+    if args.measure_costs:
+        return measure(args)
     results = osp.join(args.out_dir, 'results.json')
 
     start = time.perf_counter()
@@ -166,22 +223,29 @@ def main() -> None:
             summary = DemoSummary.from_json(json.load(f))
         # The comparisons of this version of the demo, from the runs.
         summary.paired = paired_differences(
-            {k: m.runs for k, m in summary.methods.items()})
+            {k: m.runs for k, m in summary.methods.items()},
+            summary.settings.iters, summary.costs)
     else:
-        summary = run_demo(methods, args.seeds, args.iters,
-                           args.teacher_iters, args.batch_size,
-                           args.teacher_batch_size, args.num_train,
-                           args.num_val, args.out_dir, args.log_level,
-                           args.workers)
+        summary = run_demo(
+            methods, args.seeds, args.iters, args.teacher_iters,
+            args.batch_size, args.teacher_batch_size, args.num_train,
+            args.num_val, args.out_dir, args.log_level, args.workers,
+            read_costs() if args.matched and mode != 'sweep' else None)
         with open(results, 'w') as f:  # kept should a figure fail
             json.dump(summary.to_json(), f, indent=2)
     print_log('Figures ...', logger=LOGGER)
-    # The sweep's and the study's many methods: no per-method panels.
-    summary.figures = draw_figures(summary, args.out_dir,
-                                   per_method=mode is None)
+    # The many methods of the sweep and the studies: no per-method panels.
+    summary.figures = draw_figures(
+        summary, args.out_dir, per_method=mode is None)
     if not args.plot_only:
         summary.total_wall_s = time.perf_counter() - start
+    write_report(args, mode, summary, results)
 
+
+def write_report(args: argparse.Namespace, mode: Optional[str],
+                 summary: DemoSummary, results: str) -> None:
+    """Write the table and the summary; print the table, and for the quick
+    demo what its seeds resolve."""
     table = markdown_table(summary)
     with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
         f.write(table)

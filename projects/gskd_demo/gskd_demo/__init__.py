@@ -7,9 +7,12 @@ fingerprint the runs, the figures and the table. Import it with the
 repository root on ``sys.path`` (as ``projects.gskd_demo.gskd_demo``, like
 MMSeg's projects); importing ``gskd_mm`` does not import it.
 """
+from .costs import measure_costs
 from .dataset import SyntheticScenesDataset
-from .methods import (GSKD_PAIRS, GSKD_VARIANTS, METHODS, QUICK_METHODS,
-                      MethodSpec, method_spec, study_methods, sweep_methods)
+from .methods import (COMPUTE_METHODS, COSTS_FILE, GSKD_PAIRS, GSKD_VARIANTS,
+                      METHODS, QUICK_METHODS, MethodSpec, matched_iters,
+                      matched_methods, method_spec, read_costs, study_methods,
+                      sweep_methods)
 from .pipeline import draw_figures, run_demo
 from .report import (markdown_table, paired_differences, pairing_check,
                      resolution_note)
@@ -21,6 +24,8 @@ from .step_timer_hook import StepTimerHook
 from .training import LOGGER, QuietFilter, setup_process
 
 __all__ = [
+    'COMPUTE_METHODS', 'COSTS_FILE', 'matched_iters', 'matched_methods',
+    'measure_costs', 'read_costs',
     'Comparison', 'DemoSummary', 'GSKD_PAIRS', 'GSKD_VARIANTS', 'LOGGER',
     'METHODS', 'MethodSpec', 'MethodSummary', 'PairedInterval',
     'QUICK_METHODS', 'QuietFilter', 'RunFingerprintHook', 'RunResult',

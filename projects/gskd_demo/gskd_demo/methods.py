@@ -6,6 +6,7 @@ The methods: the student without distillation and with every recipe of
 the sweep (:data:`GSKD_VARIANTS`); and a method's config rewritten for one
 run of the demo: its data, schedule and seed (:func:`load_config`).
 """
+import json
 import os.path as osp
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
@@ -86,22 +87,27 @@ class MethodSpec(NamedTuple):
         balancer (dict | None): Arguments of the
             ``GradientShareBalancerHook`` of a balanced variant (its
             ``warmup_iters`` come from the run's schedule), else None.
+        iters (int | None): Its own iterations (a key ``<method>@<iters>``,
+            e.g. no KD trained for what a distillation run costs), else
+            None: the demo's.
     """
     label: str
     config: str
     loss_gskd: Optional[dict]
     baseline: Optional[str]
     balancer: Optional[dict] = None
+    iters: Optional[int] = None
 
 
 def method_spec(key: str) -> MethodSpec:
     """The method of a key: one of :data:`METHODS`, or a sweep variant
     ``<base>_<variant>`` (a base of :data:`GSKD_PAIRS`, a variant of
-    :data:`GSKD_VARIANTS`).
+    :data:`GSKD_VARIANTS`), either with ``@<iters>`` for a schedule of its
+    own (e.g. ``no_kd@250``).
 
     Args:
         key (str): The method's key, e.g. ``'dist_gskd'``,
-            ``'cwd_gskd-row'``.
+            ``'cwd_gskd-row'``, ``'no_kd@250'``.
 
     Returns:
         MethodSpec: Its label, config, overrides and baseline.
@@ -109,6 +115,14 @@ def method_spec(key: str) -> MethodSpec:
     Raises:
         ValueError: If the key names no method.
     """
+    key, at, iters = key.partition('@')
+    if at:
+        if not iters.isdigit() or int(iters) < 1:
+            raise ValueError(f'{key}@{iters}: the iterations after @ must '
+                             'be a positive integer, e.g. no_kd@250')
+        spec = method_spec(key)
+        return spec._replace(
+            label=f'{spec.label}, {iters} it', iters=int(iters))
     if key in METHODS:
         label, config = METHODS[key]
         return MethodSpec(label, config, None, GSKD_PAIRS.get(key))
@@ -153,6 +167,73 @@ def study_methods() -> List[str]:
     of :data:`METHODS` and, per base recipe, every GSKD variant."""
     keys = list(METHODS)
     keys += [k for k in sweep_methods() if k not in keys]
+    return keys
+
+
+# The methods of the compute-matched study (``demo.py --compute``): no
+# KD, every base, the authors' GSKD and GSKD-row-t1 on DIST, and the
+# balanced GSKD-row-t1 on every base.
+COMPUTE_METHODS = ('no_kd', 'dist', 'cwd', 'cirkd', 'dist_gskd',
+                   'dist_gskd-row-t1', 'dist_gskd-row-t1-bal',
+                   'cwd_gskd-row-t1-bal', 'cirkd_gskd-row-t1-bal')
+# What a step of each method costs, over a step of the student alone:
+# measured once on this machine (``demo.py --measure-costs``) and fixed
+# before the compute-matched runs.
+COSTS_FILE = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'step_costs.json')
+
+
+def read_costs(path: str = COSTS_FILE) -> Dict[str, float]:
+    """The cost ratio of every measured method.
+
+    Args:
+        path (str): The costs file. Defaults to :data:`COSTS_FILE`.
+
+    Returns:
+        dict[str, float]: By method key, its step over the student's alone.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'{path} does not exist: measure the step costs first '
+            '(python projects/gskd_demo/demo.py --measure-costs)')
+    with open(path) as f:
+        return {k: v['ratio'] for k, v in json.load(f)['methods'].items()}
+
+
+def matched_iters(iters: int, ratio: float) -> int:
+    """The iterations of the student alone that ``iters`` iterations of a
+    method of cost ``ratio`` buy, the ratio to one decimal (finer than
+    timings on a CPU repeat)."""
+    return int(round(iters * round(ratio, 1)))
+
+
+def matched_methods(methods: Sequence[str], iters: int,
+                    costs: Dict[str, float]) -> List[str]:
+    """The student alone at the budget of each distillation method.
+
+    Args:
+        methods (Sequence[str]): Method keys (no KD among them, or not).
+        iters (int): The schedule the methods run.
+        costs (dict[str, float]): Cost ratios (:func:`read_costs`).
+
+    Returns:
+        list[str]: ``no_kd@<iters>`` keys, one per distinct budget, in the
+        order of ``methods``.
+
+    Raises:
+        KeyError: If a distillation method's cost was not measured.
+    """
+    keys = []
+    for key in methods:
+        if key.partition('@')[0] == 'no_kd':
+            continue
+        if key not in costs:
+            raise KeyError(
+                f'the step cost of {key!r} was not measured: add it with '
+                'python projects/gskd_demo/demo.py --measure-costs')
+        matched = f'no_kd@{matched_iters(iters, costs[key])}'
+        if matched not in keys:
+            keys.append(matched)
     return keys
 
 

@@ -4,7 +4,7 @@ import dataclasses
 import json
 import os.path as osp
 import time
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
@@ -38,7 +38,8 @@ def run_demo(methods: Sequence[str],
              num_val: int,
              out_dir: str,
              log_level: str = 'WARNING',
-             workers: int = 1) -> DemoSummary:
+             workers: int = 1,
+             costs: Optional[Dict[str, float]] = None) -> DemoSummary:
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
@@ -57,6 +58,9 @@ def run_demo(methods: Sequence[str],
         workers (int): Processes that train the students in parallel.
             Every student run uses one CPU thread, whatever this is.
             Defaults to 1.
+        costs (dict[str, float], optional): The step cost ratios that set
+            the iterations of the compute-matched runs among ``methods``
+            (stored with the results). Defaults to None.
 
     Returns:
         DemoSummary: The summary (see :func:`.report.summarise`).
@@ -113,7 +117,8 @@ def run_demo(methods: Sequence[str],
         init_gaps=init_gaps,
         majority_class_miou=majority_class_miou(data_root),
         params=params,
-        total_s=time.perf_counter() - start)
+        total_s=time.perf_counter() - start,
+        costs=costs)
     return summary
 
 

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
-from .methods import method_spec
+from .methods import matched_iters, method_spec
 from .results import (Comparison, DatasetInfo, DemoSummary, MethodSummary,
                       RunResult, Settings, Stat, TeacherResult)
 from .stats import PairedInterval, paired_t_interval
@@ -43,44 +43,82 @@ def pairing_check(runs: Dict[str, List[RunResult]]) -> Dict[str, bool]:
     }
 
 
-def comparisons(methods: Sequence[str]) -> List[Tuple[str, str, str]]:
+#: The kinds of paired comparison, each a method minus its baseline.
+COMPARISONS = {
+    'base': 'a GSKD recipe or variant against its base recipe',
+    'fixed': 'a balanced variant against the same at its fixed weight',
+    'kd': 'a distillation method against no KD, at equal iterations',
+    'compute': 'a distillation method against no KD trained for the '
+    'iterations its steps cost (equal compute)',
+    'doubling': 'no KD at twice the iterations against no KD',
+}
+
+
+def comparisons(methods: Sequence[str],
+                iters: Optional[int] = None,
+                costs: Optional[Dict[str, float]] = None
+                ) -> List[Tuple[str, str, str]]:
     """The paired comparisons of a set of methods: (method, baseline, kind).
 
-    Every GSKD recipe or variant against its base recipe (kind ``base``);
-    a balanced variant also against the same variant at its fixed weight,
-    when both ran (kind ``fixed``).
+    Of the kinds of :data:`COMPARISONS`, those whose both methods ran:
+    every GSKD recipe or variant against its base; a balanced variant
+    against its fixed twin; every distillation method against no KD at
+    equal iterations and, given the schedule and the costs, at equal
+    compute (:func:`.methods.matched_iters`); no KD at twice the
+    iterations of another no-KD run against it.
 
     Args:
         methods (Sequence[str]): Method keys (see :func:`.method_spec`).
+        iters (int, optional): The schedule of the methods without ``@``.
+        costs (dict[str, float], optional): Step cost ratios.
 
     Returns:
         list[tuple[str, str, str]]: The pairs, in the order of ``methods``.
     """
     pairs = []
+    no_kd = {
+        method_spec(k).iters or iters: k
+        for k in methods if k.partition('@')[0] == 'no_kd'
+    }
     for key in methods:
         spec = method_spec(key)
+        if key.partition('@')[0] == 'no_kd':
+            twice = no_kd.get(2 * (spec.iters or iters or 0))
+            if twice is not None:
+                pairs.append((twice, key, 'doubling'))
+            continue
         if spec.baseline in methods:
             pairs.append((key, spec.baseline, 'base'))
         fixed = key[:-len(BALANCED)]
         if spec.balancer is not None and key.endswith(BALANCED) \
                 and fixed in methods:
             pairs.append((key, fixed, 'fixed'))
+        if 'no_kd' in methods:
+            pairs.append((key, 'no_kd', 'kd'))
+        if costs and key in costs and iters:
+            matched = no_kd.get(matched_iters(iters, costs[key]))
+            if matched is not None:
+                pairs.append((key, matched, 'compute'))
     return pairs
 
 
 def comparison_name(method: str, baseline: str, kind: str) -> str:
-    """The key of a comparison: the method's, or ``<method> vs <baseline>``
-    where the method has more than one."""
+    """The key of a comparison: the method's against its base, else
+    ``<method> vs <baseline>``."""
     return method if kind == 'base' else f'{method} vs {baseline}'
 
 
 def paired_differences(runs: Dict[str, List[RunResult]],
+                       iters: Optional[int] = None,
+                       costs: Optional[Dict[str, float]] = None,
                        confidence: float = 0.95) -> Dict[str, Comparison]:
     """Each method minus its baselines, paired by seed (see
     :func:`comparisons`).
 
     Args:
         runs (dict[str, list[RunResult]]): Per method, its runs.
+        iters (int, optional): The schedule of the methods without ``@``.
+        costs (dict[str, float], optional): Step cost ratios.
         confidence (float): Coverage of the t intervals. Defaults to 0.95.
 
     Returns:
@@ -89,7 +127,7 @@ def paired_differences(runs: Dict[str, List[RunResult]],
         projected gap), on the seeds both ran.
     """
     out = {}
-    for key, base, kind in comparisons(list(runs)):
+    for key, base, kind in comparisons(list(runs), iters, costs):
         a = {r.seed: r for r in runs[key]}
         b = {r.seed: r for r in runs[base]}
         seeds = sorted(set(a) & set(b))
@@ -109,7 +147,8 @@ def paired_differences(runs: Dict[str, List[RunResult]],
 
 def summarise_method(key: str, runs: List[RunResult], iters: int,
                      majority_class_miou: float) -> MethodSummary:
-    """A method's runs and their statistics over seeds."""
+    """A method's runs and their statistics over seeds (``iters``: the
+    demo's schedule, unless the method has its own)."""
     spec = method_spec(key)
     shares = [r.gskd_grad_share for r in runs]
     return MethodSummary(
@@ -117,7 +156,7 @@ def summarise_method(key: str, runs: List[RunResult], iters: int,
         config=osp.join('projects', 'gskd_demo', 'configs', spec.config),
         loss_gskd=spec.loss_gskd,
         baseline=spec.baseline,
-        iters=iters,
+        iters=spec.iters or iters,
         stats={
             metric: Stat.of([getattr(r, metric) for r in runs])
             for metric in METRICS
@@ -131,11 +170,17 @@ def summarise_method(key: str, runs: List[RunResult], iters: int,
         runs=runs)
 
 
-def summarise(settings: Settings, dataset: DatasetInfo,
-              teacher: TeacherResult, runs: Dict[str, List[RunResult]],
-              init_gaps: List[Dict[str, float]], majority_class_miou: float,
-              params: Dict[str, int], total_s: float) -> DemoSummary:
-    """Collect everything of the table and figures."""
+def summarise(settings: Settings,
+              dataset: DatasetInfo,
+              teacher: TeacherResult,
+              runs: Dict[str, List[RunResult]],
+              init_gaps: List[Dict[str, float]],
+              majority_class_miou: float,
+              params: Dict[str, int],
+              total_s: float,
+              costs: Optional[Dict[str, float]] = None) -> DemoSummary:
+    """Collect everything of the table and figures (``costs``: the step
+    cost ratios of compute-matched runs)."""
     return DemoSummary(
         dataset=dataset,
         settings=settings,
@@ -151,9 +196,10 @@ def summarise(settings: Settings, dataset: DatasetInfo,
                                   majority_class_miou)
             for key, method_runs in runs.items()
         },
-        paired=paired_differences(runs),
+        paired=paired_differences(runs, settings.iters, costs),
         pairing_check=pairing_check(runs),
-        total_wall_s=total_s)
+        total_wall_s=total_s,
+        costs=dict(costs or {}))
 
 
 def _fmt(stat: Stat, digits: int, scale: float = 1.0) -> str:
@@ -215,9 +261,46 @@ def methods_table(summary: DemoSummary) -> List[str]:
     return lines
 
 
+def pays_table(summary: DemoSummary) -> List[str]:
+    """Does distillation pay? Every method against no KD, at equal
+    iterations and, where it ran, at equal compute."""
+    kd = {d.method: d for d in summary.paired.values() if d.kind == 'kd'}
+    if not kd:
+        return []
+    compute = {
+        d.method: d
+        for d in summary.paired.values() if d.kind == 'compute'
+    }
+    methods = summary.methods
+    lines = [
+        '',
+        '| method − no KD, same seeds | step cost (× no KD) | '
+        'Δ val mIoU (%), equal iterations [95 % CI] | no KD at equal '
+        'compute (iterations) | Δ val mIoU (%), equal compute [95 % CI] '
+        '| n |',
+        '|---|---|---|---|---|---|',
+    ]
+    for key, d in kd.items():
+        cost = summary.costs.get(key)
+        matched = compute.get(key)
+        lines.append(
+            f'| {methods[key].label} | '
+            f'{"" if cost is None else f"{cost:.2f}"} | '
+            f'{_fmt_interval(d.intervals.get("miou"), 2)} | '
+            f'{"" if matched is None else methods[matched.baseline].iters}'
+            f' | {_fmt_interval(matched and matched.intervals.get("miou"), 2)}'
+            f' | {d.intervals["miou"].n} |')
+    return lines
+
+
 def paired_table(summary: DemoSummary) -> List[str]:
-    """One row per paired comparison, with its intervals."""
-    if not summary.paired:
+    """One row per paired comparison of a method with its base, its fixed
+    twin, or no KD with half its iterations, with the intervals."""
+    paired = [
+        d for d in summary.paired.values()
+        if d.kind in ('base', 'fixed', 'doubling')
+    ]
+    if not paired:
         return []
     methods = summary.methods
     lines = [
@@ -227,7 +310,7 @@ def paired_table(summary: DemoSummary) -> List[str]:
         '| Δ gap KL / base gap | n |',
         '|---|---|---|---|---|---|',
     ]
-    for d in summary.paired.values():
+    for d in paired:
         method, base = methods[d.method], methods[d.baseline]
         gap, base_gap = d.intervals.get('gap'), base.stats['gap'].mean
         rel = gap.mean / base_gap if gap and base_gap else float('nan')
@@ -278,7 +361,14 @@ def table_notes(summary: DemoSummary) -> List[str]:
         'majority-class mIoU (collapsed): '
         f'{collapsed if collapsed else "none"}. Step: median wall time of '
         f'a training iteration on {settings.torch_threads} CPU thread(s). '
-        'GSKD loss fwd+bwd: median time per step inside GSKDLoss.',
+        'GSKD loss fwd+bwd: median time per step inside GSKDLoss.' + (
+            '' if not summary.costs else
+            ' Step cost: the mean time of a whole training iteration '
+            '(batch, hooks, step) of the method over that of no KD, '
+            'measured once and fixed before the runs '
+            '(projects/gskd_demo/step_costs.json); no KD at equal compute '
+            'trains the schedule times that cost to one decimal, with '
+            'the same schedule shape (warm-up and decay scaled).'),
         f'Total wall time: {summary.total_wall_s:.0f} s.',
     ]
 
@@ -286,8 +376,8 @@ def table_notes(summary: DemoSummary) -> List[str]:
 def markdown_table(summary: DemoSummary) -> str:
     """The results as markdown tables with notes."""
     return '\n'.join(
-        methods_table(summary) + paired_table(summary) +
-        table_notes(summary)) + '\n'
+        methods_table(summary) + pays_table(summary) + paired_table(summary)
+        + table_notes(summary)) + '\n'
 
 
 def resolution_note(summary: DemoSummary, study_seeds: int,

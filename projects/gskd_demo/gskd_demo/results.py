@@ -24,6 +24,9 @@ class RunResult:
         wall_s (float): Seconds to build, train, validate and save.
         iter_ms (float): Median milliseconds of a training step (its
             forward, backward and update).
+        iteration_ms (float): Mean milliseconds of a whole iteration of the
+            training loop (the batch's loading, the hooks and the step;
+            the first 5 and the last left out), what a run's length costs.
         gskd_ms (float): Median milliseconds per step inside GSKD's loss
             (0 without GSKD).
         student_digest (str | None): SHA-1 of the initial student.
@@ -41,6 +44,7 @@ class RunResult:
             without one.
         gap_proj_cos (float | None): ``gap_cos`` after the GSKD projector.
         balancer (list[dict] | None): The balancer's updates, if balanced.
+        iters (int | None): Its training iterations.
         seed (int | None): The run's seed (None: the teacher).
         fingerprint (str | None): What decides the result: config and
             initial weights (a stored run with the same is not run again).
@@ -49,6 +53,7 @@ class RunResult:
     metrics: Dict[str, float]
     wall_s: float
     iter_ms: float
+    iteration_ms: float
     gskd_ms: float
     student_digest: Optional[str]
     data_digest: Optional[str]
@@ -62,6 +67,7 @@ class RunResult:
     gap_proj: Optional[float] = None
     gap_proj_cos: Optional[float] = None
     balancer: Optional[List[dict]] = None
+    iters: Optional[int] = None
     seed: Optional[int] = None
     fingerprint: Optional[str] = None
 
@@ -232,6 +238,8 @@ class DemoSummary:
         paired (dict[str, Comparison]): The paired comparisons, by name.
         pairing_check (dict[str, bool]): Whether the runs of a seed started
             alike (``student``) and saw the same data (``data``).
+        costs (dict[str, float]): The step cost ratios the compute-matched
+            runs were set with (empty without such runs).
         total_wall_s (float): Seconds of the whole demo.
         figures (dict[str, str]): The figures written, by name.
     """
@@ -245,6 +253,7 @@ class DemoSummary:
     paired: Dict[str, Comparison]
     pairing_check: Dict[str, bool]
     total_wall_s: float
+    costs: Dict[str, float] = field(default_factory=dict)
     figures: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
@@ -272,4 +281,5 @@ class DemoSummary:
             },
             pairing_check=data['pairing_check'],
             total_wall_s=data['total_wall_s'],
+            costs=data.get('costs', {}),
             figures=data.get('figures', {}))

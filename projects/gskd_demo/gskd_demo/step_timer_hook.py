@@ -15,11 +15,15 @@ from mmengine.utils import ProgressBar
 class StepTimerHook(Hook):
     """Wall time of every training step and of some losses inside it.
 
-    A loss's time is its forward (pre- and post-forward hooks) plus its
-    backward, timed from the gradient reaching the loss's output to the
-    gradient reaching its first input (tensor hooks); what runs in front of
-    the loss (a projector) is not included. The last validation's metrics
-    are kept too, and a progress bar shows the training.
+    A step's time is the model's update (``before_train_iter`` to
+    ``after_train_iter``); an iteration's, all of the loop's iteration
+    (one ``after_train_iter`` to the next: loading the batch, the other
+    hooks and the step), which is what a run's length costs. A loss's time
+    is its forward (pre- and post-forward hooks) plus its backward, timed
+    from the gradient reaching the loss's output to the gradient reaching
+    its first input (tensor hooks); what runs in front of the loss (a
+    projector) is not included. The last validation's metrics are kept
+    too, and a progress bar shows the training.
 
     Args:
         loss_types (Sequence[str]): Class names of the loss modules to
@@ -28,6 +32,8 @@ class StepTimerHook(Hook):
 
     Attributes:
         iter_times (list[float]): Seconds of every training step.
+        loop_times (list[float]): Seconds of every whole iteration of the
+            training loop.
         loss_times (list[float]): Seconds spent in the timed losses, per
             step (0 without such a loss).
         metrics (dict[str, float]): Metrics of the last validation.
@@ -41,6 +47,8 @@ class StepTimerHook(Hook):
         self.loss_types = tuple(loss_types)
         self.progress = progress
         self.iter_times: List[float] = []
+        self.loop_times: List[float] = []
+        self._last_end = 0.0
         self.loss_times: List[float] = []
         self.metrics: Dict[str, float] = {}
         self._bar: Optional[ProgressBar] = None
@@ -58,6 +66,7 @@ class StepTimerHook(Hook):
                 module.register_forward_hook(self._forward_end)
         if self.progress:
             self._bar = ProgressBar(runner.max_iters)
+        self._last_end = time.perf_counter()
 
     def _forward_start(self, module, args, kwargs) -> None:
         inputs = list(args) + list(kwargs.values())
@@ -86,7 +95,10 @@ class StepTimerHook(Hook):
                          batch_idx,
                          data_batch=None,
                          outputs=None) -> None:
-        self.iter_times.append(time.perf_counter() - self._start)
+        end = time.perf_counter()
+        self.iter_times.append(end - self._start)
+        self.loop_times.append(end - self._last_end)
+        self._last_end = end
         self.loss_times.append(self._loss_time)
         if self._bar is not None:
             self._bar.update()

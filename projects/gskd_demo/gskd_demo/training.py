@@ -169,12 +169,15 @@ def train(cfg: Config,
         metrics=timer.metrics,
         wall_s=wall,
         iter_ms=1e3 * float(np.median(timer.iter_times[skip:])),
+        iteration_ms=1e3 * float(np.mean(timer.loop_times[skip:-1] or
+                                         timer.loop_times)),
         gskd_ms=1e3 * float(np.median(timer.loss_times[skip:])),
         student_digest=fingerprint.student_digest,
         data_digest=fingerprint.data_digest,
         checkpoint=osp.join(runner.work_dir,
                             f'iter_{cfg.train_cfg.max_iters}.pth'),
         scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
+        iters=cfg.train_cfg.max_iters,
         grad_norms=as_json(gradients.initial),
         grad_norms_last=as_json(gradients.last),
         gskd_grad_share=gskd_share(gradients.initial))
@@ -313,7 +316,7 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
     spec = method_spec(key)
     init = student_init_file(ctx, seed)
     cfg = load_config(spec.config, ctx.data_root, ctx.generate_cfg,
-                      ctx.iters, ctx.batch_size, seed)
+                      spec.iters or ctx.iters, ctx.batch_size, seed)
     if spec.loss_gskd is not None:
         cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
     balancer = balancer_hook(spec, cfg)

@@ -7,7 +7,8 @@ import os.path as osp
 import pytest
 
 from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, RunResult,
-                                          method_spec, paired_differences,
+                                          matched_methods, method_spec,
+                                          paired_differences,
                                           paired_t_interval, pairing_check,
                                           sweep_methods)
 from projects.gskd_demo.gskd_demo.methods import config_dir, load_config
@@ -52,6 +53,7 @@ def _run(seed, miou, gap, student='s', data='d', **metrics):
         metrics={},
         wall_s=1.0,
         iter_ms=1.0,
+        iteration_ms=1.0,
         gskd_ms=0.0,
         student_digest=f'{student}{seed}',
         data_digest=f'{data}{seed}',
@@ -68,8 +70,14 @@ def test_paired_differences_and_check():
         dist_gskd=[_run(1, 41.0, 0.4), _run(0, 32.0, 0.3)],
         no_kd=[_run(0, 20.0, 0.9), _run(1, 25.0, 0.9)])
     paired = paired_differences(runs)
-    assert list(paired) == ['dist_gskd']  # no CWD or CIRKD runs
+    # GSKD against its base (no CWD or CIRKD runs); every method against
+    # no KD at equal iterations.
+    assert {k: d.kind for k, d in paired.items()} == {
+        'dist vs no_kd': 'kd', 'dist_gskd': 'base',
+        'dist_gskd vs no_kd': 'kd'}
     assert paired['dist_gskd'].baseline == 'dist'
+    assert paired['dist vs no_kd'].intervals['miou'].mean == \
+        pytest.approx(12.5)
     # Matched by seed, not by position: differences +2 and +1.
     assert paired['dist_gskd'].intervals['miou'].mean == pytest.approx(1.5)
     assert paired['dist_gskd'].intervals['gap'].mean == pytest.approx(-0.25)
@@ -118,6 +126,38 @@ def test_paired_differences_skip_undefined_metrics():
     assert paired['cwd_gskd'].intervals['miou'].mean == pytest.approx(2.5)
     assert paired['cwd_gskd-row'].intervals['miou'].mean == pytest.approx(-1.0)
     assert paired['cwd_gskd-row'].intervals['gap'].mean == pytest.approx(0.15)
+
+
+def test_compute_matched_and_doubling_comparisons():
+    """A method against no KD at the iterations its steps cost, and no KD
+    at twice the iterations against no KD, paired by seed."""
+    runs = {
+        'no_kd': [_run(0, 20.0, 0.9), _run(1, 22.0, 0.9)],
+        'dist': [_run(0, 30.0, 0.5), _run(1, 31.0, 0.5)],
+        'no_kd@270': [_run(0, 28.0, 0.9), _run(1, 27.0, 0.9)],
+        'no_kd@300': [_run(0, 29.0, 0.9), _run(1, 30.0, 0.9)],
+    }
+    costs = {'dist': 1.79}  # 1.8 to one decimal: 150 x 1.8 = 270
+    assert matched_methods(list(runs), 150, costs) == ['no_kd@270']
+    paired = paired_differences(runs, 150, costs)
+    kinds = {k: (d.method, d.baseline, d.kind) for k, d in paired.items()}
+    assert kinds == {
+        'no_kd@300 vs no_kd': ('no_kd@300', 'no_kd', 'doubling'),
+        'dist vs no_kd': ('dist', 'no_kd', 'kd'),
+        'dist vs no_kd@270': ('dist', 'no_kd@270', 'compute'),
+    }
+    assert paired['dist vs no_kd@270'].intervals['miou'].mean == \
+        pytest.approx(3.0)  # +2 and +4
+    assert paired['no_kd@300 vs no_kd'].intervals['miou'].mean == \
+        pytest.approx(8.5)
+    # Without costs, no compute-matched pair; an unmeasured method is named.
+    assert 'dist vs no_kd@270' not in paired_differences(runs, 150)
+    with pytest.raises(KeyError, match='cwd'):
+        matched_methods(['cwd'], 150, costs)
+    spec = method_spec('no_kd@270')
+    assert spec.iters == 270 and spec.label == 'no KD, 270 it'
+    with pytest.raises(ValueError, match='positive integer'):
+        method_spec('no_kd@x')
 
 
 # --------------------------------------------------------------- sweep
