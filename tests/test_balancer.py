@@ -218,6 +218,35 @@ def test_a_term_that_never_reaches_the_student_keeps_its_weight():
     assert 'loss_kd' in hook._warned  # warned after 10 measurements
 
 
+def test_a_small_term_under_fp16_is_balanced_at_the_loss_scale():
+    """Under float16 autocast a term whose gradient is too small for
+    float16 is measured at the loss scaler's scale, as the step's backward
+    sees it: its share is the float32 one and its weight moves, where the
+    unscaled measurement would flush it to 0 and skip it."""
+    inputs = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    model = Toy(loss_weight=1e-7)
+    expected = 1e-7 * unit_share(model, inputs)  # float32
+    hook = GradientShareBalancerHook(dict(loss_kd=1.0), interval=1)
+    runner = fake_runner(model)
+    # A scale at which the task term's gradient fits in float16 (at a
+    # larger one it overflows, and the step and the update are skipped).
+    runner.optim_wrapper = SimpleNamespace(
+        loss_scaler=torch.amp.GradScaler('cpu', init_scale=2.**14))
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    with torch.autocast('cpu', dtype=torch.float16):
+        model(inputs, mode='loss')
+    hook.after_train_iter(runner, 0)
+    (update, ) = hook.history
+    assert update.share == pytest.approx(expected, rel=1e-2)
+    assert hook.weights['loss_kd'] > 1e-7  # moved towards the target
+    # Without the scale the same measurement underflows.
+    from gskd_mm.analysis import term_gradient_norms
+    with torch.autocast('cpu', dtype=torch.float16):
+        norms = term_gradient_norms(model, model(inputs))
+    assert norms['distill.loss_kd'].student == 0
+
+
 def test_a_term_missing_from_the_step_is_skipped():
     """Distillation stopped (MMRazor's StopDistillHook drops the distill
     terms): the step trains on, the weight stays."""

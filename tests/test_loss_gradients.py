@@ -431,6 +431,7 @@ def test_hook_under_amp_gives_unscaled_norms_and_the_same_step():
         optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
         runner = SimpleNamespace(
             model=model,
+            optim_wrapper=optim,
             iter=0,
             message_hub=MessageHub.get_instance(f'amp-{uuid.uuid4()}'))
         torch.manual_seed(3)
@@ -454,6 +455,46 @@ def test_hook_under_amp_gives_unscaled_norms_and_the_same_step():
     term = 'student.decode.loss_ce'
     assert hook.last[term].student == pytest.approx(
         fp32[term].student, rel=0.1)
+
+
+class TinyTermToy(ToyDistiller):
+    """The toy with a distillation term too small for float16 gradients."""
+
+    def forward(self, images, labels, teacher, mode='loss'):
+        losses = self.losses(images, labels, teacher)
+        feat = self.architecture[0](images)
+        losses['distill.loss_tiny'] = 1e-7 * feat.float().pow(2).mean()
+        return losses
+
+
+def test_hook_under_fp16_autocast_measures_at_the_loss_scale():
+    """Under float16 autocast a small term's gradient flushes to 0 when
+    differentiated unscaled; the hook differentiates it at the loss
+    scaler's scale, as the step's backward does, and unscales the norms."""
+    torch.manual_seed(0)
+    model = TinyTermToy()
+    inputs = (torch.randn(2, 3, 8, 8), torch.randint(0, 4, (2, 8, 8)),
+              torch.randn(2, 16, 8, 8))
+    with torch.autocast('cpu', dtype=torch.float16):
+        unscaled = term_gradient_norms(model, model(*inputs))
+    assert unscaled['distill.loss_tiny'].student == 0  # underflow
+    scaler = torch.amp.GradScaler('cpu', init_scale=2.**16)
+    runner = SimpleNamespace(
+        model=model,
+        optim_wrapper=SimpleNamespace(loss_scaler=scaler),
+        iter=0,
+        message_hub=MessageHub.get_instance(f'fp16-{uuid.uuid4()}'))
+    hook = LossGradientHook(interval=1)
+    hook.before_train_iter(runner, 0)
+    with torch.autocast('cpu', dtype=torch.float16):
+        model(*inputs, mode='loss')
+    hook.after_train_iter(runner, 0)
+    fp32 = term_gradient_norms(model, model(*inputs))
+    for term in ('distill.loss_tiny', 'student.decode.loss_ce'):
+        assert hook.last[term].student == pytest.approx(
+            fp32[term].student, rel=1e-2), term
+    with pytest.raises(ValueError, match='loss_scale'):
+        term_gradient_norms(model, model(*inputs), loss_scale=0)
 
 
 @pytest.mark.slow

@@ -198,8 +198,10 @@ def term_gradient_norms(model: nn.Module,
     results: TermGradients = OrderedDict()
     for name, term in all_terms.items():
         if term.requires_grad:
+            # Scaled in float32, as GradScaler scales a loss: a float16
+            # term times the scale (65536 to start) would overflow.
             grads = torch.autograd.grad(
-                term * loss_scale if loss_scale != 1 else term,
+                term.float() * loss_scale if loss_scale != 1 else term,
                 params,
                 retain_graph=True,
                 allow_unused=True)

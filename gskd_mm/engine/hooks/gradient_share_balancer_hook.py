@@ -93,8 +93,12 @@ class GradientShareBalancerHook(LossGradientHook):
     - DDP: each rank measures its own gradients; the norms are averaged
       over ranks before the update (the norm of each rank's gradient, not of
       the all-reduced one);
-    - AMP: the losses are differentiated as the model returns them, before
-      loss scaling, so the values are unscaled;
+    - AMP: each term is differentiated at the student's loss scaler's
+      current scale, as the step's own backward is, and the norms are
+      unscaled, so a term too small for float16 is measured as the step
+      sees it instead of flushing to 0; a step whose scaled gradients
+      overflow is skipped by the optimizer and its measurement by the
+      balancer;
     - two optimizers (``AdversarialEvalTeacherDistill``): the student
       step's terms are measured; the discriminator's is not a student term
       and cannot be balanced.
