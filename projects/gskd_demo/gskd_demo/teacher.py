@@ -30,7 +30,7 @@ from .training import LOGGER, RunContext, build_runner, one_thread, train
 
 TEACHER_SEED = 0
 # Part of the teacher cache key: bump when what is cached changes.
-TEACHER_CACHE_VERSION = 4
+TEACHER_CACHE_VERSION = 5
 
 
 def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
