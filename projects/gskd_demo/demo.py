@@ -14,7 +14,18 @@ cached), then a narrow DeepLabV3-R18 student is trained, paired by seed
   every GSKD variant of ``GSKD_VARIANTS`` (``gskd_demo/methods.py``), the
   balanced one included, for 40 seeds;
 - with ``--sweep``, per base recipe of ``--bases``: the base, the authors'
-  GSKD and the variants of ``--variants``.
+  GSKD and the variants of ``--variants``;
+- with ``--compute`` (``make compute ITERS=600``), the compute-matched
+  study at a schedule: no KD, DIST, CWD, CIRKD, DIST + GSKD,
+  DIST + GSKD-row-t1 and the balanced GSKD-row-t1 on each base, for 20
+  seeds;
+- with ``--measure-costs`` (``make costs``), no training study: the step
+  cost of every method over the student's own, written to
+  ``projects/gskd_demo/step_costs.json``.
+
+Except in the sweep, every distillation method is also compared with no KD
+trained for the iterations its steps cost (``--no-matched`` leaves those
+runs out), and every method with no KD at equal iterations.
 
 The runs train in parallel processes (``--workers``, one per CPU core by
 default), each on one thread. Besides mIoU, every student's structural gap
@@ -28,6 +39,7 @@ Example::
 
     python projects/gskd_demo/demo.py            # make demo
     python projects/gskd_demo/demo.py --study    # make study
+    python projects/gskd_demo/demo.py --compute --iters 600 --seeds 20
     python projects/gskd_demo/demo.py --sweep --bases dist --iters 600 \\
         --variants gskd-row-t1 gskd-row-t1-bal --seeds 20
 """

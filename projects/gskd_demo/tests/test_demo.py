@@ -20,6 +20,7 @@ from PIL import Image
 
 from gskd_mm.apis import (default_annotation, gskd_view, init_distiller,
                           load_sample)
+from projects.gskd_demo.gskd_demo import matched_methods, read_costs
 from projects.gskd_demo.gskd_demo.figures import read_scalars
 
 PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -114,10 +115,31 @@ def test_workers_give_the_same_runs(demo, tmp_path):
                 assert parallel_run[name] == serial_run[name], (key, name)
 
 
+def test_compute_matched_runs(demo):
+    """No KD at every distillation method's budget (the step cost ratio of
+    step_costs.json, to one decimal, times the 6 iterations), compared with
+    each method paired by seed; and every method against no KD."""
+    _, _, results, output = demo
+    costs = read_costs()
+    assert results['costs'] == {k: costs[k] for k in results['costs']}
+    matched = matched_methods(METHODS, 6, costs)
+    assert list(results['methods']) == METHODS + matched
+    for key in matched:
+        method = results['methods'][key]
+        assert method['iters'] == int(key.split('@')[1])
+        assert method['runs'][0]['iters'] == method['iters']
+    kinds = {}
+    for d in results['paired'].values():
+        kinds.setdefault(d['kind'], set()).add(d['method'])
+    assert kinds['kd'] == set(METHODS) - {'no_kd'}
+    assert kinds['compute'] == set(METHODS) - {'no_kd'}
+    assert '| DIST | ' in output and 'equal compute' in output
+
+
 def test_table(demo):
     out_dir, _, results, output = demo
     methods = results['methods']
-    assert list(methods) == METHODS
+    assert list(methods)[:len(METHODS)] == METHODS
     for key, method in methods.items():
         assert len(method['runs']) == 2
         assert [run['seed'] for run in method['runs']] == [0, 1]
@@ -212,7 +234,7 @@ def test_finished_runs_are_not_run_again(demo):
     # resumed) reuses every finished run's stored result.
     out_dir, env, results, _ = demo
     output = run([sys.executable, DEMO, *SMALL, '--out-dir', out_dir], env)
-    assert output.count('done before') == 2 * len(METHODS)
+    assert output.count('done before') == 2 * len(results['methods'])
     assert not re.search(r'seed \d+: mIoU', output)  # no run trained again
     with open(osp.join(out_dir, 'results.json')) as f:
         again = json.load(f)

@@ -333,6 +333,39 @@ def test_dataset_builds_through_the_registry(tmp_path, monkeypatch):
     assert val[0]['data_samples'].img_path.endswith('val_00000.png')
 
 
+def test_loaded_files_are_kept_and_samples_unchanged(tmp_path):
+    """The file loading is done once per file; every sample, random flips
+    included, equals the pipeline's own output on the same draws."""
+    import torch
+    from mmengine.dataset import Compose
+    flip = dict(type='RandomFlip', prob=0.5,
+                direction=['horizontal', 'vertical'])
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'), flip,
+        dict(type='PackSegInputs')
+    ]
+    dataset = _build(
+        data_root=str(tmp_path / 'scenes'),
+        generate_cfg=SMALL,
+        pipeline=pipeline)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        plain = Compose(pipeline)
+    synthetic_dataset._LOADED.clear()
+    for round_ in range(3):  # the first loads the files, the others keep
+        for idx in range(len(dataset)):
+            np.random.seed(100 * round_ + idx)
+            kept = dataset[idx]
+            np.random.seed(100 * round_ + idx)
+            expected = plain(dataset.get_data_info(idx))
+            assert torch.equal(kept['inputs'], expected['inputs'])
+            assert torch.equal(kept['data_samples'].gt_sem_seg.data,
+                               expected['data_samples'].gt_sem_seg.data)
+            assert kept['data_samples'].flip_direction == \
+                expected['data_samples'].flip_direction
+    assert len(synthetic_dataset._LOADED) == len(dataset)
+
+
 def test_dataset_generates_into_the_cache_by_default(tmp_path, monkeypatch):
     monkeypatch.setenv('GSKD_MM_CACHE', str(tmp_path))
     dataset = SyntheticScenesDataset(generate_cfg=SMALL)
