@@ -66,8 +66,9 @@ from mmengine.logging import print_log  # noqa: E402
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
     COMPUTE_METHODS, COSTS_FILE, GSKD_VARIANTS, LOGGER, METHODS,
     QUICK_METHODS, DemoSummary, draw_figures, markdown_table,
-    matched_methods, measure_costs, paired_differences, read_costs,
-    resolution_note, run_demo, setup_process, study_methods, sweep_methods)
+    matched_methods, measure_costs, paired_differences, plot_compute,
+    read_costs, resolution_note, run_demo, schedules_table, setup_process,
+    study_methods, sweep_methods)
 
 # Seeds of `make demo` (about 5 minutes on 2 cores), of the full study and
 # of every cell of the compute-matched study.
@@ -171,6 +172,12 @@ def parse_args() -> argparse.Namespace:
         'work_dirs/demo_study with --study, work_dirs/demo_sweep with '
         '--sweep)')
     parser.add_argument(
+        '--combine',
+        nargs='+',
+        metavar='DIR',
+        help='only gather the compute-matched results of these out dirs (one '
+        'per schedule) into one table and figure in --out-dir')
+    parser.add_argument(
         '--plot-only',
         action='store_true',
         help='only redraw the figures and table of the results.json in '
@@ -211,8 +218,29 @@ def measure(args: argparse.Namespace) -> None:
         logger=LOGGER)
 
 
+def combine(args: argparse.Namespace) -> None:
+    """``--combine``: the compute-matched results of several schedules."""
+    summaries = []
+    for out_dir in args.combine:
+        with open(osp.join(out_dir, 'results.json')) as f:
+            summaries.append(DemoSummary.from_json(json.load(f)))
+    methods = [m for m in COMPUTE_METHODS if m != 'no_kd']
+    table = schedules_table(summaries, methods)
+    with open(osp.join(args.out_dir, 'compute.md'), 'w') as f:
+        f.write(table)
+    figure = plot_compute(summaries, methods,
+                          osp.join(args.out_dir, 'compute.png'))
+    print_log(f'\n{table}\nWrote {args.out_dir}/compute.md, {figure}',
+              logger=LOGGER)
+
+
 def main() -> None:
     args = parse_args()
+    if args.combine:
+        args.out_dir = args.out_dir or 'work_dirs/demo_compute'
+        os.makedirs(args.out_dir, exist_ok=True)
+        setup_process()
+        return combine(args)
     mode, methods = (None, []) if args.measure_costs else \
         chosen_methods(args)
     if args.out_dir is None:

@@ -13,9 +13,10 @@ from .methods import (COMPUTE_METHODS, COSTS_FILE, GSKD_PAIRS, GSKD_VARIANTS,
                       METHODS, QUICK_METHODS, MethodSpec, matched_iters,
                       matched_methods, method_spec, read_costs, study_methods,
                       sweep_methods)
+from .figures import plot_compute
 from .pipeline import draw_figures, run_demo
 from .report import (markdown_table, paired_differences, pairing_check,
-                     resolution_note)
+                     resolution_note, schedules_table)
 from .results import (Comparison, DemoSummary, MethodSummary, RunResult,
                       TeacherResult)
 from .run_fingerprint_hook import RunFingerprintHook
@@ -25,7 +26,7 @@ from .training import LOGGER, QuietFilter, setup_process
 
 __all__ = [
     'COMPUTE_METHODS', 'COSTS_FILE', 'matched_iters', 'matched_methods',
-    'measure_costs', 'read_costs',
+    'measure_costs', 'plot_compute', 'read_costs', 'schedules_table',
     'Comparison', 'DemoSummary', 'GSKD_PAIRS', 'GSKD_VARIANTS', 'LOGGER',
     'METHODS', 'MethodSpec', 'MethodSummary', 'PairedInterval',
     'QUICK_METHODS', 'QuietFilter', 'RunFingerprintHook', 'RunResult',

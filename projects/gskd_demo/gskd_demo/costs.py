@@ -4,9 +4,11 @@
 The compute-matched runs give no KD the iterations a distillation run's
 time buys. The ratio is measured once, on the machine the study runs on,
 and fixed before the runs (``projects/gskd_demo/step_costs.json``): the
-mean time of a whole training iteration (the batch's loading, the hooks,
-the step: :attr:`RunResult.iteration_ms`), median over a few seeds, each run
-alone on one CPU thread.
+mean CPU time of a whole training iteration (the batch's loading, the
+hooks, the step: :attr:`RunResult.iteration_ms`), median over a few seeds,
+each run on one CPU thread. CPU time, not wall time: it is the compute a
+single-threaded run spends, and other jobs on the machine change it much
+less.
 """
 import datetime
 import platform
@@ -71,7 +73,7 @@ def measure_costs(methods: Sequence[str], work_dir: str, teacher_iters: int,
         threads=1,
         seeds=COST_SEEDS,
         iters=COST_ITERS,
-        what='mean milliseconds of a whole training iteration (batch, '
+        what='mean CPU milliseconds of a whole training iteration (batch, '
         'hooks, step), median over seeds; ratio over no KD',
         methods={
             key: dict(iteration_ms=ms, ratio=ms / times['no_kd'])

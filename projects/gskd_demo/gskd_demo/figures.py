@@ -2,7 +2,7 @@
 """Figures of the CPU demo's results: loss curves, mIoU and gap, the
 balancer's weights and shares."""
 import json
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib import pyplot as plt
@@ -260,6 +260,61 @@ def plot_balancer(summary: DemoSummary, out_file: str) -> Optional[str]:
         axes[1, col].legend(fontsize=7)
     fig.suptitle('GradientShareBalancerHook: GSKD\'s weight and its share '
                  'of the task gradient during training')
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=110)
+    plt.close(fig)
+    return out_file
+
+
+def plot_compute(summaries: Sequence[DemoSummary], methods: Sequence[str],
+                 out_file: str) -> str:
+    """mIoU against compute: no KD's curve, and every method's schedules.
+
+    Compute is counted in steps of the student alone: a method's schedule
+    times its step cost (no KD's iterations for no KD). A method above no
+    KD's curve at its compute pays for its teacher; below, the student
+    alone would have done better with the same compute.
+
+    Args:
+        summaries (Sequence[DemoSummary]): One per schedule, with their
+            step costs.
+        methods (Sequence[str]): The distillation methods to draw.
+        out_file (str): PNG file to write.
+
+    Returns:
+        str: ``out_file``.
+    """
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    no_kd = {}
+    for summary in summaries:
+        for key, method in summary.methods.items():
+            if key.partition('@')[0] == 'no_kd':
+                no_kd[method.iters] = method.stats['miou']
+    xs = sorted(no_kd)
+    ax.errorbar(xs, [no_kd[x].mean for x in xs],
+                yerr=[no_kd[x].std or 0 for x in xs], color='k', marker='o',
+                lw=2, capsize=3, label='no KD (± std over seeds)')
+    for key in methods:
+        points = sorted(
+            (s.settings.iters * s.costs[key], s.methods[key].stats['miou'],
+             s.methods[key].label) for s in summaries
+            if key in s.methods and key in s.costs)
+        if not points:
+            continue
+        ax.errorbar([p[0] for p in points], [p[1].mean for p in points],
+                    yerr=[p[1].std or 0 for p in points], marker='s',
+                    capsize=3, color=method_colour(key), label=points[0][2])
+    ax.set_xscale('log')
+    ax.set_xlabel('compute (steps of the student alone: iterations x the '
+                  'method\'s step cost)')
+    ax.set_ylabel('validation mIoU (%)')
+    teacher = summaries[0].teacher.miou
+    ax.axhline(teacher, color='grey', ls='--',
+               label=f'teacher ({teacher:.1f})')
+    ax.set_title('Does distillation pay? mIoU at the compute each run cost '
+                 '(Synthetic Scenes)')
+    ax.grid(alpha=0.3, which='both')
+    ax.legend(fontsize=8, loc='lower right')
     fig.tight_layout()
     fig.savefig(out_file, dpi=110)
     plt.close(fig)

@@ -293,6 +293,45 @@ def pays_table(summary: DemoSummary) -> List[str]:
     return lines
 
 
+def schedules_table(summaries: Sequence[DemoSummary],
+                    methods: Sequence[str]) -> str:
+    """Does distillation pay, schedule by schedule: every method's mIoU and
+    its gain over no KD at equal iterations and at equal compute.
+
+    Args:
+        summaries (Sequence[DemoSummary]): One per schedule.
+        methods (Sequence[str]): The distillation methods to show.
+
+    Returns:
+        str: A markdown table, a row per method and schedule that ran it.
+    """
+    lines = [
+        '| method | iterations | val mIoU (%) | Δ vs no KD, equal iterations '
+        '[95 % CI] | no KD at equal compute: iterations, mIoU | Δ vs no KD, '
+        'equal compute [95 % CI] | n |', '|---|---|---|---|---|---|---|'
+    ]
+    for key in methods:
+        for summary in sorted(summaries, key=lambda s: s.settings.iters):
+            if key not in summary.methods:
+                continue
+            found = {
+                d.kind: d
+                for d in summary.paired.values()
+                if d.method == key and d.kind in ('kd', 'compute')
+            }
+            kd, compute = found.get('kd'), found.get('compute')
+            matched = compute and summary.methods[compute.baseline]
+            lines.append(
+                f'| {summary.methods[key].label} | {summary.settings.iters} '
+                f'| {_fmt(summary.methods[key].stats["miou"], 2)} | '
+                f'{_fmt_interval(kd and kd.intervals["miou"], 2)} | ' +
+                ('' if not matched else
+                 f'{matched.iters}, {_fmt(matched.stats["miou"], 2)}') +
+                f' | {_fmt_interval(compute and compute.intervals["miou"], 2)}'
+                f' | {summary.methods[key].n} |')
+    return '\n'.join(lines) + '\n'
+
+
 def paired_table(summary: DemoSummary) -> List[str]:
     """One row per paired comparison of a method with its base, its fixed
     twin, or no KD with half its iterations, with the intervals."""
@@ -363,7 +402,7 @@ def table_notes(summary: DemoSummary) -> List[str]:
         f'a training iteration on {settings.torch_threads} CPU thread(s). '
         'GSKD loss fwd+bwd: median time per step inside GSKDLoss.' + (
             '' if not summary.costs else
-            ' Step cost: the mean time of a whole training iteration '
+            ' Step cost: the mean CPU time of a whole training iteration '
             '(batch, hooks, step) of the method over that of no KD, '
             'measured once and fixed before the runs '
             '(projects/gskd_demo/step_costs.json); no KD at equal compute '

@@ -24,8 +24,8 @@ class RunResult:
         wall_s (float): Seconds to build, train, validate and save.
         iter_ms (float): Median milliseconds of a training step (its
             forward, backward and update).
-        iteration_ms (float): Mean milliseconds of a whole iteration of the
-            training loop (the batch's loading, the hooks and the step;
+        iteration_ms (float): Mean CPU milliseconds of a whole iteration of
+            the training loop (the batch's loading, the hooks and the step;
             the first 5 and the last left out), what a run's length costs.
         gskd_ms (float): Median milliseconds per step inside GSKD's loss
             (0 without GSKD).

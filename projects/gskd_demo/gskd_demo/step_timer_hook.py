@@ -18,7 +18,9 @@ class StepTimerHook(Hook):
     A step's time is the model's update (``before_train_iter`` to
     ``after_train_iter``); an iteration's, all of the loop's iteration
     (one ``after_train_iter`` to the next: loading the batch, the other
-    hooks and the step), which is what a run's length costs. A loss's time
+    hooks and the step), which is what a run's length costs, in the
+    process's CPU time (a single-threaded run's compute, which other jobs
+    on the machine barely change, unlike its wall time). A loss's time
     is its forward (pre- and post-forward hooks) plus its backward, timed
     from the gradient reaching the loss's output to the gradient reaching
     its first input (tensor hooks); what runs in front of the loss (a
@@ -32,8 +34,8 @@ class StepTimerHook(Hook):
 
     Attributes:
         iter_times (list[float]): Seconds of every training step.
-        loop_times (list[float]): Seconds of every whole iteration of the
-            training loop.
+        loop_times (list[float]): CPU seconds of the process in every whole
+            iteration of the training loop.
         loss_times (list[float]): Seconds spent in the timed losses, per
             step (0 without such a loss).
         metrics (dict[str, float]): Metrics of the last validation.
@@ -66,7 +68,7 @@ class StepTimerHook(Hook):
                 module.register_forward_hook(self._forward_end)
         if self.progress:
             self._bar = ProgressBar(runner.max_iters)
-        self._last_end = time.perf_counter()
+        self._last_end = time.process_time()
 
     def _forward_start(self, module, args, kwargs) -> None:
         inputs = list(args) + list(kwargs.values())
@@ -95,8 +97,8 @@ class StepTimerHook(Hook):
                          batch_idx,
                          data_batch=None,
                          outputs=None) -> None:
-        end = time.perf_counter()
-        self.iter_times.append(end - self._start)
+        self.iter_times.append(time.perf_counter() - self._start)
+        end = time.process_time()
         self.loop_times.append(end - self._last_end)
         self._last_end = end
         self.loss_times.append(self._loss_time)
