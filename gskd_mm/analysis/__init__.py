@@ -10,8 +10,13 @@ tools (``tools/analysis_tools``). It imports only :mod:`gskd_mm.models` and
   teacher's (:class:`StructuralGap`);
 - :mod:`.offline`: a recipe run offline (no downloads) at another crop;
 - :mod:`.step_benchmark`: timing whole training steps of a recipe;
+- :mod:`.budget`: a recipe's compute against its student trained alone,
+  and the student-only baseline of equal compute (:class:`KDBudget`);
 - :mod:`.tables`: the tables the tools print.
 """
+from .budget import (BUDGET_BASES, KDBudget, RecipeFlops, budget_table,
+                     matched_iters, recipe_flops, segmentor_flops,
+                     student_only_config)
 from .loss_gradients import (TermGradient, TermGradients, average_gradients,
                              loss_gradient_norms, loss_terms, resolve_term,
                              term_gradient_norms, unwrap_model,
@@ -22,10 +27,12 @@ from .structural_gap import StructuralGap, structural_gap, structural_gaps
 from .tables import gradient_table, markdown_table, percent, text_table
 
 __all__ = [
-    'OfflineDistiller', 'StructuralGap', 'TermGradient', 'TermGradients',
-    'average_gradients', 'build_offline_distiller', 'discriminator_stages',
+    'BUDGET_BASES', 'KDBudget', 'OfflineDistiller', 'RecipeFlops',
+    'StructuralGap', 'TermGradient', 'TermGradients', 'average_gradients',
+    'budget_table', 'build_offline_distiller', 'discriminator_stages',
     'gradient_table', 'loss_gradient_norms', 'loss_terms', 'markdown_table',
-    'offline_recipe', 'percent', 'recipe_crop', 'resolve_term',
-    'structural_gap', 'structural_gaps', 'term_gradient_norms', 'text_table',
-    'unwrap_model', 'weights_for_share'
+    'matched_iters', 'offline_recipe', 'percent', 'recipe_crop',
+    'recipe_flops', 'resolve_term', 'segmentor_flops', 'structural_gap',
+    'structural_gaps', 'student_only_config', 'term_gradient_norms',
+    'text_table', 'unwrap_model', 'weights_for_share'
 ]

@@ -129,7 +129,10 @@ def offline_recipe(cfg: Config,
     512 x 512 crops).
 
     Args:
-        cfg (Config): A loaded recipe; modified in place.
+        cfg (Config): A loaded recipe, or a plain segmentor's config
+            (e.g. a student-only baseline,
+            :func:`~gskd_mm.analysis.student_only_config`); modified in
+            place.
         crop (tuple[int, int], optional): (h, w) crop; None keeps the
             recipe's crop and image scales.
         data_root (str, optional): New root of every dataset.
@@ -141,11 +144,13 @@ def offline_recipe(cfg: Config,
     Returns:
         Config: ``cfg``.
     """
-    cfg.model.teacher_ckpt = None
-    # Spelled out first, so that the changes below reach the teacher too:
-    # DDP refuses a CPU model with any SyncBN, the frozen teacher's included.
-    cfg.model.teacher = teacher_without_downloads(cfg.model.teacher)
-    student = cfg.model.architecture
+    if 'teacher' in cfg.model:
+        cfg.model.teacher_ckpt = None
+        # Spelled out first, so that the changes below reach the teacher
+        # too: DDP refuses a CPU model with any SyncBN, the frozen
+        # teacher's included.
+        cfg.model.teacher = teacher_without_downloads(cfg.model.teacher)
+    student = cfg.model.get('architecture', cfg.model)
     student.pretrained = None
     student.backbone.init_cfg = None
     stages = discriminator_stages(cfg)

@@ -133,7 +133,9 @@ def build_model(cfg: Config, student_only: bool,
     """
     model_cfg = cfg.model.architecture if student_only else cfg.model
     with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(model_cfg).to(device).train()
+        model = MODELS.build(model_cfg).to(device)
+    model.train()  # MMRazor's SingleTeacherDistill.train returns None
+    return model
 
 
 def optim_wrapper_for(cfg: Config, model: torch.nn.Module):

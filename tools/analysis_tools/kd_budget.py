@@ -1,0 +1,216 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""What a distillation recipe costs against its student trained alone.
+
+For each CONFIG (a distillation recipe) it measures the forward FLOPs of
+teacher and student (``mmengine.analysis``, the networks as training runs
+them) and, with ``--by time`` (the default), the median training step of
+the recipe and of its student alone on this machine (a GPU when there is
+one, the CPU otherwise; on generated Cityscapes-format data, so Cityscapes
+recipes only). It prints the FLOP ratio ``F_t / F_s``, the step ratio it
+implies (``1 + F_t / (3 F_s)``, an estimate: FLOPs leave out the losses,
+connectors, discriminator and optimizer, which the measured step includes),
+the measured step ratio, and the student-only iterations that the recipe's
+compute buys by ``--by``: the measured ratio (``time``), the FLOP estimate
+(``flops``: hardware-independent and deterministic) or 1 (``iters``: the
+papers' equal iterations). ``--out`` writes that student-only config, ready
+for ``tools/train.py``, ``tools/dist_train.sh`` and ``mim train mmseg``.
+
+Example::
+
+    python tools/analysis_tools/kd_budget.py configs/gskd/dist-gskd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py --by flops --out work_dirs/matched/dist-gskd.py
+    python tools/analysis_tools/kd_budget.py CONFIG --crop 128 256 --batch 2  # CPU
+    python tools/analysis_tools/kd_budget.py configs/gskd/*_cityscapes-*.py --by flops --markdown
+
+The work is done by :mod:`gskd_mm.analysis.budget` (FLOPs, ratios, the
+student-only config) and :mod:`gskd_mm.analysis.step_benchmark` (timing).
+"""  # noqa: E501
+import argparse
+import os
+import os.path as osp
+import re
+import tempfile
+import textwrap
+from typing import Dict, Optional, Tuple
+
+import torch
+from mmengine.config import Config
+from mmrazor.engine.hooks import StopDistillHook
+
+from gskd_mm.analysis import (BUDGET_BASES, KDBudget, budget_table,
+                              markdown_table, recipe_flops,
+                              student_only_config, text_table)
+from gskd_mm.analysis.budget import ITERS_MULTIPLE
+from gskd_mm.analysis.step_benchmark import (AMP_DTYPES, CITYSCAPES_SIZE,
+                                             PRECISIONS, first_batch,
+                                             load_recipe, time_steps)
+from gskd_mm.engine import LossGradientHook, enable_amp
+from gskd_mm.testing import make_cityscapes
+from gskd_mm.utils import register_all_modules
+
+# Hooks that measure or steer distillation (the balancer is a
+# LossGradientHook) or need a distiller (MMRazor's StopDistillHook): the
+# student alone trains without them.
+DISTILLATION_HOOKS = (LossGradientHook, StopDistillHook)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('configs', nargs='+', help='distillation recipes')
+    parser.add_argument(
+        '--by',
+        choices=BUDGET_BASES,
+        default='time',
+        help='what buys the student-only iterations: the measured step '
+        'ratio, its FLOP estimate, or equal iterations')
+    parser.add_argument('--out',
+                        help='write the student-only config here (one CONFIG)')
+    parser.add_argument(
+        '--crop',
+        nargs=2,
+        type=int,
+        metavar=('H', 'W'),
+        help='measure at this crop instead of the recipe\'s (e.g. on a '
+        'CPU); the written config keeps the recipe\'s')
+    parser.add_argument(
+        '--markdown',
+        action='store_true',
+        help='print a markdown table with the command of each baseline')
+    parser.add_argument(
+        '--device',
+        default='cuda' if torch.cuda.is_available() else 'cpu',
+        help='where the steps are timed (default: CUDA if there is one)')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        help='timed images per step (default: the recipe\'s per-GPU batch)')
+    parser.add_argument(
+        '--precision',
+        choices=PRECISIONS,
+        default='fp32',
+        help='timed precision: AmpOptimWrapper on CUDA (as train.py --amp), '
+        'autocast on a CPU')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=5,
+        help='timed steps of each, after one warm-up (the median is used)')
+    args = parser.parse_args()
+    if args.out and len(args.configs) != 1:
+        parser.error('--out writes the baseline of one CONFIG')
+    return args
+
+
+def time_recipe(config: str, args: argparse.Namespace) -> Tuple[float, float]:
+    """Median seconds of a step of the recipe and of its student alone."""
+    batch = args.batch or Config.fromfile(config).train_dataloader.batch_size
+    if batch < 2:
+        raise SystemExit('--batch must be at least 2: BN in pooled branches '
+                         'needs two values per channel to train')
+    crop = tuple(args.crop) if args.crop else None
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_cityscapes(osp.join(tmp, 'cityscapes'),
+                               num_train=batch,
+                               num_val=0,
+                               size=CITYSCAPES_SIZE)
+        cfg = load_recipe(config, root, batch, crop)
+        if args.precision != 'fp32' and args.device.startswith('cuda'):
+            enable_amp(cfg, AMP_DTYPES[args.precision])  # as train.py --amp
+        data = first_batch(cfg)
+        recipe = time_steps(cfg,
+                            False,
+                            args.precision,
+                            args.device,
+                            args.repeats,
+                            batch=data)
+        alone = time_steps(cfg,
+                           True,
+                           args.precision,
+                           args.device,
+                           args.repeats,
+                           batch=data)
+    return recipe.seconds, alone.seconds
+
+
+def measure(config: str, args: argparse.Namespace,
+            cache: Dict[str, float]) -> KDBudget:
+    """The FLOPs and, with ``--by time``, the step times of a recipe."""
+    seconds: Optional[Tuple[float, float]] = None
+    if args.by == 'time':
+        seconds = time_recipe(config, args)
+    cfg = Config.fromfile(config)
+    flops = recipe_flops(cfg, args.crop, cache)
+    return KDBudget(cfg.train_cfg.max_iters, flops, *(seconds or ()))
+
+
+def command(config: str, by: str) -> str:
+    """The one command that writes and trains a recipe's baseline."""
+    name = osp.splitext(osp.basename(config))[0]
+    gpus = re.search(r'_(\d+)xb\d+-', name)
+    out = f'work_dirs/matched/{name}.py'
+    return (f'`python tools/analysis_tools/kd_budget.py {osp.relpath(config)}'
+            f' --by {by} --out {out} && bash tools/dist_train.sh {out} '
+            f'{gpus.group(1) if gpus else "GPUS"}`')
+
+
+def basis(budget: KDBudget, args: argparse.Namespace) -> str:
+    """How the student-only iterations were bought, in words."""
+    ratio = budget.ratio(args.by)
+    if args.by == 'iters':
+        return 'x 1, its own iterations (the papers\' comparison)'
+    if args.by == 'flops':
+        return (f'x {ratio:.2f} = 1 + F_t / (3 F_s), the FLOP estimate of '
+                'the step ratio')
+    crop = 'x'.join(map(str, args.crop)) if args.crop else 'recipe crop'
+    return (
+        f'x {ratio:.2f}, the measured step ratio ({args.device}, '
+        f'{args.precision}, {crop}, batch {args.batch or "of the recipe"})')
+
+
+def write_baseline(config: str, budget: KDBudget,
+                   args: argparse.Namespace) -> None:
+    """Write the student-only config of ``config`` to ``args.out``."""
+    iters = budget.student_iters(args.by)
+    matched = student_only_config(Config.fromfile(config), iters,
+                                  DISTILLATION_HOOKS)
+    text = (f'The student of {osp.basename(config)} trained alone, without '
+            f'distillation, for {iters} iterations: the recipe\'s '
+            f'{budget.iters} {basis(budget, args)}, rounded to a multiple of '
+            f'{ITERS_MULTIPLE}. Written by tools/analysis_tools/kd_budget.py '
+            'from the recipe: its student, data, optimizer, schedule (scaled) '
+            'and runtime; see configs/gskd/README.md, "Compute-matched '
+            'baselines".')
+    header = ''.join(f'# {line}\n' for line in textwrap.wrap(
+        text, 77, break_long_words=False, break_on_hyphens=False))
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        f.write(header + matched.pretty_text)
+    print(f'Wrote {args.out}: the student alone for {iters} iterations')
+
+
+def main() -> None:
+    args = parse_args()
+    register_all_modules(init_default_scope=False)
+    cache: Dict[str, float] = {}
+    budgets = {
+        osp.splitext(osp.basename(c))[0]: measure(c, args, cache)
+        for c in args.configs
+    }
+    header, rows = budget_table(budgets, args.by)
+    if args.markdown:
+        header.append('command')
+        for row, config in zip(rows, args.configs):
+            row.append(command(config, args.by))
+        print(markdown_table(header, rows))
+    else:
+        print(text_table(header, rows))
+        print('\nForward FLOPs per image (mmengine.analysis, one multiply-add'
+              ' = one FLOP): the teacher as the algorithm runs it, the '
+              'student\'s training forward. Step ratio (FLOPs) = 1 + F_t / '
+              '(3 F_s): an estimate that leaves out the losses, connectors, '
+              'discriminator and optimizer; a measured step includes them.')
+    if args.out:
+        write_baseline(args.configs[0], next(iter(budgets.values())), args)
+
+
+if __name__ == '__main__':
+    main()
