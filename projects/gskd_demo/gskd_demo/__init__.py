@@ -10,7 +10,7 @@ MMSeg's projects); importing ``gskd_mm`` does not import it.
 from .costs import measure_costs
 from .dataset import SyntheticScenesDataset
 from .methods import (COMPUTE_METHODS, COSTS_FILE, GSKD_PAIRS, GSKD_VARIANTS,
-                      METHODS, QUICK_METHODS, MethodSpec, matched_iters,
+                      METHODS, QUICK_METHODS, MethodSpec, demo_matched_iters,
                       matched_methods, method_spec, read_costs, study_methods,
                       sweep_methods)
 from .figures import plot_compute
@@ -25,7 +25,7 @@ from .step_timer_hook import StepTimerHook
 from .training import LOGGER, QuietFilter, setup_process
 
 __all__ = [
-    'COMPUTE_METHODS', 'COSTS_FILE', 'matched_iters', 'matched_methods',
+    'COMPUTE_METHODS', 'COSTS_FILE', 'demo_matched_iters', 'matched_methods',
     'measure_costs', 'plot_compute', 'read_costs', 'schedules_table',
     'Comparison', 'DemoSummary', 'GSKD_PAIRS', 'GSKD_VARIANTS', 'LOGGER',
     'METHODS', 'MethodSpec', 'MethodSummary', 'PairedInterval',

@@ -10,7 +10,9 @@ import json
 import os.path as osp
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
+
+from gskd_mm.analysis.budget import matched_iters, scale_schedulers
 
 TEACHER_CONFIG = 'deeplabv3_r18-w16-d4_synthetic-64x64.py'
 STUDENT_CONFIG = 'deeplabv3_r18-w8-d4_synthetic-64x64.py'
@@ -200,11 +202,11 @@ def read_costs(path: str = COSTS_FILE) -> Dict[str, float]:
         return {k: v['ratio'] for k, v in json.load(f)['methods'].items()}
 
 
-def matched_iters(iters: int, ratio: float) -> int:
+def demo_matched_iters(iters: int, ratio: float) -> int:
     """The iterations of the student alone that ``iters`` iterations of a
     method of cost ``ratio`` buy, the ratio to one decimal (finer than
     timings on a CPU repeat)."""
-    return int(round(iters * round(ratio, 1)))
+    return matched_iters(iters, round(ratio, 1), multiple=1)
 
 
 def matched_methods(methods: Sequence[str], iters: int,
@@ -231,7 +233,7 @@ def matched_methods(methods: Sequence[str], iters: int,
             raise KeyError(
                 f'the step cost of {key!r} was not measured: add it with '
                 'python projects/gskd_demo/demo.py --measure-costs')
-        matched = f'no_kd@{matched_iters(iters, costs[key])}'
+        matched = f'no_kd@{demo_matched_iters(iters, costs[key])}'
         if matched not in keys:
             keys.append(matched)
     return keys
@@ -297,10 +299,10 @@ def load_config(name: str, data_root: str, generate_cfg: dict, iters: int,
     cfg.train_dataloader.batch_size = batch_size
     # The schedulers keep their shape: every begin and end scales with the
     # run's length (a warm-up over the first 10 % stays 10 %).
-    scale = iters / cfg.train_cfg.max_iters
-    for scheduler in cfg.param_scheduler:
-        scheduler.begin = round(scheduler.get('begin', 0) * scale)
-        scheduler.end = max(scheduler.begin + 1, round(scheduler.end * scale))
+    cfg.param_scheduler = [
+        ConfigDict(scheduler) for scheduler in scale_schedulers(
+            cfg.param_scheduler, iters / cfg.train_cfg.max_iters)
+    ]
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = iters
     cfg.default_hooks.checkpoint.interval = iters

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
-from .methods import matched_iters, method_spec
+from .methods import demo_matched_iters, method_spec
 from .results import (Comparison, DatasetInfo, DemoSummary, MethodSummary,
                       RunResult, Settings, Stat, TeacherResult)
 from .stats import PairedInterval, paired_t_interval
@@ -64,7 +64,7 @@ def comparisons(methods: Sequence[str],
     every GSKD recipe or variant against its base; a balanced variant
     against its fixed twin; every distillation method against no KD at
     equal iterations and, given the schedule and the costs, at equal
-    compute (:func:`.methods.matched_iters`); no KD at twice the
+    compute (:func:`.methods.demo_matched_iters`); no KD at twice the
     iterations of another no-KD run against it.
 
     Args:
@@ -96,7 +96,7 @@ def comparisons(methods: Sequence[str],
         if 'no_kd' in methods:
             pairs.append((key, 'no_kd', 'kd'))
         if costs and key in costs and iters:
-            matched = no_kd.get(matched_iters(iters, costs[key]))
+            matched = no_kd.get(demo_matched_iters(iters, costs[key]))
             if matched is not None:
                 pairs.append((key, matched, 'compute'))
     return pairs
