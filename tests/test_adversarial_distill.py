@@ -2,14 +2,11 @@
 """Adversarial distillation: discriminator, hinge losses, its optimizer
 inside MMEngine's loop, checkpoints and resume."""
 import copy
-import gc
-import os
 import os.path as osp
 import sys
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
@@ -200,10 +197,8 @@ def test_discriminator_and_its_optimizer_are_resumed(tmp_path):
     assert resumed.optim_wrapper['discriminator'].get_lr()['lr'] == [4e-4]
 
 
-def ddp_worker(rank: int, port: int, out: str) -> None:
+def ddp_worker(rank: int, out: str) -> None:
     """Two training steps of the wrapped algorithm on this rank's data."""
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=2)
     register_all_modules(init_default_scope=False)
     init_default_scope('mmseg')
     cfg = adversarial_cfg()
@@ -223,12 +218,10 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
         dict(params=params, initial=initial,
              loss_adv_d=float(log_vars['distill.loss_adv_d'])),
         osp.join(out, f'rank{rank}.pth'))
-    del wrapped, optim
-    gc.collect()
-    dist.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ranks_stay_identical_under_ddp(tmp_path):
     """Student, connectors and discriminator are the same on both ranks
     after steps on different images: every gradient is averaged."""

@@ -2,9 +2,7 @@
 """GradientShareBalancerHook: the weight of a distillation term follows its
 target share of the task gradient."""
 import copy
-import gc
 import math
-import os
 import os.path as osp
 import uuid
 from types import SimpleNamespace
@@ -405,11 +403,8 @@ def test_state_goes_into_the_checkpoint_and_comes_back():
 WORLD_SIZE = 2
 
 
-def ddp_worker(rank: int, port: int, out: str) -> None:
-    import torch.distributed as dist
+def ddp_worker(rank: int, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
     model = Toy()
     wrapped = DistributedDataParallel(model)
     hook = GradientShareBalancerHook(dict(loss_kd=1.0), interval=1)
@@ -429,13 +424,10 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
         dict(weights=hook.weights, history=list(hook.history), local=local,
              in_use=model.distiller.distill_losses['loss_kd'].loss_weight),
         osp.join(out, f'rank{rank}.pth'))
-    # No DDP reducer may outlive the process group (tests/test_gskd_ddp.py).
-    del wrapped, runner
-    gc.collect()
-    dist.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ranks_hold_the_same_weights(tmp_path):
     spawn_with_deadline(ddp_worker, (str(tmp_path), ), WORLD_SIZE, 300)
     ranks = [

@@ -5,12 +5,10 @@ Every rank's teacher keys are gathered into the queues, which stay
 identical on every rank step after step, with no buffer broadcast, also
 when the ranks hold different numbers of images.
 """
-import gc
 import os
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -62,9 +60,7 @@ def rank_batch(rank: int, step: int):
     return images, teacher_feat, labels
 
 
-def worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
+def worker(rank: int, out: str) -> None:
     torch.manual_seed(rank)  # different draws on each rank
     # No buffer broadcast: the queues must agree by themselves.
     model = DistributedDataParallel(Distiller(), broadcast_buffers=False)
@@ -80,13 +76,10 @@ def worker(rank: int, port: int, out: str) -> None:
             if 'queue' in k
         })
     torch.save(states, os.path.join(out, f'rank{rank}.pth'))
-    # Free DDP's reducer before the process group (see test_gskd_ddp.py).
-    del model, optim
-    gc.collect()
-    dist.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_queues_gather_every_rank_and_stay_identical(tmp_path):
     spawn_with_deadline(
         worker, (str(tmp_path), ), nprocs=WORLD_SIZE, timeout=TIMEOUT)

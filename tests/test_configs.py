@@ -154,6 +154,16 @@ def test_recipe_widths_come_from_its_bases(path):
             == cfg.teacher_channels, name
 
 
+@pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
+def test_recipe_resumes_exactly(path):
+    """ExactResumeHook (from distill_pieces.py) in every recipe; a balanced
+    recipe's balancer stays first (custom_hooks.0 in the fidelity table)."""
+    hooks = [h['type'] for h in load_config(path).custom_hooks]
+    assert 'ExactResumeHook' in hooks
+    if '-bal_' in osp.basename(path):
+        assert hooks[0] == 'GradientShareBalancerHook'
+
+
 @pytest.mark.parametrize('path', TEACHERS, ids=osp.basename)
 def test_teacher_channels_is_the_teacher_head_width(path):
     cfg = load_config(path)

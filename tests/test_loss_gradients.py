@@ -3,7 +3,6 @@
 import copy
 import os
 import os.path as osp
-import subprocess
 import sys
 import uuid
 from types import SimpleNamespace
@@ -24,7 +23,7 @@ from gskd_mm.engine import LossGradientHook
 from gskd_mm.testing import generated_batch
 import gskd_mm  # noqa: F401  registers the modules
 
-from helpers import shrink_recipe
+from helpers import run_with_deadline, shrink_recipe, spawn_with_deadline
 
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -286,16 +285,12 @@ def test_tool_prints_every_term(path, crop, tmp_path):
                PYTHONPATH=ROOT,
                OMP_NUM_THREADS='1',
                GSKD_MM_CACHE=str(tmp_path))
-    result = subprocess.run([
-        sys.executable, TOOL, path, '--crop', crop, crop, '--batch', '2',
-        '--iters', '2'
-    ],
-                            cwd=ROOT,
-                            env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT,
-                            text=True,
-                            timeout=600)
+    result = run_with_deadline(
+        [TOOL, path, '--crop', crop, crop, '--batch', '2', '--iters', '2'],
+        600,
+        python=True,
+        cwd=ROOT,
+        env=env)
     assert result.returncode == 0, result.stdout[-3000:]
     out = result.stdout
     assert 'networks: untrained' in out
@@ -337,13 +332,8 @@ def rank_batch(rank: int):
             torch.randn(2, 16, 8, 8, generator=gen))
 
 
-def ddp_worker(rank: int, port: int, out: str) -> None:
-    import gc
-
-    import torch.distributed as dist
+def ddp_worker(rank: int, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
     results = {}
     for hooked in (False, True):
         torch.manual_seed(0)  # the same weights on both ranks
@@ -365,31 +355,13 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
             for n, p in model.module.named_parameters()
         },
                                norms=hook.last)
-        del model
-        gc.collect()  # see tests/test_gskd_ddp.py: no reducer left behind
     torch.save(results, osp.join(out, f'rank{rank}.pth'))
-    dist.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_hook_under_ddp_measures_local_gradients(tmp_path):
-    import socket
-    import time
-
-    import torch.multiprocessing as mp
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    context = mp.spawn(ddp_worker,
-                       args=(port, str(tmp_path)),
-                       nprocs=WORLD_SIZE,
-                       join=False)
-    deadline = time.monotonic() + 300
-    while not context.join(timeout=max(deadline - time.monotonic(), 1)):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail('DDP workers still running after 300 s')
+    spawn_with_deadline(ddp_worker, (str(tmp_path), ), WORLD_SIZE, 300)
     for rank in range(WORLD_SIZE):
         result = torch.load(tmp_path / f'rank{rank}.pth')
         # DDP's averaged gradients are the same with the hook.

@@ -37,6 +37,9 @@ TEST_PY = osp.join(REPO, 'tools', 'test.py')
 DIST_TRAIN_SH = osp.join(REPO, 'tools', 'dist_train.sh')
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
 TIMEOUT = 600  # seconds, per subprocess
+# Seconds a torchrun rank's collective waits for the other: a stuck one
+# fails the run within minutes, before TIMEOUT.
+COLLECTIVE_TIMEOUT = 120
 
 CROP = (64, 64)
 BATCH = 2
@@ -362,6 +365,7 @@ def test_cross_stride_recipe_with_runner(tmp_path, work_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_process_gloo_training_with_dist_train_sh(tmp_path, work_dir):
     """``tools/dist_train.sh``: torchrun, two CPU processes (gloo).
 
@@ -387,6 +391,7 @@ def test_two_process_gloo_training_with_dist_train_sh(tmp_path, work_dir):
     options = cfg_options(
         iters, **{
             'env_cfg.dist_cfg.backend': 'gloo',
+            'env_cfg.dist_cfg.timeout': COLLECTIVE_TIMEOUT,
             # DEBUG: every rank writes its own log file.
             'log_level': 'DEBUG',
         })
@@ -495,6 +500,7 @@ def test_balanced_recipe_resumes_its_weights_exactly(tmp_path, work_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_balanced_two_process_gloo_training_holds_one_weight(
         tmp_path, work_dir):
     """``tools/dist_train.sh``, two CPU processes, the two-optimizer CWD
@@ -506,6 +512,7 @@ def test_balanced_two_process_gloo_training_holds_one_weight(
     options = cfg_options(
         iters, **{
             'env_cfg.dist_cfg.backend': 'gloo',
+            'env_cfg.dist_cfg.timeout': COLLECTIVE_TIMEOUT,
             'log_level': 'DEBUG',
             **BALANCE_EVERY_STEP
         })

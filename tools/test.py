@@ -24,7 +24,7 @@ from mmengine.runner import Runner
 
 # Importing gskd_mm keeps MMRazor importable on torch 2 and lets torch's
 # weights-only loading (``--resume``, ``load_from``) read MMEngine checkpoints.
-from gskd_mm.utils import register_all_modules
+from gskd_mm.utils import destroy_process_group, register_all_modules
 
 
 def parse_args() -> argparse.Namespace:
@@ -139,6 +139,10 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg)
     runner.test()
+    # The DDP wrapper (with the runner), then the process group, as in
+    # tools/train.py.
+    del runner
+    destroy_process_group()
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from mmengine.runner import Runner
 # Importing gskd_mm keeps MMRazor importable on torch 2 and lets torch's
 # weights-only loading (``--resume``, ``load_from``) read MMEngine checkpoints.
 from gskd_mm.engine import enable_amp
-from gskd_mm.utils import register_all_modules
+from gskd_mm.utils import destroy_process_group, register_all_modules
 
 
 def parse_args() -> argparse.Namespace:
@@ -143,14 +143,12 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg)
     runner.train()
-    if torch_dist.is_initialized():
-        # MMEngine leaves the process group to interpreter exit, where a
-        # gloo group's threads can abort the process ("terminate called
-        # without an active exception") after training succeeded. The
-        # barrier lets no rank tear its group down while another still
-        # talks to it (one such abort was seen in CI with the destroy alone).
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    # MMEngine leaves the process group to interpreter exit, where a gloo
+    # group's threads can abort the process ("terminate called without an
+    # active exception") after training succeeded: the DDP wrapper goes
+    # first (with the runner, which its loops refer to), then the group.
+    del runner
+    destroy_process_group()
 
 
 if __name__ == '__main__':

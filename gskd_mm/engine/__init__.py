@@ -2,9 +2,10 @@
 from .amp import enable_amp
 from .discriminator_optim_constructor import \
     DiscriminatorOptimWrapperConstructor
-from .hooks import GradientShareBalancerHook, LossGradientHook
+from .hooks import (ExactResumeHook, GradientShareBalancerHook,
+                    LossGradientHook)
 
 __all__ = [
-    'DiscriminatorOptimWrapperConstructor', 'GradientShareBalancerHook',
-    'LossGradientHook', 'enable_amp'
+    'DiscriminatorOptimWrapperConstructor', 'ExactResumeHook',
+    'GradientShareBalancerHook', 'LossGradientHook', 'enable_amp'
 ]

@@ -38,6 +38,9 @@ from mmengine.logging import print_log
 TERMS = ('kd', 'minibatch', 'memory_pixel', 'memory_region')
 NUM_CLASSES = 19
 CROP = (512, 1024)
+# Seconds one isolated measurement may take before its process is killed
+# (subprocess.TimeoutExpired): a hung measurement fails the run.
+MEASUREMENT_TIMEOUT = 3600
 
 
 def rss_mb() -> float:
@@ -167,7 +170,8 @@ def run_isolated(term: str, variant: str, batch: int, repeats: int,
     ],
                          capture_output=True,
                          text=True,
-                         check=True)
+                         check=True,
+                         timeout=MEASUREMENT_TIMEOUT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -31,6 +31,9 @@ SCALES = {
     'cityscapes': (19, 16),
     'ade20k': (150, 24),
 }
+# Seconds one isolated measurement may take before its process is killed
+# (subprocess.TimeoutExpired): a hung measurement fails the run.
+MEASUREMENT_TIMEOUT = 3600
 
 
 def make_inputs(scale: str, device: str, batch: int = 8, channels: int = 512,
@@ -166,7 +169,8 @@ def run_isolated(args: argparse.Namespace, variant: str, scale: str) -> dict:
     ],
                          capture_output=True,
                          text=True,
-                         check=True)
+                         check=True,
+                         timeout=MEASUREMENT_TIMEOUT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -50,6 +50,10 @@ from gskd_mm.engine import enable_amp
 from gskd_mm.testing import make_cityscapes
 from gskd_mm.utils import register_all_modules
 
+# Seconds one isolated measurement may take before its process is killed
+# (subprocess.TimeoutExpired): a hung measurement fails the run.
+MEASUREMENT_TIMEOUT = 3600
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -115,7 +119,8 @@ def isolated(args: argparse.Namespace, only: str) -> dict:
     ]
     if args.crop:
         cmd += ['--crop', *map(str, args.crop)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=MEASUREMENT_TIMEOUT)
     if out.returncode:
         raise RuntimeError(f'{only} failed:\n{out.stderr[-4000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])

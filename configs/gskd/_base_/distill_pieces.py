@@ -17,6 +17,11 @@
 # logits are resized bilinearly to the student's height x width; maps of
 # the same size are used as they are.
 custom_imports = dict(imports=['gskd_mm'], allow_failed_imports=False)
+# A resumed run gets the random states of its checkpoint back, so it ends at
+# the weights of the run it interrupted (gskd_mm.engine.ExactResumeHook;
+# docs/en/user_guides/train_test.md, "Resume"). A config that sets its own
+# custom_hooks keeps it with `custom_hooks = [..., *_base_.custom_hooks]`.
+custom_hooks = [dict(type='ExactResumeHook')]
 
 student_recorders = dict(
     feat=dict(type='ModuleInputs', source='decode_head.conv_seg'),

@@ -321,7 +321,7 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
         cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
     balancer = balancer_hook(spec, cfg)
     if balancer is not None:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [balancer]
+        cfg.custom_hooks = [balancer, *cfg.get('custom_hooks', [])]
     if 'teacher_ckpt' in cfg.model:
         cfg.model.teacher_ckpt = ctx.teacher_ckpt
     student_model_cfg(cfg).init_cfg = dict(type='Pretrained', checkpoint=init)

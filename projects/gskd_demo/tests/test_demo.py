@@ -10,7 +10,6 @@ import json
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 from typing import Dict, List, Tuple
 
@@ -22,6 +21,8 @@ from gskd_mm.apis import (default_annotation, gskd_view, init_distiller,
                           load_sample)
 from projects.gskd_demo.gskd_demo import matched_methods, read_costs
 from projects.gskd_demo.gskd_demo.figures import read_scalars
+
+from helpers import run_with_deadline
 
 PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REPO = osp.dirname(osp.dirname(PROJECT))
@@ -52,15 +53,9 @@ pytestmark = pytest.mark.slow  # a few minutes: the demo's end-to-end runs
 
 
 def run(cmd: List[str], env: Dict[str, str]) -> str:
-    """Run a command; fail with its output if it fails."""
-    proc = subprocess.run(
-        cmd,
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT)
+    """Run a command (its worker pool killed with it on a timeout); fail
+    with its output if it fails."""
+    proc = run_with_deadline(cmd, TIMEOUT, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-5000:]
     return proc.stdout
 

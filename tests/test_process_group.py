@@ -1,0 +1,63 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""No test or run can hang on its processes: the process group's teardown
+names what keeps a DDP wrapper alive, and a subprocess's deadline kills
+everything it started."""
+import os
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from helpers import run_with_deadline, spawn_with_deadline
+
+KEPT = []
+
+
+def leaking_worker(rank: int) -> None:
+    """Keeps its DDP wrapper beyond its return, as a runner would."""
+    model = DistributedDataParallel(nn.Linear(2, 2))
+    KEPT.append(SimpleNamespace(model=model))
+
+
+def releasing_worker(rank: int, out: str) -> None:
+    runner = SimpleNamespace(model=DistributedDataParallel(nn.Linear(2, 2)))
+    runner.loop = SimpleNamespace(runner=runner)  # a cycle, as MMEngine's
+    with open(os.path.join(out, f'rank{rank}'), 'w') as f:
+        f.write('done')
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_teardown_names_what_keeps_a_ddp_wrapper():
+    with pytest.raises(Exception, match=r'DDP wrapper outlives training: '
+                       r'DistributedDataParallel held by SimpleNamespace'
+                       r'\.model'):
+        spawn_with_deadline(leaking_worker, (), nprocs=1, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_teardown_frees_a_wrapper_in_a_reference_cycle(tmp_path):
+    spawn_with_deadline(releasing_worker, (str(tmp_path), ), timeout=120)
+    assert sorted(os.listdir(tmp_path)) == ['rank0', 'rank1']
+
+
+def test_deadline_kills_what_the_command_started():
+    # The shell starts a background sleep (a rank, a pool worker) and
+    # waits for it; the deadline must kill both.
+    with pytest.raises(pytest.fail.Exception, match='still running') as info:
+        run_with_deadline(
+            ['bash', '-c', 'sleep 300 & echo "child $!"; wait'], timeout=2)
+    pid = int(re.search(r'child (\d+)', str(info.value)).group(1))
+    assert not alive(pid)
