@@ -363,7 +363,7 @@ def ddp_worker(rank: int, out: str) -> None:
 def test_hook_under_ddp_measures_local_gradients(tmp_path):
     spawn_with_deadline(ddp_worker, (str(tmp_path), ), WORLD_SIZE, 300)
     for rank in range(WORLD_SIZE):
-        result = torch.load(tmp_path / f'rank{rank}.pth')
+        result = torch.load(tmp_path / f'rank{rank}.pth', weights_only=False)
         # DDP's averaged gradients are the same with the hook.
         for name, grad in result[False]['grads'].items():
             assert torch.equal(grad, result[True]['grads'][name]), name
@@ -374,14 +374,20 @@ def test_hook_under_ddp_measures_local_gradients(tmp_path):
                                        local(*rank_batch(rank), mode='loss'))
         measured = result[True]['norms']
         assert measured.keys() == expected.keys()
-        for term in expected:
-            for key, value in expected[term].items():
-                assert measured[term][key] == pytest.approx(
-                    value, rel=1e-5), (rank, term, key)
+        for term, want in expected.items():
+            got = measured[term]
+            for key in ('value', 'student', 'share'):
+                assert getattr(got, key) == pytest.approx(
+                    getattr(want, key), rel=1e-5,
+                    nan_ok=True), (rank, term, key)
+            assert got.connectors.keys() == want.connectors.keys()
+            for name, value in want.connectors.items():
+                assert got.connectors[name] == pytest.approx(
+                    value, rel=1e-5), (rank, term, name)
     # The ranks' batches differ, so their local norms do too.
     norms = [
-        torch.load(tmp_path / f'rank{r}.pth')[True]['norms']
-        for r in range(WORLD_SIZE)
+        torch.load(tmp_path / f'rank{r}.pth',
+                   weights_only=False)[True]['norms'] for r in range(WORLD_SIZE)
     ]
     assert norms[0]['distill.loss_connector'].connectors['projector'] != \
         norms[1]['distill.loss_connector'].connectors['projector']
