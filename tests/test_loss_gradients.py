@@ -386,8 +386,8 @@ def test_hook_under_ddp_measures_local_gradients(tmp_path):
                     value, rel=1e-5), (rank, term, name)
     # The ranks' batches differ, so their local norms do too.
     norms = [
-        torch.load(tmp_path / f'rank{r}.pth',
-                   weights_only=False)[True]['norms'] for r in range(WORLD_SIZE)
+        torch.load(tmp_path / f'rank{r}.pth', weights_only=False)[True]
+        ['norms'] for r in range(WORLD_SIZE)
     ]
     assert norms[0]['distill.loss_connector'].connectors['projector'] != \
         norms[1]['distill.loss_connector'].connectors['projector']

@@ -3,8 +3,9 @@
 
 ``projects/gskd_demo/demo.py`` runs as the README runs it, in a
 subprocess, with a few iterations, two seeds, a small generated dataset
-and the cache and outputs in a temporary directory; then its table, paired statistics, figures,
-teacher cache and the GSKD visualisation tool are checked.
+and the cache and outputs in a temporary directory; then its table,
+paired statistics, figures, teacher cache and the GSKD visualisation tool
+are checked.
 """
 import json
 import os
