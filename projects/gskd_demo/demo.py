@@ -70,7 +70,7 @@ from projects.gskd_demo.gskd_demo import (  # noqa: E402
     read_costs, resolution_note, run_demo, schedules_table, setup_process,
     study_methods, sweep_methods)
 
-# Seeds of `make demo` (about 5 minutes on 2 cores), of the full study and
+# Seeds of `make demo` (about 6 minutes on 2 cores), of the full study and
 # of every cell of the compute-matched study.
 QUICK_SEEDS = 8
 STUDY_SEEDS = 40
