@@ -49,7 +49,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import matplotlib
 
@@ -189,9 +189,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def chosen_methods(args: argparse.Namespace) -> Tuple[Optional[str], list]:
-    """The mode (None: the quick demo) and its methods, with the student
-    alone at each method's budget when ``--matched``."""
+def chosen_methods(
+    args: argparse.Namespace
+) -> Tuple[Optional[str], list, Optional[Dict[str, float]]]:
+    """The mode (None: the quick demo), its methods and, when
+    ``--matched`` (not in the sweep), the step costs that add the student
+    alone at each method's budget."""
     mode = next((m for m in ('sweep', 'study', 'compute')
                  if getattr(args, m)), None)
     methods = dict(
@@ -199,9 +202,10 @@ def chosen_methods(args: argparse.Namespace) -> Tuple[Optional[str], list]:
         study=study_methods,
         compute=lambda: list(COMPUTE_METHODS)).get(mode,
                                                    lambda: args.methods)()
-    if args.matched and mode != 'sweep':
-        methods += matched_methods(methods, args.iters, read_costs())
-    return mode, methods
+    costs = read_costs() if args.matched and mode != 'sweep' else None
+    if costs is not None:
+        methods += matched_methods(methods, args.iters, costs)
+    return mode, methods, costs
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -241,7 +245,7 @@ def main() -> None:
         os.makedirs(args.out_dir, exist_ok=True)
         setup_process()
         return combine(args)
-    mode, methods = (None, []) if args.measure_costs else \
+    mode, methods, costs = (None, [], None) if args.measure_costs else \
         chosen_methods(args)
     if args.out_dir is None:
         name = 'costs' if args.measure_costs else mode
@@ -269,8 +273,7 @@ def main() -> None:
         summary = run_demo(
             methods, args.seeds, args.iters, args.teacher_iters,
             args.batch_size, args.teacher_batch_size, args.num_train,
-            args.num_val, args.out_dir, args.log_level, args.workers,
-            read_costs() if args.matched and mode != 'sweep' else None)
+            args.num_val, args.out_dir, args.log_level, args.workers, costs)
         with open(results, 'w') as f:  # kept should a figure fail
             json.dump(summary.to_json(), f, indent=2)
     print_log('Figures ...', logger=LOGGER)

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib import pyplot as plt
 
+from .methods import is_no_kd
 from .results import DemoSummary
 
 # Colour of each demo method in every figure: a family per base recipe,
@@ -288,7 +289,7 @@ def plot_compute(summaries: Sequence[DemoSummary], methods: Sequence[str],
     no_kd = {}
     for summary in summaries:
         for key, method in summary.methods.items():
-            if key.partition('@')[0] == 'no_kd':
+            if is_no_kd(key):
                 no_kd[method.iters] = method.stats['miou']
     xs = sorted(no_kd)
     ax.errorbar(xs, [no_kd[x].mean for x in xs],

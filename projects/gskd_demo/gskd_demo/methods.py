@@ -202,6 +202,12 @@ def read_costs(path: str = COSTS_FILE) -> Dict[str, float]:
         return {k: v['ratio'] for k, v in json.load(f)['methods'].items()}
 
 
+def is_no_kd(key: str) -> bool:
+    """Whether a method key is the student alone, at the demo's schedule
+    or at one of its own (``no_kd@<iters>``)."""
+    return key.partition('@')[0] == 'no_kd'
+
+
 def demo_matched_iters(iters: int, ratio: float) -> int:
     """The iterations of the student alone that ``iters`` iterations of a
     method of cost ``ratio`` buy, the ratio to one decimal (finer than
@@ -227,7 +233,7 @@ def matched_methods(methods: Sequence[str], iters: int,
     """
     keys = []
     for key in methods:
-        if key.partition('@')[0] == 'no_kd':
+        if is_no_kd(key):
             continue
         if key not in costs:
             raise KeyError(

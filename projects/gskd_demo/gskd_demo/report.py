@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
-from .methods import demo_matched_iters, method_spec
+from .methods import demo_matched_iters, is_no_kd, method_spec
 from .results import (Comparison, DatasetInfo, DemoSummary, MethodSummary,
                       RunResult, Settings, Stat, TeacherResult)
 from .stats import PairedInterval, paired_t_interval
@@ -78,11 +78,11 @@ def comparisons(methods: Sequence[str],
     pairs = []
     no_kd = {
         method_spec(k).iters or iters: k
-        for k in methods if k.partition('@')[0] == 'no_kd'
+        for k in methods if is_no_kd(k)
     }
     for key in methods:
         spec = method_spec(key)
-        if key.partition('@')[0] == 'no_kd':
+        if is_no_kd(key):
             twice = no_kd.get(2 * (spec.iters or iters or 0))
             if twice is not None:
                 pairs.append((twice, key, 'doubling'))
