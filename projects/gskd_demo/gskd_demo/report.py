@@ -261,16 +261,27 @@ def methods_table(summary: DemoSummary) -> List[str]:
     return lines
 
 
+def against_no_kd(
+        summary: DemoSummary) -> Dict[str, Dict[str, Comparison]]:
+    """Every distillation method's comparisons with no KD: by method, in
+    the order they were made, those of kind ``kd`` (equal iterations) and
+    ``compute`` (equal compute) that ran."""
+    found: Dict[str, Dict[str, Comparison]] = {}
+    for d in summary.paired.values():
+        if d.kind in ('kd', 'compute'):
+            found.setdefault(d.method, {})[d.kind] = d
+    return found
+
+
 def pays_table(summary: DemoSummary) -> List[str]:
     """Does distillation pay? Every method against no KD, at equal
     iterations and, where it ran, at equal compute."""
-    kd = {d.method: d for d in summary.paired.values() if d.kind == 'kd'}
-    if not kd:
-        return []
-    compute = {
-        d.method: d
-        for d in summary.paired.values() if d.kind == 'compute'
+    gains = {
+        key: found
+        for key, found in against_no_kd(summary).items() if 'kd' in found
     }
+    if not gains:
+        return []
     methods = summary.methods
     lines = [
         '',
@@ -280,9 +291,9 @@ def pays_table(summary: DemoSummary) -> List[str]:
         '| n |',
         '|---|---|---|---|---|---|',
     ]
-    for key, d in kd.items():
+    for key, found in gains.items():
+        d, matched = found['kd'], found.get('compute')
         cost = summary.costs.get(key)
-        matched = compute.get(key)
         lines.append(
             f'| {methods[key].label} | '
             f'{"" if cost is None else f"{cost:.2f}"} | '
@@ -310,15 +321,14 @@ def schedules_table(summaries: Sequence[DemoSummary],
         '[95 % CI] | no KD at equal compute: iterations, mIoU | Δ vs no KD, '
         'equal compute [95 % CI] | n |', '|---|---|---|---|---|---|---|'
     ]
+    schedules = [(summary, against_no_kd(summary))
+                 for summary in sorted(summaries,
+                                       key=lambda s: s.settings.iters)]
     for key in methods:
-        for summary in sorted(summaries, key=lambda s: s.settings.iters):
+        for summary, gains in schedules:
             if key not in summary.methods:
                 continue
-            found = {
-                d.kind: d
-                for d in summary.paired.values()
-                if d.method == key and d.kind in ('kd', 'compute')
-            }
+            found = gains.get(key, {})
             kd, compute = found.get('kd'), found.get('compute')
             matched = compute and summary.methods[compute.baseline]
             lines.append(
