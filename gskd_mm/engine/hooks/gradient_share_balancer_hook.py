@@ -11,8 +11,8 @@ from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...analysis import (TermGradients, resolve_term, term_gradient_norms,
-                         unwrap_model)
+from ...analysis.loss_gradients import (TermGradients, resolve_term,
+                                      term_gradient_norms, unwrap_model)
 from .loss_gradient_hook import LossGradientHook
 
 #: Key of the balancer's state in a checkpoint.

@@ -8,7 +8,8 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 from torch.utils.hooks import RemovableHandle
 
-from ...analysis import TermGradients, term_gradient_norms, unwrap_model
+from ...analysis.loss_gradients import (TermGradients, term_gradient_norms,
+                                      unwrap_model)
 
 
 def loss_scale_of(optim_wrapper) -> float:
