@@ -38,10 +38,11 @@ _LAZY = {
                'student_only_config'),
     'offline': ('OfflineDistiller', 'build_offline_distiller',
                 'discriminator_stages', 'offline_recipe', 'recipe_crop'),
-    'measure': ('MeasurementError', 'peak_memory_mib', 'run_measurement'),
+    'measure': ('MeasurementError', 'PeakMemory', 'run_measurement'),
 }
 _LAZY_NAMES = {name: mod for mod, names in _LAZY.items() for name in names}
-_SUBMODULES = ('budget', 'measure', 'offline', 'step_benchmark')
+_SUBMODULES = ('budget', 'loss_benchmark', 'measure', 'offline',
+               'step_benchmark')
 
 
 def __getattr__(name: str) -> Any:
@@ -60,7 +61,7 @@ __all__ = [
     'average_gradients', 'budget_table', 'build_offline_distiller',
     'discriminator_stages', 'gradient_table', 'loss_gradient_norms',
     'loss_terms', 'markdown_table', 'matched_iters', 'offline_recipe',
-    'peak_memory_mib', 'percent', 'recipe_crop', 'recipe_flops',
+    'PeakMemory', 'percent', 'recipe_crop', 'recipe_flops',
     'resolve_term', 'run_measurement', 'segmentor_flops', 'structural_gap',
     'structural_gaps', 'student_only_config', 'term_gradient_norms',
     'text_table', 'unwrap_model', 'weights_for_share'

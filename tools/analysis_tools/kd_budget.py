@@ -46,6 +46,8 @@ from gskd_mm.analysis.step_benchmark import (AMP_DTYPES, CITYSCAPES_SIZE,
 from gskd_mm.engine import LossGradientHook, enable_amp
 from gskd_mm.testing import make_cityscapes
 from gskd_mm.utils import register_all_modules
+from gskd_mm.utils.cli import (check_crop, check_distillation_recipe,
+                               check_positive, load_config, tool_error)
 
 # Hooks that measure or steer distillation (the balancer is a
 # LossGradientHook) or need a distiller (MMRazor's StopDistillHook): the
@@ -97,6 +99,15 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.out and len(args.configs) != 1:
         parser.error('--out writes the baseline of one CONFIG')
+    check_crop(args.crop)
+    check_positive(args, ('batch', 'repeats'))
+    if args.batch == 1:
+        tool_error('--batch 1: must be at least 2 (BN in pooled branches '
+                   'needs two values per channel to train)')
+    for config in args.configs:
+        check_distillation_recipe(
+            load_config(config), config, 'kd_budget compares a '
+            'distillation recipe with its student trained alone')
     return args
 
 
