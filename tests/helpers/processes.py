@@ -11,7 +11,6 @@ down in the one safe order.
 import datetime
 import faulthandler
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from gskd_mm.analysis.measure import kill_process_group
 from gskd_mm.utils import destroy_process_group
 
 
@@ -31,14 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
-
-
-def kill_process_group(process: subprocess.Popen) -> None:
-    """Kill the process group that ``process`` leads, if any is left."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_with_deadline(cmd: Sequence[str],
