@@ -90,8 +90,7 @@ def plot_gskd_similarity(result: 'GSKDView',
     Returns:
         str: ``out_file``.
     """
-    n = result.num_samples
-    classes = result.classes
+    n, classes = result.num_samples, result.classes
     num_desc = min(num_descriptors, len(result.desc_t))
     # One colour scale for every similarity panel: up to 1 (the diagonal),
     # down to the lowest similarity of either network.
