@@ -9,20 +9,13 @@ import torch
 
 from gskd_mm.analysis import MeasurementError, PeakMemory, run_measurement
 
+from helpers import alive
+
 # A child that starts a grandchild in its group, writes its pid, then hangs.
 HANGS = ('import subprocess, sys, time; '
          'p = subprocess.Popen([sys.executable, "-c", '
          '"import time; time.sleep(600)"]); '
          'open(sys.argv[1], "w").write(str(p.pid)); time.sleep(600)')
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, killed, does not)."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
 
 
 def test_reads_back_the_last_json_line():

@@ -26,16 +26,13 @@ matplotlib.use('Agg')
 
 from mmengine.logging import print_log  # noqa: E402
 
-from gskd_mm.apis import (
-    default_annotation,
-    gskd_view,  # noqa: E402
-    init_distiller,
-    load_sample)
-from gskd_mm.utils.cli import (  # noqa: E402
-    check_checkpoint, check_distillation_recipe, check_file, load_config)
-from gskd_mm.visualization import (
-    dataset_classes,  # noqa: E402
-    plot_gskd_similarity)
+from gskd_mm.apis import (default_annotation, gskd_view,  # noqa: E402
+                          init_distiller, load_sample)
+from gskd_mm.utils.cli import (check_checkpoint,  # noqa: E402
+                               check_distillation_recipe, check_file,
+                               load_config)
+from gskd_mm.visualization import (dataset_classes,  # noqa: E402
+                                   plot_gskd_similarity)
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -30,6 +30,45 @@ def kill_process_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def run_in_session(cmd: Sequence[str],
+                   timeout: float,
+                   merge_stderr: bool = False,
+                   **kwargs) -> Tuple[subprocess.CompletedProcess, bool]:
+    """Run a command that leads a new session, and kill its whole process
+    group when it overruns ``timeout`` and on the way out.
+
+    Args:
+        cmd (Sequence[str]): The command.
+        timeout (float): Seconds before its process group is killed.
+        merge_stderr (bool): Merge its stderr into its stdout. Defaults to
+            False.
+        **kwargs: More arguments of ``subprocess.Popen`` (``cwd``, ``env``).
+
+    Returns:
+        tuple[CompletedProcess, bool]: The finished process (text output,
+        its return code unchecked) and whether it overran ``timeout``.
+    """
+    process = subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs)
+    timed_out = False
+    with process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_process_group(process)
+            stdout, stderr = process.communicate()
+        finally:
+            kill_process_group(process)
+    return subprocess.CompletedProcess(
+        list(cmd), process.returncode, stdout, stderr), timed_out
 
 
 def run_measurement(args: Sequence[str],
@@ -59,26 +98,15 @@ def run_measurement(args: Sequence[str],
         child's process group, so no worker outlives the measurement.
     """
     cmd = [sys.executable, *map(str, args)]
-    process = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env=env)
-    with process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_process_group(process)
-            raise MeasurementError(f'{" ".join(cmd)} still running after '
-                                   f'{timeout:g} s; its process group was '
-                                   'killed') from None
-        finally:
-            kill_process_group(process)
-    if process.returncode != 0:
+    result, timed_out = run_in_session(cmd, timeout, env=env)
+    if timed_out:
+        raise MeasurementError(f'{" ".join(cmd)} still running after '
+                               f'{timeout:g} s; its process group was '
+                               'killed')
+    stdout, stderr = result.stdout, result.stderr
+    if result.returncode != 0:
         raise MeasurementError(
-            f'{" ".join(cmd)} exited with {process.returncode}:\n'
+            f'{" ".join(cmd)} exited with {result.returncode}:\n'
             f'{stderr[-4000:]}')
     try:
         return json.loads(stdout.strip().splitlines()[-1])

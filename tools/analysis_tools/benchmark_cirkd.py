@@ -11,8 +11,8 @@ memory terms run at the authors' sizes (20000 pixels / 2000 regions per
 class, 4096 / 1024 keys contrasted, 16 pixels enqueued per class and
 image); their time includes the enqueue. Each variant runs in a fresh
 process; its peak memory is the largest growth of the process's resident
-memory during the timed steps (polled every millisecond), over what it held
-before them (inputs, and the queue of a memory term).
+memory during the timed steps over what it held before them (inputs, and
+the queue of a memory term): ``gskd_mm.analysis.PeakMemory``.
 
 The mini-batch term is also timed as it was computed before it worked in
 blocks (``minibatch_pixel_loss_dense``: all pairs in one map).

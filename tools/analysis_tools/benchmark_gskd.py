@@ -5,7 +5,8 @@ Forward + backward of the loss at Cityscapes scale (batch 8, 512 channels,
 64 x 128 features, 19 classes) and ADE20K scale (150 classes), N = 8,
 S = -1, for the vectorised ``GSKDLoss`` and for the loop-over-images,
 classes and groups reference (``gskd_mm.testing.loop_reference``), plus
-each variant's peak memory, measured in a fresh process. With ``--student``
+each variant's peak memory over its inputs, measured in a fresh process
+(``gskd_mm.analysis.PeakMemory``). With ``--student``
 it also times a DeepLabV3-R18 student's forward + backward at the same batch
 (512 x 1024 crops), the cost GSKD is added to.
 

@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from ...analysis.loss_gradients import (TermGradients, resolve_term,
-                                      term_gradient_norms, unwrap_model)
+                                        term_gradient_norms, unwrap_model)
 from .loss_gradient_hook import LossGradientHook
 
 #: Key of the balancer's state in a checkpoint.

@@ -9,7 +9,7 @@ from mmengine.registry import HOOKS
 from torch.utils.hooks import RemovableHandle
 
 from ...analysis.loss_gradients import (TermGradients, term_gradient_norms,
-                                      unwrap_model)
+                                        unwrap_model)
 
 
 def loss_scale_of(optim_wrapper) -> float:

@@ -339,4 +339,3 @@ class GSKDLoss(nn.Module):
         check_dense_pair('preds_S', 'logits_T', preds_S, logits_T,
                          same_channels=False, same_size=False)
         return check_labels(gt_labels, preds_S.shape[0])
-

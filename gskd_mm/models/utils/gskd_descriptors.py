@@ -21,7 +21,8 @@ def grouped_columns(rows_valid: Tensor, num_present: Tensor,
         rows_valid (Tensor): (N, B) mask of real (not padding) samples.
         num_present (Tensor): (N,) number of classes per image.
         max_present (int): ``num_present.max()``.
-        group_size (int): GSKD's S (see :class:`~gskd_mm.models.losses.GSKDLoss`).
+        group_size (int): GSKD's S: columns per group if > 0, else ``-S``
+            times the image's classes present.
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: Column indices into the
