@@ -12,14 +12,15 @@ tools (``tools/analysis_tools``). It imports only :mod:`gskd_mm.models` and
 - :mod:`.step_benchmark`: timing whole training steps of a recipe;
 - :mod:`.budget`: a recipe's compute against its student trained alone,
   and the student-only baseline of equal compute (:class:`KDBudget`);
-- :mod:`.measure`: running a measurement in a child process;
+- :mod:`.measure`: running a measurement in a child process, peak memory;
+- :mod:`.loss_benchmark`: timing the losses against their loop references;
 - :mod:`.tables`: the tables the tools print.
 
 Note:
-    :mod:`.offline`, :mod:`.budget`, :mod:`.step_benchmark` and
-    :mod:`.measure` load on first use of one of their names (FLOP counting
-    and the Runner are not needed to train), so ``import gskd_mm`` stays
-    light.
+    :mod:`.offline`, :mod:`.budget`, :mod:`.step_benchmark`,
+    :mod:`.measure` and :mod:`.loss_benchmark` load on first use (FLOP
+    counting, the Runner and the benchmarks are not needed to train), so
+    ``import gskd_mm`` stays light.
 """
 import importlib
 from typing import Any
