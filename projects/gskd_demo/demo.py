@@ -49,7 +49,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import matplotlib
 
@@ -65,7 +65,7 @@ from mmengine.logging import print_log  # noqa: E402
 
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
     COMPUTE_METHODS, COSTS_FILE, GSKD_VARIANTS, LOGGER, METHODS,
-    QUICK_METHODS, DemoSummary, draw_figures, markdown_table,
+    QUICK_METHODS, DemoSummary, MethodKey, draw_figures, markdown_table,
     matched_methods, measure_costs, paired_differences, plot_compute,
     read_costs, resolution_note, run_demo, schedules_table, setup_process,
     study_methods, sweep_methods)
@@ -97,6 +97,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--methods',
         nargs='+',
+        type=method_key,
         default=list(QUICK_METHODS),
         help='student methods to run: keys of METHODS ('
         f'{", ".join(METHODS)}) or sweep variants <base>_<variant> '
@@ -189,9 +190,18 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def method_key(text: str) -> MethodKey:
+    """A method key of the command line (``--methods``)."""
+    try:
+        return MethodKey.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def chosen_methods(
     args: argparse.Namespace
-) -> Tuple[Optional[str], list, Optional[Dict[str, float]]]:
+) -> Tuple[Optional[str], List[MethodKey], Optional[Dict[MethodKey,
+                                                         float]]]:
     """The mode (None: the quick demo), its methods and, when
     ``--matched`` (not in the sweep), the step costs that add the student
     alone at each method's budget."""
@@ -228,7 +238,7 @@ def combine(args: argparse.Namespace) -> None:
     for out_dir in args.combine:
         with open(osp.join(out_dir, 'results.json')) as f:
             summaries.append(DemoSummary.from_json(json.load(f)))
-    methods = [m for m in COMPUTE_METHODS if m != 'no_kd']
+    methods = [m for m in COMPUTE_METHODS if not m.is_no_kd]
     table = schedules_table(summaries, methods)
     with open(osp.join(args.out_dir, 'compute.md'), 'w') as f:
         f.write(table)

@@ -1,10 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The CPU demo from start to end: data, runs, summary, figures."""
-import dataclasses
 import json
 import os.path as osp
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
@@ -18,17 +17,17 @@ from .data import (IMG_SIZE, majority_class_miou, prepare_data,
 from .dataset import default_cache_dir, split_names
 from .figures import plot_balancer, plot_loss_curves, plot_miou
 from .methods import (GSKD_PAIRS, METHODS, STUDENT_CONFIG, TEACHER_CONFIG,
-                      config_dir, load_config, method_spec)
+                      MethodKey, config_dir, load_config, method_spec)
 from .parallel import student_runs
 from .predictions import plot_predictions
-from .report import summarise
-from .results import DatasetInfo, DemoSummary, Settings
+from .results import DatasetInfo, DemoSummary, Settings, to_json
 from .scenes import CLASSES, IGNORE_INDEX
+from .stats import summarise
 from .teacher import teacher_run
 from .training import RunContext, num_params
 
 
-def run_demo(methods: Sequence[str],
+def run_demo(methods: Sequence[Union[MethodKey, str]],
              seeds: int,
              iters: int,
              teacher_iters: int,
@@ -43,8 +42,8 @@ def run_demo(methods: Sequence[str],
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
-        methods (Sequence[str]): Method keys: of :data:`.METHODS` or sweep
-            variants (see :func:`.methods.method_spec`).
+        methods (Sequence[MethodKey | str]): The methods (or their keys as
+            written, see :class:`.MethodKey`).
         seeds (int): Seeds per method (runs are paired by seed).
         iters (int): Iterations per student.
         teacher_iters (int): Iterations of the teacher.
@@ -58,15 +57,15 @@ def run_demo(methods: Sequence[str],
         workers (int): Processes that train the students in parallel.
             Every student run uses one CPU thread, whatever this is.
             Defaults to 1.
-        costs (dict[str, float], optional): The step cost ratios that set
+        costs (dict[MethodKey, float], optional): The step cost ratios that
+            set
             the iterations of the compute-matched runs among ``methods``
             (stored with the results). Defaults to None.
 
     Returns:
-        DemoSummary: The summary (see :func:`.report.summarise`).
+        DemoSummary: The summary (see :func:`.stats.summarise`).
     """
-    for key in methods:
-        method_spec(key)  # a clear error for an unknown method
+    methods = [MethodKey.of(key) for key in methods]
     if seeds < 1 or iters < 1 or teacher_iters < 1:
         raise ValueError('seeds, iters and teacher_iters must be >= 1')
     start = time.perf_counter()
@@ -79,20 +78,15 @@ def run_demo(methods: Sequence[str],
         # The finished seeds, should the demo be stopped before the end.
         with open(osp.join(out_dir, 'results_partial.json'), 'w') as f:
             json.dump(
-                dict(
-                    teacher=dataclasses.asdict(teacher),
-                    runs={
-                        k: [dataclasses.asdict(r) for r in v]
-                        for k, v in runs.items()
-                    },
-                    init_gaps=init_gaps),
+                to_json(dict(teacher=teacher, runs=runs,
+                             init_gaps=init_gaps)),
                 f,
                 indent=2)
 
     ctx = RunContext(iters, batch_size, out_dir, data_root, generate_cfg,
                      teacher.checkpoint, log_level)
     runs, init_gaps = student_runs(
-        list(methods), seeds, ctx, workers, on_seed_done=save_partial)
+        methods, seeds, ctx, workers, on_seed_done=save_partial)
     params = num_params(
         load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
     summary = summarise(
@@ -154,10 +148,11 @@ def draw_figures(summary: DemoSummary,
     class_names, palette = dataset_classes(student_cfg)
     images = richest_val_images(data_root, 3)
     names = split_names(data_root, 'val')
-    gskd_key = next((k for k in GSKD_PAIRS if k in methods), None)
+    gskd_key = next((k for k in map(MethodKey, GSKD_PAIRS) if k in methods),
+                    None)
     if gskd_key is not None:
-        cfg = load_config(METHODS[gskd_key][1], data_root, generate_cfg, 1, 1,
-                          0)
+        cfg = load_config(method_spec(gskd_key).config, data_root,
+                          generate_cfg, 1, 1, 0)
         model, _ = init_distiller(cfg, methods[gskd_key].runs[0].checkpoint)
         name = names[images[0]]
         image = osp.join(data_root, 'img_dir', 'val', name + '.png')

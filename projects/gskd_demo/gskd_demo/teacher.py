@@ -24,7 +24,7 @@ from gskd_mm.utils import load_state_dict
 
 from .dataset import FORMAT_VERSION
 from .methods import TEACHER_CONFIG, load_config
-from .results import TeacherResult
+from .results import TeacherResult, to_json
 from .scenes import CLASSES
 from .training import LOGGER, RunContext, build_runner, one_thread, train
 
@@ -69,7 +69,7 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
     info = osp.join(entry, 'teacher.json')
     if osp.isfile(ckpt) and osp.isfile(info):
         with open(info) as f:
-            result = TeacherResult(**json.load(f))
+            result = TeacherResult.from_json(json.load(f))
         print_log(
             f'Teacher: cached ({entry}), mIoU {result.miou:.2f}',
             logger=LOGGER)
@@ -92,7 +92,8 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
             log_level,
             progress=True)
     result = TeacherResult(
-        **dataclasses.asdict(result),
+        **{f.name: getattr(result, f.name)
+           for f in dataclasses.fields(result)},
         untrained_miou=untrained,
         config=TEACHER_CONFIG)
     # Only the weights are kept (a file that torch's weights-only loading,
@@ -109,7 +110,7 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
                 dataset_classes=list(CLASSES))), tmp)
     os.replace(tmp, ckpt)
     with open(info, 'w') as f:
-        json.dump(dataclasses.asdict(result), f, indent=2)
+        json.dump(to_json(result), f, indent=2)
     print_log(f'Teacher: mIoU {result.miou:.2f}', logger=LOGGER)
     return dataclasses.replace(result, checkpoint=ckpt)
 
