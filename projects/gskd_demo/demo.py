@@ -77,10 +77,16 @@ STUDY_SEEDS = 40
 COMPUTE_SEEDS = 20
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Train a small student on Synthetic Scenes without KD '
-        'and with every demo recipe, paired by seed, and compare.')
+def method_key(text: str) -> MethodKey:
+    """A method key of the command line (``--methods``)."""
+    try:
+        return MethodKey.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The students' runs: schedule, seeds, methods."""
     parser.add_argument(
         '--iters', type=int, default=150, help='iterations per student')
     parser.add_argument(
@@ -102,6 +108,10 @@ def parse_args() -> argparse.Namespace:
         help='student methods to run: keys of METHODS ('
         f'{", ".join(METHODS)}) or sweep variants <base>_<variant> '
         '(default: no KD, DIST, DIST + GSKD, DIST + GSKD-row-t1)')
+
+
+def add_mode_args(parser: argparse.ArgumentParser) -> None:
+    """The studies and the compute matching."""
     parser.add_argument(
         '--study',
         action='store_true',
@@ -127,6 +137,10 @@ def parse_args() -> argparse.Namespace:
         help='measure the step cost ratio of every method of the study '
         '(one worker, fresh runs of seeds 0-2, an idle machine) and write '
         'projects/gskd_demo/step_costs.json')
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The data, batches and processes."""
     parser.add_argument(
         '--num-train', type=int, default=300, help='training images')
     parser.add_argument(
@@ -148,6 +162,10 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=8,
         help='training batch size of the teacher')
+
+
+def add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    """The sweep."""
     parser.add_argument(
         '--sweep',
         action='store_true',
@@ -166,6 +184,10 @@ def parse_args() -> argparse.Namespace:
         default=list(GSKD_VARIANTS),
         choices=list(GSKD_VARIANTS),
         help='GSKD variants of the sweep')
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """Where results go, and what is only redrawn."""
     parser.add_argument(
         '--out-dir',
         default=None,
@@ -187,15 +209,18 @@ def parse_args() -> argparse.Namespace:
         '--log-level',
         default='WARNING',
         help='log level of the training runs (INFO shows their logs)')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Train a small student on Synthetic Scenes without KD '
+        'and with every demo recipe, paired by seed, and compare.')
+    add_run_args(parser)
+    add_mode_args(parser)
+    add_training_args(parser)
+    add_sweep_args(parser)
+    add_output_args(parser)
     return parser.parse_args()
-
-
-def method_key(text: str) -> MethodKey:
-    """A method key of the command line (``--methods``)."""
-    try:
-        return MethodKey.parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def chosen_methods(

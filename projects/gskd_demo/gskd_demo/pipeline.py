@@ -1,9 +1,10 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The CPU demo from start to end: data, runs, summary, figures."""
+import functools
 import json
 import os.path as osp
 import time
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
@@ -20,9 +21,10 @@ from .methods import (GSKD_PAIRS, METHODS, STUDENT_CONFIG, TEACHER_CONFIG,
                       MethodKey, config_dir, load_config, method_spec)
 from .parallel import student_runs
 from .predictions import plot_predictions
-from .results import DatasetInfo, DemoSummary, Settings, to_json
+from .results import (DatasetInfo, DemoSummary, Settings, TeacherResult,
+                      to_json)
 from .scenes import CLASSES, IGNORE_INDEX
-from .stats import summarise
+from .stats import Runs, summarise
 from .teacher import teacher_run
 from .training import RunContext, num_params
 
@@ -38,7 +40,7 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
              out_dir: str,
              log_level: str = 'WARNING',
              workers: int = 1,
-             costs: Optional[Dict[str, float]] = None) -> DemoSummary:
+             costs: Optional[Dict[MethodKey, float]] = None) -> DemoSummary:
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
@@ -58,9 +60,8 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
             Every student run uses one CPU thread, whatever this is.
             Defaults to 1.
         costs (dict[MethodKey, float], optional): The step cost ratios that
-            set
-            the iterations of the compute-matched runs among ``methods``
-            (stored with the results). Defaults to None.
+            set the iterations of the compute-matched runs among
+            ``methods`` (stored with the results). Defaults to None.
 
     Returns:
         DemoSummary: The summary (see :func:`.stats.summarise`).
@@ -73,47 +74,54 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
     teacher = teacher_run(out_dir, data_root, generate_cfg, teacher_iters,
                           teacher_batch_size, log_level,
                           default_cache_dir())
-
-    def save_partial(runs: dict, init_gaps: list) -> None:
-        # The finished seeds, should the demo be stopped before the end.
-        with open(osp.join(out_dir, 'results_partial.json'), 'w') as f:
-            json.dump(
-                to_json(dict(teacher=teacher, runs=runs,
-                             init_gaps=init_gaps)),
-                f,
-                indent=2)
-
     ctx = RunContext(iters, batch_size, out_dir, data_root, generate_cfg,
                      teacher.checkpoint, log_level)
     runs, init_gaps = student_runs(
-        methods, seeds, ctx, workers, on_seed_done=save_partial)
+        methods, seeds, ctx, workers,
+        functools.partial(save_partial, out_dir, teacher))
     params = num_params(
         load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
-    summary = summarise(
-        settings=Settings(
-            iters=iters,
-            teacher_iters=teacher_iters,
-            batch_size=batch_size,
-            teacher_batch_size=teacher_batch_size,
-            seeds=seeds,
-            workers=workers,
-            torch_threads=1),  # every run (see training.one_thread)
-        dataset=DatasetInfo(
-            name='Synthetic Scenes',
-            num_train=num_train,
-            num_val=num_val,
-            img_size=IMG_SIZE,
-            num_classes=len(CLASSES),
-            data_root=data_root,
-            generate_cfg=generate_cfg),
-        teacher=teacher,
-        runs=runs,
-        init_gaps=init_gaps,
-        majority_class_miou=majority_class_miou(data_root),
-        params=params,
-        total_s=time.perf_counter() - start,
-        costs=costs)
-    return summary
+    return summarise(
+        Settings(iters, teacher_iters, batch_size, teacher_batch_size, seeds,
+                 workers, torch_threads=1),  # see training.one_thread
+        DatasetInfo('Synthetic Scenes', num_train, num_val, IMG_SIZE,
+                    len(CLASSES), data_root, generate_cfg),
+        teacher, runs, init_gaps, majority_class_miou(data_root), params,
+        time.perf_counter() - start, costs)
+
+
+def save_partial(out_dir: str, teacher: TeacherResult, runs: Runs,
+                 init_gaps: List[Dict[str, float]]) -> None:
+    """Write the seeds finished so far (``results_partial.json``), should
+    the demo be stopped before the end."""
+    with open(osp.join(out_dir, 'results_partial.json'), 'w') as f:
+        json.dump(
+            to_json(dict(teacher=teacher, runs=runs, init_gaps=init_gaps)),
+            f,
+            indent=2)
+
+
+def plot_similarity(summary: DemoSummary, key: MethodKey, name: str,
+                    class_names: Sequence[str], palette: Sequence,
+                    out_file: str) -> str:
+    """GSKD's view of one val image (``name``) by the first seed's student
+    of a GSKD recipe (``key``)."""
+    data_root = summary.dataset.data_root
+    method = summary.methods[key]
+    cfg = load_config(
+        method_spec(key).config, data_root, summary.dataset.generate_cfg, 1,
+        1, 0)
+    model, _ = init_distiller(cfg, method.runs[0].checkpoint)
+    image = osp.join(data_root, 'img_dir', 'val', name + '.png')
+    ann = osp.join(data_root, 'ann_dir', 'val', name + '.png')
+    return plot_gskd_similarity(
+        gskd_view(model, load_sample(cfg, image, ann)),
+        class_names,
+        palette,
+        out_file,
+        title=f'Synthetic Scenes (synthetic data): student '
+        f'{method.label}, first seed, after '
+        f'{summary.settings.iters} iterations; val image {name}')
 
 
 def draw_figures(summary: DemoSummary,
@@ -147,24 +155,12 @@ def draw_figures(summary: DemoSummary,
     student_cfg = load_config(STUDENT_CONFIG, data_root, generate_cfg, 1, 1, 0)
     class_names, palette = dataset_classes(student_cfg)
     images = richest_val_images(data_root, 3)
-    names = split_names(data_root, 'val')
     gskd_key = next((k for k in map(MethodKey, GSKD_PAIRS) if k in methods),
                     None)
     if gskd_key is not None:
-        cfg = load_config(method_spec(gskd_key).config, data_root,
-                          generate_cfg, 1, 1, 0)
-        model, _ = init_distiller(cfg, methods[gskd_key].runs[0].checkpoint)
-        name = names[images[0]]
-        image = osp.join(data_root, 'img_dir', 'val', name + '.png')
-        ann = osp.join(data_root, 'ann_dir', 'val', name + '.png')
-        figures['similarity'] = plot_gskd_similarity(
-            gskd_view(model, load_sample(cfg, image, ann)),
-            class_names,
-            palette,
-            osp.join(out_dir, 'similarity.png'),
-            title=f'Synthetic Scenes (synthetic data): student '
-            f'{methods[gskd_key].label}, first seed, after '
-            f'{summary.settings.iters} iterations; val image {name}')
+        figures['similarity'] = plot_similarity(
+            summary, gskd_key, split_names(data_root, 'val')[images[0]],
+            class_names, palette, osp.join(out_dir, 'similarity.png'))
 
     with DefaultScope.overwrite_default_scope('mmseg'):
         from mmseg.registry import DATASETS

@@ -162,7 +162,20 @@ def train(cfg: Config,
     for hook in (timer, fingerprint, gradients):
         runner.register_hook(hook)
     runner.train()
-    wall = time.perf_counter() - start
+    result = run_result(cfg, runner, timer, fingerprint, gradients,
+                        time.perf_counter() - start)
+    if teacher is not None:
+        result = dataclasses.replace(
+            result, **measure_gaps(runner.model, teacher, gap_loader))
+    del runner
+    return result
+
+
+def run_result(cfg: Config, runner: Runner, timer: StepTimerHook,
+               fingerprint: RunFingerprintHook, gradients: LossGradientHook,
+               wall: float) -> RunResult:
+    """A trained run's result, from its config, runner and hooks
+    (``wall``: its seconds), without the structural gaps."""
     # Steady state: the first steps (allocations, lazy init) are left out.
     skip = min(5, len(timer.iter_times) - 1)
     result = RunResult(
@@ -185,10 +198,6 @@ def train(cfg: Config,
     for hook in runner.hooks:
         if isinstance(hook, GradientShareBalancerHook):
             result.balancer = copy.deepcopy(list(hook.history))
-    if teacher is not None:
-        result = dataclasses.replace(
-            result, **measure_gaps(runner.model, teacher, gap_loader))
-    del runner
     return result
 
 
