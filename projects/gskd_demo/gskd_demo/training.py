@@ -162,8 +162,8 @@ def train(cfg: Config,
     for hook in (timer, fingerprint, gradients):
         runner.register_hook(hook)
     runner.train()
-    result = run_result(cfg, runner, timer, fingerprint, gradients,
-                        time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    result = run_result(cfg, runner, timer, fingerprint, gradients, wall)
     if teacher is not None:
         result = dataclasses.replace(
             result, **measure_gaps(runner.model, teacher, gap_loader))
