@@ -3,8 +3,9 @@
 
 The methods: the student without distillation and with every recipe of
 ``projects/gskd_demo/configs`` (:data:`METHODS`), and the GSKD variants of
-the sweep (:data:`GSKD_VARIANTS`); and a method's config rewritten for one
-run of the demo: its data, schedule and seed (:func:`load_config`).
+the sweep (:data:`GSKD_VARIANTS`), each named by a :class:`MethodKey`; and
+a method's config rewritten for one run of the demo: its data, schedule and
+seed (:func:`load_config`).
 """
 import json
 import os.path as osp
