@@ -18,6 +18,7 @@ from typing import Dict, Sequence
 
 import torch
 
+from .methods import NO_KD, MethodKey
 from .pipeline import run_demo
 
 #: Seeds and iterations of the measurement.
@@ -37,8 +38,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure_costs(methods: Sequence[str], work_dir: str, teacher_iters: int,
-                  num_train: int, num_val: int) -> Dict:
+def measure_costs(methods: Sequence[MethodKey], work_dir: str,
+                  teacher_iters: int, num_train: int, num_val: int) -> Dict:
     """Time every method's training iteration against no KD's.
 
     Every method trains :data:`COST_ITERS` iterations for seeds
@@ -47,7 +48,7 @@ def measure_costs(methods: Sequence[str], work_dir: str, teacher_iters: int,
     machine).
 
     Args:
-        methods (Sequence[str]): Method keys; ``no_kd`` is added.
+        methods (Sequence[MethodKey]): The methods; no KD is added.
         work_dir (str): Where the fresh runs go (a new directory inside).
         teacher_iters (int): The teacher's iterations (cached).
         num_train (int): Training images.
@@ -58,12 +59,12 @@ def measure_costs(methods: Sequence[str], work_dir: str, teacher_iters: int,
         ``iteration_ms`` (median over seeds of a run's mean) and ``ratio``
         (over no KD's).
     """
-    methods = ['no_kd'] + [m for m in methods if m != 'no_kd']
+    methods = [NO_KD] + [m for m in methods if m != NO_KD]
     out_dir = tempfile.mkdtemp(prefix='run-', dir=work_dir)
     summary = run_demo(methods, COST_SEEDS, COST_ITERS, teacher_iters, 4, 8,
                        num_train, num_val, out_dir)
     times = {
-        key: statistics.median(r.iteration_ms for r in method.runs)
+        str(key): statistics.median(r.iteration_ms for r in method.runs)
         for key, method in summary.methods.items()
     }
     return dict(
