@@ -137,7 +137,7 @@ def test_compute_matched_and_doubling_comparisons():
         'no_kd@270': [_run(0, 28.0, 0.9), _run(1, 27.0, 0.9)],
         'no_kd@300': [_run(0, 29.0, 0.9), _run(1, 30.0, 0.9)],
     }
-    costs = {'dist': 1.79}  # 1.8 to one decimal: 150 x 1.8 = 270
+    costs = {'dist': 1.79}  # 150 x 1.79 = 268.5, to 10: 270
     assert matched_methods(list(runs), 150, costs) == ['no_kd@270']
     paired = paired_differences(runs, 150, costs)
     kinds = {k: (d.method, d.baseline, d.kind) for k, d in paired.items()}
