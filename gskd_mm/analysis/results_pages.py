@@ -139,7 +139,9 @@ def render_page(root: str, page: str, text: Optional[str] = None) -> str:
     return BLOCK.sub(block, text)
 
 
-def stale_tables(root: str, page: str, text: Optional[str] = None) -> List[str]:
+def stale_tables(root: str,
+                 page: str,
+                 text: Optional[str] = None) -> List[str]:
     """The names of the generated tables of ``page`` that differ from
     their results (empty if the page is up to date)."""
     if text is None:
