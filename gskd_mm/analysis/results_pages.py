@@ -87,11 +87,13 @@ def step_costs_table(costs: dict) -> List[List[str]]:
     for key, cost in costs['methods'].items():
         if key == 'no_kd':
             continue
-        interval = (f' [{cost["low"]:.3f}, {cost["high"]:.3f}]'
-                    if cost.get('low') is not None else ' (no interval)')
+        if cost.get('low') is None:  # an earlier measurement, kept
+            interval = f' (no interval; {cost.get("measured", "earlier")})'
+        else:
+            interval = f' [{cost["low"]:.3f}, {cost["high"]:.3f}]'
         rows.append([
             f'`{key}`', f'{cost["ratio"]:.3f}{interval}',
-            str(cost.get('repeats', ''))
+            str(cost.get('repeats') or '')
         ] + [str(matched_iters(i, cost['ratio'])) for i in SCHEDULES])
     return [header] + rows
 
