@@ -14,7 +14,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 from mmengine.config import Config, ConfigDict
 
-from gskd_mm.analysis.budget import matched_iters, scale_schedulers
+from gskd_mm.analysis.budget import scale_schedulers
+from gskd_mm.analysis.step_cost import matched_iters
 
 TEACHER_CONFIG = 'deeplabv3_r18-w16-d4_synthetic-64x64.py'
 STUDENT_CONFIG = 'deeplabv3_r18-w8-d4_synthetic-64x64.py'
@@ -298,9 +299,8 @@ def read_costs(path: str = COSTS_FILE) -> Dict[MethodKey, float]:
 
 def demo_matched_iters(iters: int, ratio: float) -> int:
     """The iterations of the student alone that ``iters`` iterations of a
-    method of cost ``ratio`` buy, the ratio to one decimal (finer than
-    timings on a CPU repeat)."""
-    return matched_iters(iters, round(ratio, 1), multiple=1)
+    method of cost ``ratio`` buy (the library's rounding, to 10)."""
+    return matched_iters(iters, ratio)
 
 
 def matched_methods(methods: Sequence[MethodKey], iters: int,

@@ -218,7 +218,7 @@ def table_notes(summary: DemoSummary) -> List[str]:
             '(batch, hooks, step) of the method over that of no KD, '
             'measured once and fixed before the runs '
             '(projects/gskd_demo/step_costs.json); no KD at equal compute '
-            'trains the schedule times that cost to one decimal, with '
+            'trains the schedule times that cost, rounded to 10, with '
             'the same schedule shape (warm-up and decay scaled).'),
         f'Total wall time: {summary.total_wall_s:.0f} s.',
     ]

@@ -116,7 +116,7 @@ def test_workers_give_the_same_runs(demo, tmp_path):
 
 def test_compute_matched_runs(demo):
     """No KD at every distillation method's budget (the step cost ratio of
-    step_costs.json, to one decimal, times the 6 iterations), compared with
+    step_costs.json times the 6 iterations, rounded to 10), compared with
     each method paired by seed; and every method against no KD."""
     _, _, results, output = demo
     costs = read_costs()

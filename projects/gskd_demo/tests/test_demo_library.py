@@ -143,7 +143,7 @@ def test_compute_matched_and_doubling_comparisons():
         K('no_kd@270'): [_run(0, 28.0, 0.9), _run(1, 27.0, 0.9)],
         K('no_kd@300'): [_run(0, 29.0, 0.9), _run(1, 30.0, 0.9)],
     }
-    costs = {K('dist'): 1.79}  # 1.8 to one decimal: 150 x 1.8 = 270
+    costs = {K('dist'): 1.79}  # 150 x 1.79 = 268.5, to 10: 270
     assert matched_methods(list(runs), 150, costs) == [K('no_kd@270')]
     paired = paired_differences(runs, 150, costs)
     kinds = {
