@@ -22,7 +22,6 @@ import contextlib
 import copy
 import glob
 import os.path as osp
-import resource
 import time
 from dataclasses import dataclass
 from statistics import median
@@ -38,6 +37,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmrazor.registry import MODELS
 
+from .measure import PeakMemory
 from .offline import offline_recipe
 from .step_cost import StepCost, iteration_seconds, measure_step_cost
 
@@ -228,22 +228,17 @@ def time_steps(cfg: Config,
     batch = first_batch(cfg) if batch is None else batch
     model = build_model(cfg, student_only, device)
     optim_wrapper = optim_wrapper_for(cfg, model)
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
     times = []
-    for i in range(warmup + repeats):
-        sync(device)
-        start = time.perf_counter()
-        with step_context(precision, device):
-            losses = model.train_step(batch, optim_wrapper)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    if device.startswith('cuda'):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return StepTiming(median(times), peak_mb,
+    with PeakMemory(device) as memory:
+        for i in range(warmup + repeats):
+            sync(device)
+            start = time.perf_counter()
+            with step_context(precision, device):
+                losses = model.train_step(batch, optim_wrapper)
+            sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return StepTiming(median(times), memory.peak_mb,
                       {k: float(v)
                        for k, v in losses.items()})
 
