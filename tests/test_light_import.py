@@ -18,7 +18,7 @@ HEAVY = {
     'gskd_mm.analysis.step_benchmark': 'step timing',
     'gskd_mm.analysis.offline': 'offline recipes of the tools',
     'gskd_mm.analysis.measure': 'the tools\' measurement harness',
-    'gskd_mm.analysis.loss_benchmark': 'the loss benchmarks',
+    'gskd_mm.testing.loss_benchmark': 'the loss benchmarks',
     'gskd_mm.utils.cli': 'the tools\' argument checks',
     'gskd_mm.testing': 'test data and loop references',
 }

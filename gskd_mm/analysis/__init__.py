@@ -13,12 +13,11 @@ tools (``tools/analysis_tools``). It imports only :mod:`gskd_mm.models` and
 - :mod:`.budget`: a recipe's compute against its student trained alone,
   and the student-only baseline of equal compute (:class:`KDBudget`);
 - :mod:`.measure`: running a measurement in a child process, peak memory;
-- :mod:`.loss_benchmark`: timing the losses against their loop references;
 - :mod:`.tables`: the tables the tools print.
 
 Note:
-    :mod:`.offline`, :mod:`.budget`, :mod:`.step_benchmark`,
-    :mod:`.measure` and :mod:`.loss_benchmark` load on first use (FLOP
+    :mod:`.offline`, :mod:`.budget`, :mod:`.step_benchmark` and
+    :mod:`.measure` load on first use (FLOP
     counting, the Runner and the benchmarks are not needed to train), so
     ``import gskd_mm`` stays light.
 """
@@ -42,8 +41,7 @@ _LAZY = {
     'measure': ('MeasurementError', 'PeakMemory', 'run_measurement'),
 }
 _LAZY_NAMES = {name: mod for mod, names in _LAZY.items() for name in names}
-_SUBMODULES = ('budget', 'loss_benchmark', 'measure', 'offline',
-               'step_benchmark')
+_SUBMODULES = ('budget', 'measure', 'offline', 'step_benchmark')
 
 
 def __getattr__(name: str) -> Any:

@@ -31,9 +31,9 @@ import torch
 from mmengine.logging import print_log
 
 from gskd_mm.analysis import run_measurement
-from gskd_mm.analysis.loss_benchmark import CIRKD_CROP as CROP
-from gskd_mm.analysis.loss_benchmark import CIRKD_TERMS as TERMS
-from gskd_mm.analysis.loss_benchmark import time_cirkd_term
+from gskd_mm.testing.loss_benchmark import CIRKD_CROP as CROP
+from gskd_mm.testing.loss_benchmark import CIRKD_TERMS as TERMS
+from gskd_mm.testing.loss_benchmark import time_cirkd_term
 from gskd_mm.utils.cli import check_crop, check_positive
 
 

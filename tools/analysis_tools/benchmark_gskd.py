@@ -21,8 +21,8 @@ import torch
 from mmengine.logging import print_log
 
 from gskd_mm.analysis import run_measurement
-from gskd_mm.analysis.loss_benchmark import GSKD_SCALES as SCALES
-from gskd_mm.analysis.loss_benchmark import time_gskd_loss, time_student
+from gskd_mm.testing.loss_benchmark import GSKD_SCALES as SCALES
+from gskd_mm.testing.loss_benchmark import time_gskd_loss, time_student
 from gskd_mm.utils.cli import check_positive
 
 

@@ -6,7 +6,7 @@ The library of ``tools/analysis_tools/benchmark_gskd.py`` (GSKD's loss) and
 ADE20K scale, the step of each variant, and :func:`time_forward_backward`,
 which times any of them and measures its peak memory
 (:class:`~gskd_mm.analysis.measure.PeakMemory`). The loop references are
-those of :mod:`gskd_mm.testing`.
+beside it in :mod:`gskd_mm.testing`.
 """
 import time
 from statistics import median
@@ -15,7 +15,7 @@ from typing import Callable, Dict, Tuple
 import torch
 import torch.nn.functional as F
 
-from .measure import PeakMemory
+from ..analysis.measure import PeakMemory
 
 #: GSKD's scales: name -> (classes in the dataset, classes per image).
 GSKD_SCALES = {
@@ -130,7 +130,7 @@ def gskd_loss_fn(variant: str) -> Callable:
     if variant == 'vectorised':
         from ..models.losses import GSKDLoss
         return GSKDLoss(num_samples=8, group_size=-1, tau=1.0)
-    from ..testing.loop_reference import gskd_loss_loop
+    from .loop_reference import gskd_loss_loop
     return lambda *args: gskd_loss_loop(
         *args, num_samples=8, group_size=-1, tau=1.0)
 
@@ -226,7 +226,7 @@ def cirkd_step(term: str, variant: str,
         Callable: The step.
     """
     from ..models import losses
-    from ..testing import cirkd_loop_reference as loop
+    from . import cirkd_loop_reference as loop
     x = inputs
     if term == 'kd':
         if variant == 'vectorised':
@@ -254,7 +254,7 @@ def cirkd_step(term: str, variant: str,
 def _memory_loop_step(term: str, module: torch.nn.Module,
                       x: Dict[str, torch.Tensor]) -> Callable:
     """The loop version of a memory term's step, on ``module``'s queue."""
-    from ..testing import cirkd_loop_reference as loop
+    from . import cirkd_loop_reference as loop
     memory = loop.LoopMemory(module.queue, module.queue_ptr)
     del module.queue  # only the loop's copy stays
     size = memory.queue.shape[1]
