@@ -121,6 +121,7 @@ def _loss_inputs(model: BaseModel, name: str,
     return kwargs, inputs, pseudo
 
 
+@torch.no_grad()
 def gskd_view(model: BaseModel, sample: dict, seed: int = 0) -> GSKDView:
     """Compute what GSKD compares for one image.
 
