@@ -24,9 +24,10 @@ from mmengine.config import Config
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS as SEG_MODELS
 
-from gskd_mm.analysis import (KDBudget, RecipeFlops, matched_iters,
-                              offline_recipe, recipe_flops,
-                              student_only_config)
+from gskd_mm.analysis import (KDBudget, RecipeFlops, offline_recipe,
+                              recipe_flops, student_only_config)
+from gskd_mm.analysis.budget import ITERS_MULTIPLE
+from gskd_mm.analysis.step_cost import StepCost, matched_iters
 from gskd_mm.engine import LossGradientHook
 from gskd_mm.testing import make_cityscapes
 from gskd_mm.utils import register_all_modules
@@ -139,10 +140,12 @@ def test_flops_are_cached_per_network_and_crop():
 
 # ------------------------------------------------------- iterations
 def test_iterations_by_each_basis():
-    budget = KDBudget(40000, RecipeFlops(5.8e9, 1e9, (512, 1024)), 2.5, 1.0)
+    budget = KDBudget(40000, RecipeFlops(5.8e9, 1e9, (512, 1024)),
+                      StepCost(2.5, 2.4, 2.6, 5))
     assert budget.step_ratio == 2.5
     assert budget.student_iters('time') == 100000
-    assert budget.student_iters('flops') == matched_iters(40000, 1 + 5.8 / 3)
+    assert budget.student_iters('flops') == matched_iters(
+        40000, 1 + 5.8 / 3, ITERS_MULTIPLE)
     assert budget.student_iters('flops') == 117300  # 117333, to 100
     assert budget.student_iters('iters') == 40000
     untimed = KDBudget(40000, RecipeFlops(5.8e9, 1e9, (512, 1024)))
@@ -151,7 +154,7 @@ def test_iterations_by_each_basis():
         untimed.student_iters('time')
     with pytest.raises(ValueError, match='one of'):
         untimed.student_iters('seconds')
-    assert matched_iters(4, 1.2) == 100  # at least one multiple
+    assert matched_iters(4, 1.2, ITERS_MULTIPLE) == 100  # one multiple
 
 
 # ------------------------------------------------ the student alone

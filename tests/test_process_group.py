@@ -10,7 +10,7 @@ import pytest
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from helpers import run_with_deadline, spawn_with_deadline
+from helpers import alive, run_with_deadline, spawn_with_deadline
 
 KEPT = []
 
@@ -26,15 +26,6 @@ def releasing_worker(rank: int, out: str) -> None:
     runner.loop = SimpleNamespace(runner=runner)  # a cycle, as MMEngine's
     with open(os.path.join(out, f'rank{rank}'), 'w') as f:
         f.write('done')
-
-
-def alive(pid: int) -> bool:
-    """Whether a process runs (a zombie does not)."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.slow

@@ -48,7 +48,11 @@ def parse_args() -> argparse.Namespace:
         'counted as such (default: 1800)')
     parser.add_argument(
         '--out', help='a file the counts are written to after every round')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.repeats < 1 or args.round_timeout <= 0:
+        parser.error('--repeats must be at least 1 and --round-timeout '
+                     'positive')
+    return args
 
 
 def run_round(args: argparse.Namespace, report: str) -> Dict[str, str]:

@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 # Importing gskd_mm keeps MMRazor importable on torch 2 and lets torch's
 # weights-only loading (``--resume``, ``load_from``) read MMEngine checkpoints.
 from gskd_mm.utils import destroy_process_group, register_all_modules
+from gskd_mm.utils.cli import check_checkpoint, check_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,6 +74,8 @@ def parse_args() -> argparse.Namespace:
     # torchrun passes none and sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    check_config(args.config)  # one line, not a traceback
+    check_checkpoint(args.checkpoint, urls=True)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args

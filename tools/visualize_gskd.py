@@ -26,14 +26,13 @@ matplotlib.use('Agg')
 
 from mmengine.logging import print_log  # noqa: E402
 
-from gskd_mm.apis import (
-    default_annotation,
-    gskd_view,  # noqa: E402
-    init_distiller,
-    load_sample)
-from gskd_mm.visualization import (
-    dataset_classes,  # noqa: E402
-    plot_gskd_similarity)
+from gskd_mm.apis import (default_annotation, gskd_view,  # noqa: E402
+                          init_distiller, load_sample)
+from gskd_mm.utils.cli import (check_checkpoint,  # noqa: E402
+                               check_distillation_recipe, check_file,
+                               load_config)
+from gskd_mm.visualization import (dataset_classes,  # noqa: E402
+                                   plot_gskd_similarity)
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,7 +56,15 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=3,
         help='descriptors to show (teacher and student each)')
-    return parser.parse_args()
+    args = parser.parse_args()
+    check_distillation_recipe(
+        load_config(args.config), args.config, 'the figure shows what the '
+        'GSKDLoss of a distiller compares', schedule=False)
+    check_checkpoint(args.checkpoint)
+    check_file(args.image, 'image', 'give an image file')
+    check_file(args.ann, 'label map', 'give a label map (png) of the image, '
+               'or leave --ann out')
+    return args
 
 
 def main() -> None:

@@ -16,10 +16,12 @@ measures of the extra cost:
   estimate: FLOPs leave out the distillation losses (GSKD's similarity
   maps, CIRKD's memory contrasts, CWD's discriminator and its step), the
   connectors, the optimizer and the data loading, and FLOPs are not time.
-- **Step time** (this hardware): the median seconds of a training step of
-  the recipe and of its student alone
-  (:func:`~gskd_mm.analysis.step_benchmark.time_steps`), which include all
-  of the above except data loading.
+- **Step cost** (this hardware): the library's one definition
+  (:mod:`~gskd_mm.analysis.step_cost`), whole training iterations of the
+  recipe over its student's alone, in CPU time on one thread, interleaved
+  repeats, with a 95 % interval
+  (:func:`~gskd_mm.analysis.step_benchmark.recipe_step_cost`); it includes
+  all of the above.
 
 The student-only iterations a recipe's compute buys are its iterations
 times one of these ratios (:meth:`KDBudget.student_iters`), and
@@ -42,6 +44,7 @@ from torch import nn
 from ..models.algorithms import EvalTeacherDistill
 from .offline import offline_recipe, recipe_crop
 from .step_benchmark import build_model
+from .step_cost import StepCost, matched_iters
 
 __all__ = [
     'BUDGET_BASES', 'KDBudget', 'RecipeFlops', 'SegmentorForward',
@@ -52,7 +55,9 @@ __all__ = [
 #: What buys the student-only iterations: the measured step-time ratio, the
 #: FLOP estimate of it, or nothing (ratio 1: the papers' equal iterations).
 BUDGET_BASES = ('time', 'flops', 'iters')
-#: Student-only iterations are rounded to a multiple of this.
+#: A recipe's student-only iterations are rounded to a multiple of this
+#: (schedules of tens of thousands of iterations; the demo's, of hundreds,
+#: use :data:`~gskd_mm.analysis.step_cost.MATCHED_MULTIPLE`).
 ITERS_MULTIPLE = 100
 #: Images per traced forward: two, so that BN in train mode (the student's)
 #: has two values per channel in pooled branches (ASPP's image pool).
@@ -216,14 +221,6 @@ def recipe_flops(cfg: Config,
     return RecipeFlops(cache[keys['teacher']], cache[keys['student']], crop)
 
 
-def matched_iters(iters: int,
-                  ratio: float,
-                  multiple: int = ITERS_MULTIPLE) -> int:
-    """``iters x ratio``, rounded to the nearest ``multiple`` (at least
-    one ``multiple``)."""
-    return max(multiple, multiple * round(iters * ratio / multiple))
-
-
 @dataclass
 class KDBudget:
     """A recipe's cost against its student trained alone.
@@ -231,21 +228,17 @@ class KDBudget:
     Attributes:
         iters (int): The recipe's training iterations.
         flops (RecipeFlops): Teacher and student forward FLOPs.
-        seconds (float, optional): Median seconds of a step of the recipe.
-        student_seconds (float, optional): Median seconds of a step of its
-            student alone (same batch, crop and device).
+        cost (StepCost, optional): The measured step cost
+            (:func:`~gskd_mm.analysis.step_benchmark.recipe_step_cost`).
     """
     iters: int
     flops: RecipeFlops
-    seconds: Optional[float] = None
-    student_seconds: Optional[float] = None
+    cost: Optional[StepCost] = None
 
     @property
     def step_ratio(self) -> Optional[float]:
-        """The measured step ratio; None if the steps were not timed."""
-        if self.seconds is None or self.student_seconds is None:
-            return None
-        return self.seconds / self.student_seconds
+        """The measured step cost ratio; None if it was not measured."""
+        return None if self.cost is None else self.cost.ratio
 
     def ratio(self, by: str) -> float:
         """The ratio of the basis ``by`` (one of ``BUDGET_BASES``)."""
@@ -256,14 +249,14 @@ class KDBudget:
         if by == 'iters':
             return 1.0
         if self.step_ratio is None:
-            raise ValueError('the steps were not timed: time them, or buy '
-                             "the iterations by='flops'")
+            raise ValueError('the step cost was not measured: measure '
+                             "it, or buy the iterations by='flops'")
         return self.step_ratio
 
     def student_iters(self, by: str) -> int:
         """The student-only iterations the recipe's compute buys, by the
         ratio ``by``, rounded to a multiple of ``ITERS_MULTIPLE``."""
-        return matched_iters(self.iters, self.ratio(by))
+        return matched_iters(self.iters, self.ratio(by), ITERS_MULTIPLE)
 
 
 def budget_table(budgets: Dict[str, KDBudget],
@@ -284,7 +277,7 @@ def budget_table(budgets: Dict[str, KDBudget],
     ]
     timed = any(b.step_ratio is not None for b in budgets.values())
     if timed:
-        header += ['s/step', 'student s/step', 'step ratio (measured)']
+        header += ['step cost (measured) [95 % CI]']
     header += ['iterations', f'student-only iterations (by {by})']
     rows = []
     for name, budget in budgets.items():
@@ -294,10 +287,9 @@ def budget_table(budgets: Dict[str, KDBudget],
             f'{flops.ratio:.2f}', f'{flops.step_ratio:.2f}'
         ]
         if timed:
-            row += ['', '', ''] if budget.step_ratio is None else [
-                f'{budget.seconds:.3g}', f'{budget.student_seconds:.3g}',
-                f'{budget.step_ratio:.2f}'
-            ]
+            cost = budget.cost
+            row.append('' if cost is None else
+                       f'{cost.ratio:.2f} [{cost.low:.2f}, {cost.high:.2f}]')
         row += [str(budget.iters), str(budget.student_iters(by))]
         rows.append(row)
     return header, rows

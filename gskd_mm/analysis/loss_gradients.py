@@ -195,32 +195,39 @@ def term_gradient_norms(model: nn.Module,
             (n, t) for n, t in all_terms.items() if n in wanted)
     student, connectors = student_and_connectors(model)
     params = student + [p for ps in connectors.values() for p in ps]
-    results: TermGradients = OrderedDict()
-    for name, term in all_terms.items():
-        if term.requires_grad:
-            # Scaled in float32, as GradScaler scales a loss: a float16
-            # term times the scale (65536 to start) would overflow.
-            grads = torch.autograd.grad(
-                term.float() * loss_scale if loss_scale != 1 else term,
-                params,
-                retain_graph=True,
-                allow_unused=True)
-        else:  # e.g. a distillation term after StopDistillHook, or empty
-            grads = (None, ) * len(params)
-        result = TermGradient(
-            value=term.detach().float().item(),
-            student=_norm(grads[:len(student)], loss_scale))
-        start = len(student)
-        for connector, connector_params in connectors.items():
-            stop = start + len(connector_params)
-            result.connectors[connector] = _norm(grads[start:stop],
-                                                 loss_scale)
-            start = stop
-        results[name] = result
+    results: TermGradients = OrderedDict(
+        (name, _term_gradient(term, params, len(student), connectors,
+                              loss_scale))
+        for name, term in all_terms.items())
     ref = results[reference].student
     for result in results.values():
         result.share = result.student / ref if ref > 0 else math.nan
     return results
+
+
+def _term_gradient(term: Tensor, params: List[Tensor], num_student: int,
+                   connectors: Dict[str, List[Tensor]],
+                   loss_scale: float) -> TermGradient:
+    """The value and gradient norms of one term (its share left unset)."""
+    if term.requires_grad:
+        # Scaled in float32, as GradScaler scales a loss: a float16
+        # term times the scale (65536 to start) would overflow.
+        grads = torch.autograd.grad(
+            term.float() * loss_scale if loss_scale != 1 else term,
+            params,
+            retain_graph=True,
+            allow_unused=True)
+    else:  # e.g. a distillation term after StopDistillHook, or empty
+        grads = (None, ) * len(params)
+    result = TermGradient(
+        value=term.detach().float().item(),
+        student=_norm(grads[:num_student], loss_scale))
+    start = num_student
+    for connector, connector_params in connectors.items():
+        stop = start + len(connector_params)
+        result.connectors[connector] = _norm(grads[start:stop], loss_scale)
+        start = stop
+    return result
 
 
 def loss_gradient_norms(model: BaseModel,

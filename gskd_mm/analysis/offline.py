@@ -117,16 +117,11 @@ def offline_recipe(cfg: Config,
                    sync_bn_to_bn: bool = False) -> Config:
     """Make a recipe run offline, as written except for downloads and crop.
 
-    No teacher checkpoint and no ImageNet initialisation (weights stay at
-    their initialisation, which costs the same time); a ``cfg_path``
-    teacher is spelled out as ``mmengine.hub.get_model`` builds it (see
-    :func:`teacher_without_downloads`); data loading runs in the main
-    process. With a crop, the pipeline and every
-    ``data_preprocessor.size`` (which pads every input to it) shrink to it,
-    and a discriminator of adversarial distillation gets as many stride-2
-    stages as the crop's stride-8 logits take
-    (:meth:`SAGANDiscriminator.stages_that_fit`; its recipes' four need
-    512 x 512 crops).
+    No teacher checkpoint, no ImageNet initialisation, a ``cfg_path``
+    teacher spelled out (:func:`teacher_without_downloads`), data loaded in
+    the main process. With a crop, the pipeline and every
+    ``data_preprocessor.size`` shrink to it, and a discriminator keeps the
+    stride-2 stages that fit (:meth:`SAGANDiscriminator.stages_that_fit`).
 
     Args:
         cfg (Config): A loaded recipe, or a plain segmentor's config

@@ -3,6 +3,12 @@
 ``tools/analysis_tools/benchmark_step.py``, ``benchmark_balancer.py`` and
 ``kd_budget.py``.
 
+Two quantities, not to be confused: :func:`time_steps` gives the median
+wall time of ``train_step`` on one batch (no loading), which the
+benchmarks report; :func:`recipe_step_cost` gives the step cost of
+:mod:`~gskd_mm.analysis.step_cost` (whole loop iterations, loading
+included, in CPU time on one thread), the only one a budget uses.
+
 One batch (of the recipe's own dataloader, e.g. on generated
 Cityscapes-format data written by :func:`~gskd_mm.testing.make_cityscapes`,
 or a generated batch), the recipe run offline
@@ -16,12 +22,11 @@ import contextlib
 import copy
 import glob
 import os.path as osp
-import resource
 import time
 from dataclasses import dataclass
 from statistics import median
 from types import SimpleNamespace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
@@ -32,7 +37,9 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmrazor.registry import MODELS
 
+from .measure import PeakMemory
 from .offline import offline_recipe
+from .step_cost import StepCost, iteration_seconds, measure_step_cost
 
 #: The method name that stands for the recipe's student trained alone.
 STUDENT_ALONE = 'student'
@@ -194,7 +201,10 @@ def time_steps(cfg: Config,
                repeats: int = 5,
                warmup: int = 1,
                batch: Optional[dict] = None) -> StepTiming:
-    """Median seconds of a training step, peak memory and the losses.
+    """Median wall seconds of ``train_step``, peak memory and the losses.
+
+    A benchmark of the step alone (no batch loading), not the step cost
+    that budgets use (:func:`recipe_step_cost`).
 
     Args:
         cfg (Config): A recipe from :func:`load_recipe` or
@@ -218,22 +228,17 @@ def time_steps(cfg: Config,
     batch = first_batch(cfg) if batch is None else batch
     model = build_model(cfg, student_only, device)
     optim_wrapper = optim_wrapper_for(cfg, model)
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
     times = []
-    for i in range(warmup + repeats):
-        sync(device)
-        start = time.perf_counter()
-        with step_context(precision, device):
-            losses = model.train_step(batch, optim_wrapper)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    if device.startswith('cuda'):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return StepTiming(median(times), peak_mb,
+    with PeakMemory(device) as memory:
+        for i in range(warmup + repeats):
+            sync(device)
+            start = time.perf_counter()
+            with step_context(precision, device):
+                losses = model.train_step(batch, optim_wrapper)
+            sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return StepTiming(median(times), memory.peak_mb,
                       {k: float(v)
                        for k, v in losses.items()})
 
@@ -363,3 +368,61 @@ def time_measured_steps(cfg: Config,
     return MeasuredStepTiming(
         median(times['plain']), median(times['measured']),
         median(hook.seconds))
+
+
+def loop_batches(loader) -> Iterator[dict]:
+    """The loader's batches, epoch after epoch, loaded anew each time."""
+    while True:
+        yield from loader
+
+
+def recipe_step_cost(cfg: Config,
+                     repeats: int = 5,
+                     iters: int = 2,
+                     device: str = 'cpu',
+                     precision: str = 'fp32') -> StepCost:
+    """The step cost of a recipe over its student alone.
+
+    Both models are built once; every repeat runs one warm-up and ``iters``
+    timed iterations of each (the next batch of the recipe's training
+    dataloader, then ``train_step``), in alternating order, on one thread
+    (:func:`~gskd_mm.analysis.step_cost.measure_step_cost`). On CUDA a CPU
+    clock misses the GPU's work, so the iterations are timed in wall
+    seconds, synchronised, instead.
+
+    Args:
+        cfg (Config): A recipe from :func:`load_recipe`.
+        repeats (int): Interleaved repeats. Defaults to 5.
+        iters (int): Timed iterations of each per repeat. Defaults to 2.
+        device (str): Torch device. Defaults to 'cpu'.
+        precision (str): One of ``PRECISIONS``. Defaults to 'fp32'.
+
+    Returns:
+        StepCost: The ratio with its 95 % interval.
+    """
+    torch.manual_seed(0)
+    batches = loop_batches(
+        Runner.build_dataloader(cfg.train_dataloader, seed=0))
+    on_cuda = device.startswith('cuda')
+
+    def runner_of(student_only: bool):
+        model = build_model(cfg, student_only, device)
+        wrapper = optim_wrapper_for(cfg, model)
+
+        def run() -> List[float]:
+            with step_context(precision, device):
+                if not on_cuda:
+                    return iteration_seconds(model, wrapper, batches,
+                                             1 + iters)[1:]
+                times = []
+                for _ in range(1 + iters):
+                    sync(device)
+                    start = time.perf_counter()
+                    model.train_step(next(batches), wrapper)
+                    sync(device)
+                    times.append(time.perf_counter() - start)
+                return times[1:]
+
+        return run
+
+    return measure_step_cost(runner_of(True), runner_of(False), repeats)

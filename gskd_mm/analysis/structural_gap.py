@@ -175,11 +175,7 @@ def structural_gaps(student: BaseModel,
     dataset.
 
     :func:`structural_gap` of every batch (the draws of batch ``i`` seeded
-    by ``seed + i``, the same for every student), summed. The student's
-    features are its own (the network that is deployed) or, given
-    ``projector``, after it (where a GSKD loss matches them to the
-    teacher's). Every student is measured the same way, whatever its
-    training loss.
+    by ``seed + i``, the same for every student), summed.
 
     Args:
         student (BaseModel): The student segmentor, in eval mode.

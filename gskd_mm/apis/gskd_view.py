@@ -81,31 +81,27 @@ class GSKDView:
 
 
 @torch.no_grad()
-def gskd_view(model: BaseModel, sample: dict, seed: int = 0) -> GSKDView:
-    """Compute what GSKD compares for one image.
+def _descriptor_maps(shuffled: torch.Tensor, steps,
+                     num_groups: int) -> np.ndarray:
+    """The (G, B, S) descriptors of the first image; missing columns of a
+    partial last group are NaN (blank in a plot)."""
+    width = steps.columns_valid.shape[2]
+    b = shuffled.shape[1]
+    out = shuffled[0].view(b, -1, width).transpose(0, 1)[:num_groups]
+    mask = steps.columns_valid[0, :num_groups, None, :].expand_as(out)
+    return torch.where(mask, out, float('nan')).numpy()
 
-    Student and teacher run as in training (inside the distiller's
-    recorders), the loss inputs are read through the loss's own forward
-    mapping (student features through the trained projector), and sampling,
-    similarity, grouping and the KL terms are the loss's own
-    (:meth:`GSKDLoss.descriptors`, :meth:`GSKDLoss.descriptor_losses`).
 
-    Args:
-        model (BaseModel): A distiller with a ``GSKDLoss``, in eval mode.
-        sample (dict): One packed sample (see
-            :func:`gskd_mm.apis.load_sample`). Without ``gt_sem_seg``, the
-            teacher's prediction is used as labels.
-        seed (int): Seed of the random sampling and shuffling.
+def _loss_inputs(model: BaseModel, name: str,
+                 sample: dict) -> Tuple[dict, torch.Tensor, bool]:
+    """Run student and teacher on ``sample`` as in training and read the
+    inputs of the loss ``name`` (of :func:`gskd_view`).
 
     Returns:
-        GSKDView: The image, the samples, both self-similarity maps, the
-        descriptors and their KL terms.
-
-    Raises:
-        ValueError: If the distiller has no ``GSKDLoss``, or if no pixel of
-            the image can be sampled.
+        tuple[dict, Tensor, bool]: The loss's keyword arguments, the
+        preprocessed inputs, and whether the labels are the teacher's
+        prediction (the sample has no ``gt_sem_seg``).
     """
-    name, loss = find_gskd_loss(model)
     mapping = model.distiller.loss_forward_mappings[name]
     data = model.data_preprocessor(pseudo_collate([sample]), False)
     inputs, samples = data['inputs'], data['data_samples']
@@ -122,6 +118,31 @@ def gskd_view(model: BaseModel, sample: dict, seed: int = 0) -> GSKDView:
         key: model.distiller.get_record(**record)
         for key, record in mapping.items()
     }
+    return kwargs, inputs, pseudo
+
+
+@torch.no_grad()
+def gskd_view(model: BaseModel, sample: dict, seed: int = 0) -> GSKDView:
+    """Compute what GSKD compares for one image.
+
+    Student and teacher run as in training; sampling, similarity, grouping
+    and the KL terms are the loss's own (:meth:`GSKDLoss.descriptors`).
+
+    Args:
+        model (BaseModel): A distiller with a ``GSKDLoss``, in eval mode.
+        sample (dict): One packed sample (see
+            :func:`gskd_mm.apis.load_sample`). Without ``gt_sem_seg``, the
+            teacher's prediction is used as labels.
+        seed (int): Seed of the random sampling and shuffling.
+
+    Returns:
+        GSKDView: The image, samples, similarity maps and descriptors.
+
+    Raises:
+        ValueError: No ``GSKDLoss``, or no pixel that can be sampled.
+    """
+    name, loss = find_gskd_loss(model)
+    kwargs, inputs, pseudo = _loss_inputs(model, name, sample)
     gt = kwargs['gt_labels']
     labels = gt[:, 0] if gt.dim() == 4 else gt
     with torch.random.fork_rng():
@@ -136,14 +157,6 @@ def gskd_view(model: BaseModel, sample: dict, seed: int = 0) -> GSKDView:
                          'labelled and predicted right by the teacher)')
     terms = loss.descriptor_losses(steps)
     num_groups = int(steps.groups_per_img[0])
-    width = steps.columns_valid.shape[2]
-
-    def descriptors(shuffled: torch.Tensor) -> np.ndarray:
-        b = shuffled.shape[1]
-        out = shuffled[0].view(b, -1, width).transpose(0, 1)[:num_groups]
-        # Missing columns of a partial last group show as NaN (blank).
-        mask = steps.columns_valid[0, :num_groups, None, :].expand_as(out)
-        return torch.where(mask, out, float('nan')).numpy()
 
     image = sample['inputs'].flip(0).permute(1, 2, 0).numpy()  # BGR->RGB
     padded = np.zeros(tuple(inputs.shape[-2:]) + (3, ), dtype=np.uint8)
@@ -159,8 +172,8 @@ def gskd_view(model: BaseModel, sample: dict, seed: int = 0) -> GSKDView:
         classes=present,
         V_t=steps.sim_T[0].numpy(),
         V_s=steps.sim_S[0].numpy(),
-        desc_t=descriptors(steps.shuffled_T),
-        desc_s=descriptors(steps.shuffled_S),
+        desc_t=_descriptor_maps(steps.shuffled_T, steps, num_groups),
+        desc_s=_descriptor_maps(steps.shuffled_S, steps, num_groups),
         desc_kl=terms[0, :num_groups].numpy(),
         loss=float(loss.reduce(terms, steps)),
         loss_reference=reference,

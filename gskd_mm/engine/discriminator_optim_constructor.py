@@ -141,23 +141,7 @@ def one_precision(wrappers: Dict[str, Dict], shared: Dict) -> Dict[str, Dict]:
     amp = [name for name, cfg in wrappers.items() if is_amp(cfg)]
     if amp and len(amp) < len(wrappers):
         # MMRazor's --amp converts `architecture` only; the others follow.
-        source = wrappers[amp[0]]
-        for name, cfg in wrappers.items():
-            if is_amp(cfg):
-                continue
-            if cfg.get('type', 'OptimWrapper') != 'OptimWrapper':
-                raise ValueError(
-                    f'optim_wrapper.{amp[0]} is AmpOptimWrapper but '
-                    f'optim_wrapper.{name} is {cfg["type"]!r}: both must '
-                    'train in one precision')
-            cfg['type'] = 'AmpOptimWrapper'
-            for key in ('loss_scale', 'dtype'):
-                if key in source:
-                    cfg[key] = copy.deepcopy(source[key])
-            print_log(
-                f'optim_wrapper.{name} becomes AmpOptimWrapper, as '
-                f'optim_wrapper.{amp[0]} is: both train in one precision.',
-                logger='current')
+        _follow_amp(wrappers, amp[0])
         amp = list(wrappers)
     if shared and not amp:
         raise ValueError(
@@ -173,3 +157,24 @@ def one_precision(wrappers: Dict[str, Dict], shared: Dict) -> Dict[str, Dict]:
             f'{sorted(dtypes)}: give them one (or set optim_wrapper.dtype '
             'for both)')
     return wrappers
+
+
+def _follow_amp(wrappers: Dict[str, Dict], source: str) -> None:
+    """Make every plain ``OptimWrapper`` an ``AmpOptimWrapper`` with the
+    ``loss_scale`` and ``dtype`` of ``wrappers[source]``."""
+    for name, cfg in wrappers.items():
+        if cfg.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            continue
+        if cfg.get('type', 'OptimWrapper') != 'OptimWrapper':
+            raise ValueError(
+                f'optim_wrapper.{source} is AmpOptimWrapper but '
+                f'optim_wrapper.{name} is {cfg["type"]!r}: both must '
+                'train in one precision')
+        cfg['type'] = 'AmpOptimWrapper'
+        for key in ('loss_scale', 'dtype'):
+            if key in wrappers[source]:
+                cfg[key] = copy.deepcopy(wrappers[source][key])
+        print_log(
+            f'optim_wrapper.{name} becomes AmpOptimWrapper, as '
+            f'optim_wrapper.{source} is: both train in one precision.',
+            logger='current')

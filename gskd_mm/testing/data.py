@@ -276,13 +276,10 @@ def make_voc12aug(root: str,
                   seed: int = 0) -> str:
     """Write ``VOCdevkit/VOC2012`` as MMSeg's VOC (+ SBD aug) configs read it.
 
-    ``JPEGImages/<year>_<id>.jpg`` for every image; ``SegmentationClass``
-    (palette PNGs, classes 0..20, object outlines 255) for the train and
-    val lists; ``SegmentationClassAug`` (plain index PNGs, no outlines, as
-    MMSeg's ``voc_aug.py`` converter writes them) for every image;
-    ``ImageSets/Segmentation/{train,val,aug}.txt``. ``aug.txt`` holds
-    images that are in neither ``train.txt`` nor ``val.txt``; MMSeg trains
-    on ``train`` + ``aug`` (a ``ConcatDataset``).
+    ``JPEGImages``; ``SegmentationClass`` (palette PNGs, outlines 255) for
+    train and val; ``SegmentationClassAug`` (index PNGs, as MMSeg's
+    ``voc_aug.py`` writes them) for all; ``ImageSets/Segmentation/{train,
+    val,aug}.txt``, ``aug`` disjoint from the other two.
 
     Args:
         root (str): Directory under which ``VOCdevkit/VOC2012`` is created

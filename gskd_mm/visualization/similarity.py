@@ -90,11 +90,7 @@ def plot_gskd_similarity(result: 'GSKDView',
     Returns:
         str: ``out_file``.
     """
-    n = result.num_samples
-    classes = result.classes
-    image, labels = result.image, result.labels
-    h, w = result.feat_valid.shape
-    scale_y, scale_x = image.shape[0] / h, image.shape[1] / w
+    n, classes = result.num_samples, result.classes
     num_desc = min(num_descriptors, len(result.desc_t))
     # One colour scale for every similarity panel: up to 1 (the diagonal),
     # down to the lowest similarity of either network.
@@ -111,9 +107,38 @@ def plot_gskd_similarity(result: 'GSKDView',
         bottom=0.53,
         wspace=0.6,
         width_ratios=[1, 1, 1.15, 1.15, 1.15])
+    _plot_samples(fig.add_subplot(top[0]), result, palette)
+    _plot_labels(fig.add_subplot(top[1]), result, class_names, palette)
+    _plot_similarities(fig, top, result, class_names, vmin)
+    _plot_descriptors(fig, result, class_names, vmin, num_desc)
 
-    # Image with the sampled pixels.
-    ax = fig.add_subplot(top[0])
+    lines = [title] if title else []
+    lines.append(
+        f'GSKD on this image: {len(classes)} class(es) x N={n} samples, '
+        f'{len(result.desc_t)} descriptors of {result.desc_t.shape[2]}'
+        f' columns (row-wise shuffled); T={result.tau:g}, weight '
+        f'{result.loss_weight:g}: loss = {result.loss:.4g}')
+    fig.suptitle('\n'.join(lines), fontsize=13)
+    fig.text(
+        0.5,
+        0.43,
+        'Semi-global descriptors: every row of $V$ has its columns shuffled '
+        '(same permutation for teacher and student), then the columns are '
+        'cut into groups; GSKD matches each group with KL(teacher || '
+        'student).',
+        ha='center',
+        fontsize=11)
+    fig.savefig(out_file, dpi=110)
+    plt.close(fig)
+    return out_file
+
+
+def _plot_samples(ax, result: 'GSKDView',
+                  palette: Sequence[Sequence[int]]) -> None:
+    """The image with the sampled pixels."""
+    image = result.image
+    h, w = result.feat_valid.shape
+    scale_y, scale_x = image.shape[0] / h, image.shape[1] / w
     ax.imshow(image)
     rows, cols = np.divmod(result.index, w)
     ax.scatter(
@@ -123,13 +148,18 @@ def plot_gskd_similarity(result: 'GSKDView',
         edgecolors='k',
         linewidths=0.8)
     ax.set_title(f'image and the {len(result.index)} sampled pixels\n'
-                 f'({n} per class; colour = class)')
+                 f'({result.num_samples} per class; colour = class)')
     ax.set_xlabel('x (pixels)')
     ax.set_ylabel('y (pixels)')
 
-    # Labels, darkened where nothing may be sampled.
-    ax = fig.add_subplot(top[1])
-    ax.imshow(colorize(labels, palette))
+
+def _plot_labels(ax, result: 'GSKDView', class_names: Sequence[str],
+                 palette: Sequence[Sequence[int]]) -> None:
+    """The labels, darkened where nothing may be sampled."""
+    h, w = result.feat_valid.shape
+    scale_y = result.image.shape[0] / h
+    scale_x = result.image.shape[1] / w
+    ax.imshow(colorize(result.labels, palette))
     blocked = np.kron(~result.feat_valid,
                       np.ones((int(scale_y), int(scale_x))))
     ax.imshow(
@@ -141,13 +171,17 @@ def plot_gskd_similarity(result: 'GSKDView',
     ax.set_xlabel('x (pixels)')
     ax.set_yticks([])
     ax.legend(
-        handles=class_legend(class_names, palette, classes),
+        handles=class_legend(class_names, palette, result.classes),
         loc='upper center',
         bbox_to_anchor=(0.5, -0.2),
         ncol=2,
         fontsize=8)
 
-    # Self-similarity maps and their difference.
+
+def _plot_similarities(fig, top, result: 'GSKDView',
+                       class_names: Sequence[str], vmin: float) -> None:
+    """Both self-similarity maps and their difference."""
+    n, classes = result.num_samples, result.classes
     b = len(result.index)
     maps = ((result.V_t, 'teacher $V_t$'),
             (result.V_s, 'student $V_s$ (projected)'))
@@ -171,7 +205,11 @@ def plot_gskd_similarity(result: 'GSKDView',
     ax.set_xlabel('sample (grouped by class)')
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='difference')
 
-    # Descriptors: rows keep the class order, columns are shuffled per row.
+
+def _plot_descriptors(fig, result: 'GSKDView', class_names: Sequence[str],
+                      vmin: float, num_desc: int) -> None:
+    """The first descriptors of both networks: rows keep the class order,
+    columns are shuffled per row."""
     bottom = GridSpec(
         1,
         2 * num_desc + 1,
@@ -193,7 +231,8 @@ def plot_gskd_similarity(result: 'GSKDView',
                 vmax=1,
                 aspect='auto',
                 interpolation='nearest')
-            _mark_classes(ax, classes, n, class_names, x=False)
+            _mark_classes(ax, result.classes, result.num_samples,
+                          class_names, x=False)
             if k:
                 ax.set_yticklabels([])
             ax.set_title(
@@ -204,26 +243,6 @@ def plot_gskd_similarity(result: 'GSKDView',
             width = descriptors.shape[2]
             ax.set_xticks(np.arange(0, width, max(1, width // 5)))
     fig.colorbar(im, cax=fig.add_subplot(bottom[-1]), label='cosine')
-
-    lines = [title] if title else []
-    lines.append(
-        f'GSKD on this image: {len(classes)} class(es) x N={n} samples, '
-        f'{len(result.desc_t)} descriptors of {result.desc_t.shape[2]}'
-        f' columns (row-wise shuffled); T={result.tau:g}, weight '
-        f'{result.loss_weight:g}: loss = {result.loss:.4g}')
-    fig.suptitle('\n'.join(lines), fontsize=13)
-    fig.text(
-        0.5,
-        0.43,
-        'Semi-global descriptors: every row of $V$ has its columns shuffled '
-        '(same permutation for teacher and student), then the columns are '
-        'cut into groups; GSKD matches each group with KL(teacher || '
-        'student).',
-        ha='center',
-        fontsize=11)
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
-    return out_file
 
 
 def dataset_classes(cfg: Config) -> Tuple[list, list]:

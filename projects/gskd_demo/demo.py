@@ -49,7 +49,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import matplotlib
 
@@ -65,7 +65,7 @@ from mmengine.logging import print_log  # noqa: E402
 
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
     COMPUTE_METHODS, COSTS_FILE, GSKD_VARIANTS, LOGGER, METHODS,
-    QUICK_METHODS, DemoSummary, draw_figures, markdown_table,
+    QUICK_METHODS, DemoSummary, MethodKey, draw_figures, markdown_table,
     matched_methods, measure_costs, paired_differences, plot_compute,
     read_costs, resolution_note, run_demo, schedules_table, setup_process,
     study_methods, sweep_methods)
@@ -77,10 +77,16 @@ STUDY_SEEDS = 40
 COMPUTE_SEEDS = 20
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Train a small student on Synthetic Scenes without KD '
-        'and with every demo recipe, paired by seed, and compare.')
+def method_key(text: str) -> MethodKey:
+    """A method key of the command line (``--methods``)."""
+    try:
+        return MethodKey.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The students' runs: schedule, seeds, methods."""
     parser.add_argument(
         '--iters', type=int, default=150, help='iterations per student')
     parser.add_argument(
@@ -97,10 +103,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--methods',
         nargs='+',
+        type=method_key,
         default=list(QUICK_METHODS),
         help='student methods to run: keys of METHODS ('
         f'{", ".join(METHODS)}) or sweep variants <base>_<variant> '
         '(default: no KD, DIST, DIST + GSKD, DIST + GSKD-row-t1)')
+
+
+def add_mode_args(parser: argparse.ArgumentParser) -> None:
+    """The studies and the compute matching."""
     parser.add_argument(
         '--study',
         action='store_true',
@@ -126,6 +137,10 @@ def parse_args() -> argparse.Namespace:
         help='measure the step cost ratio of every method of the study '
         '(one worker, fresh runs of seeds 0-2, an idle machine) and write '
         'projects/gskd_demo/step_costs.json')
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The data, batches and processes."""
     parser.add_argument(
         '--num-train', type=int, default=300, help='training images')
     parser.add_argument(
@@ -147,6 +162,10 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=8,
         help='training batch size of the teacher')
+
+
+def add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    """The sweep."""
     parser.add_argument(
         '--sweep',
         action='store_true',
@@ -165,6 +184,10 @@ def parse_args() -> argparse.Namespace:
         default=list(GSKD_VARIANTS),
         choices=list(GSKD_VARIANTS),
         help='GSKD variants of the sweep')
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """Where results go, and what is only redrawn."""
     parser.add_argument(
         '--out-dir',
         default=None,
@@ -186,12 +209,24 @@ def parse_args() -> argparse.Namespace:
         '--log-level',
         default='WARNING',
         help='log level of the training runs (INFO shows their logs)')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Train a small student on Synthetic Scenes without KD '
+        'and with every demo recipe, paired by seed, and compare.')
+    add_run_args(parser)
+    add_mode_args(parser)
+    add_training_args(parser)
+    add_sweep_args(parser)
+    add_output_args(parser)
     return parser.parse_args()
 
 
 def chosen_methods(
     args: argparse.Namespace
-) -> Tuple[Optional[str], list, Optional[Dict[str, float]]]:
+) -> Tuple[Optional[str], List[MethodKey], Optional[Dict[MethodKey,
+                                                         float]]]:
     """The mode (None: the quick demo), its methods and, when
     ``--matched`` (not in the sweep), the step costs that add the student
     alone at each method's budget."""
@@ -228,7 +263,7 @@ def combine(args: argparse.Namespace) -> None:
     for out_dir in args.combine:
         with open(osp.join(out_dir, 'results.json')) as f:
             summaries.append(DemoSummary.from_json(json.load(f)))
-    methods = [m for m in COMPUTE_METHODS if m != 'no_kd']
+    methods = [m for m in COMPUTE_METHODS if not m.is_no_kd]
     table = schedules_table(summaries, methods)
     with open(osp.join(args.out_dir, 'compute.md'), 'w') as f:
         f.write(table)

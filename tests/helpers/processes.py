@@ -11,7 +11,6 @@ down in the one safe order.
 import datetime
 import faulthandler
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from gskd_mm.analysis.measure import (  # noqa: F401  (helpers export it)
+    kill_process_group, run_in_session)
 from gskd_mm.utils import destroy_process_group
 
 
@@ -31,14 +32,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
-
-
-def kill_process_group(process: subprocess.Popen) -> None:
-    """Kill the process group that ``process`` leads, if any is left."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_with_deadline(cmd: Sequence[str],
@@ -65,25 +58,22 @@ def run_with_deadline(cmd: Sequence[str],
         is not checked.
     """
     cmd = [sys.executable, *cmd] if python else list(cmd)
-    process = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        **kwargs)
-    with process:
-        try:
-            stdout, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_process_group(process)
-            stdout, _ = process.communicate()
-            pytest.fail(f'{" ".join(cmd)} still running after {timeout} s; '
-                        f'its process group was killed. Output:\n'
-                        f'{stdout[-6000:]}')
-        finally:
-            kill_process_group(process)
-    return subprocess.CompletedProcess(cmd, process.returncode, stdout)
+    result, timed_out = run_in_session(cmd, timeout, merge_stderr=True,
+                                       **kwargs)
+    if timed_out:
+        pytest.fail(f'{" ".join(cmd)} still running after {timeout} s; '
+                    f'its process group was killed. Output:\n'
+                    f'{result.stdout[-6000:]}')
+    return result
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed, does not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
 
 
 def run_in_process_group(rank: int, worker: Callable[..., None], port: int,

@@ -36,6 +36,7 @@ from gskd_mm.analysis.step_benchmark import load_recipe, time_measured_steps
 from gskd_mm.engine import GradientShareBalancerHook
 from gskd_mm.testing import generated_batch, make_cityscapes
 from gskd_mm.utils import register_all_modules
+from gskd_mm.utils.cli import check_crop, check_positive
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CITYSCAPES = osp.join(
@@ -71,7 +72,10 @@ def parse_args() -> argparse.Namespace:
         help='Cityscapes crop')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write the results as JSON')
-    return parser.parse_args()
+    args = parser.parse_args()
+    check_crop(args.crop)
+    check_positive(args, ('steps', ))
+    return args
 
 
 def demo_setting() -> tuple:

@@ -35,13 +35,12 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import torch
 from mmengine.logging import print_log
 
+from gskd_mm.analysis.measure import run_measurement
 from gskd_mm.analysis.step_benchmark import (AMP_DTYPES, CITYSCAPES_SIZE,
                                              PRECISIONS, STUDENT_ALONE,
                                              load_recipe, sibling_recipes,
@@ -49,11 +48,6 @@ from gskd_mm.analysis.step_benchmark import (AMP_DTYPES, CITYSCAPES_SIZE,
 from gskd_mm.engine import enable_amp
 from gskd_mm.testing import make_cityscapes
 from gskd_mm.utils import register_all_modules
-
-# Seconds one isolated measurement may take before its process is killed
-# (subprocess.TimeoutExpired): a hung measurement fails the run.
-MEASUREMENT_TIMEOUT = 3600
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,20 +104,15 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def isolated(args: argparse.Namespace, only: str) -> dict:
-    """Run one measurement in a fresh process."""
+    """Run one measurement in a fresh process (its own peak memory)."""
     cmd = [
-        sys.executable, __file__, args.config, '--device', args.device,
-        '--repeats',
+        __file__, args.config, '--device', args.device, '--repeats',
         str(args.repeats), '--batch',
         str(args.batch), '--data-root', args.data_root, '--only', only
     ]
     if args.crop:
         cmd += ['--crop', *map(str, args.crop)]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=MEASUREMENT_TIMEOUT)
-    if out.returncode:
-        raise RuntimeError(f'{only} failed:\n{out.stderr[-4000:]}')
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_measurement(cmd)
 
 
 def table(args: argparse.Namespace, rows: dict, teacher: dict) -> str:

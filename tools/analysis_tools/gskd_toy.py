@@ -40,6 +40,7 @@ from torch import Tensor
 
 from gskd_mm.analysis import markdown_table, structural_gap
 from gskd_mm.models.losses import GSKDLoss
+from gskd_mm.utils.cli import check_positive
 
 # (name, normalize, exclude_diagonal, tau); the first is the authors' loss.
 CONFIGS = [
@@ -284,7 +285,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--lr', type=float, default=0.02)
     parser.add_argument('--momentum', type=float, default=0.9)
     parser.add_argument('--out', help='also write the table to this file')
-    return parser.parse_args()
+    args = parser.parse_args()
+    check_positive(args, ('seeds', 'steps'))
+    return args
 
 
 def main() -> None:

@@ -3,14 +3,16 @@
 
 For each CONFIG (a distillation recipe) it measures the forward FLOPs of
 teacher and student (``mmengine.analysis``, the networks as training runs
-them) and, with ``--by time`` (the default), the median training step of
-the recipe and of its student alone on this machine (a GPU when there is
-one, the CPU otherwise; on generated Cityscapes-format data, so Cityscapes
-recipes only). It prints the FLOP ratio ``F_t / F_s``, the step ratio it
-implies (``1 + F_t / (3 F_s)``, an estimate: FLOPs leave out the losses,
-connectors, discriminator and optimizer, which the measured step includes),
-the measured step ratio, and the student-only iterations that the recipe's
-compute buys by ``--by``: the measured ratio (``time``), the FLOP estimate
+them) and, with ``--by time`` (the default), the step cost of the recipe
+over its student alone on this machine (``gskd_mm.analysis.step_cost``:
+whole training iterations in CPU time on one thread, interleaved repeats,
+a 95 % interval; wall time on a GPU; on generated Cityscapes-format data,
+so Cityscapes recipes only). It prints the FLOP ratio ``F_t / F_s``, the
+step ratio it implies (``1 + F_t / (3 F_s)``, an estimate: FLOPs leave out
+the losses, connectors, discriminator and optimizer, which the measured
+cost includes), the measured step cost, and the student-only iterations
+that the recipe's compute buys by ``--by``: the measured cost (``time``),
+the FLOP estimate
 (``flops``: hardware-independent and deterministic) or 1 (``iters``: the
 papers' equal iterations). ``--out`` writes that student-only config, ready
 for ``tools/train.py``, ``tools/dist_train.sh`` and ``mim train mmseg``.
@@ -22,7 +24,8 @@ Example::
     python tools/analysis_tools/kd_budget.py configs/gskd/*_cityscapes-*.py --by flops --markdown
 
 The work is done by :mod:`gskd_mm.analysis.budget` (FLOPs, ratios, the
-student-only config) and :mod:`gskd_mm.analysis.step_benchmark` (timing).
+student-only config) and :mod:`gskd_mm.analysis.step_benchmark` (the step
+cost).
 """  # noqa: E501
 import argparse
 import os
@@ -30,7 +33,7 @@ import os.path as osp
 import re
 import tempfile
 import textwrap
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 from mmengine.config import Config
@@ -41,11 +44,14 @@ from gskd_mm.analysis import (BUDGET_BASES, KDBudget, budget_table,
                               student_only_config, text_table)
 from gskd_mm.analysis.budget import ITERS_MULTIPLE
 from gskd_mm.analysis.step_benchmark import (AMP_DTYPES, CITYSCAPES_SIZE,
-                                             PRECISIONS, first_batch,
-                                             load_recipe, time_steps)
+                                             PRECISIONS, load_recipe,
+                                             recipe_step_cost)
+from gskd_mm.analysis.step_cost import StepCost
 from gskd_mm.engine import LossGradientHook, enable_amp
 from gskd_mm.testing import make_cityscapes
 from gskd_mm.utils import register_all_modules
+from gskd_mm.utils.cli import (check_crop, check_distillation_recipe,
+                               check_positive, load_config, tool_error)
 
 # Hooks that measure or steer distillation (the balancer is a
 # LossGradientHook) or need a distiller (MMRazor's StopDistillHook): the
@@ -93,15 +99,29 @@ def parse_args() -> argparse.Namespace:
         '--repeats',
         type=int,
         default=5,
-        help='timed steps of each, after one warm-up (the median is used)')
+        help='interleaved repeats of the step cost (at least 2)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=2,
+        help='timed iterations of each per repeat, after one warm-up')
     args = parser.parse_args()
     if args.out and len(args.configs) != 1:
         parser.error('--out writes the baseline of one CONFIG')
+    check_crop(args.crop)
+    check_positive(args, ('batch', 'repeats'))
+    if args.batch == 1:
+        tool_error('--batch 1: must be at least 2 (BN in pooled branches '
+                   'needs two values per channel to train)')
+    for config in args.configs:
+        check_distillation_recipe(
+            load_config(config), config, 'kd_budget compares a '
+            'distillation recipe with its student trained alone')
     return args
 
 
-def time_recipe(config: str, args: argparse.Namespace) -> Tuple[float, float]:
-    """Median seconds of a step of the recipe and of its student alone."""
+def cost_recipe(config: str, args: argparse.Namespace) -> StepCost:
+    """The step cost of the recipe over its student alone."""
     batch = args.batch or Config.fromfile(config).train_dataloader.batch_size
     if batch < 2:
         raise SystemExit('--batch must be at least 2: BN in pooled branches '
@@ -115,27 +135,19 @@ def time_recipe(config: str, args: argparse.Namespace) -> Tuple[float, float]:
         cfg = load_recipe(config, root, batch, crop)
         if args.precision != 'fp32' and args.device.startswith('cuda'):
             enable_amp(cfg, AMP_DTYPES[args.precision])  # as train.py --amp
-        data = first_batch(cfg)
-        # The recipe's step, then its student's alone, on the same batch.
-        recipe, alone = (time_steps(cfg,
-                                    student_only,
-                                    args.precision,
-                                    args.device,
-                                    args.repeats,
-                                    batch=data)
-                         for student_only in (False, True))
-    return recipe.seconds, alone.seconds
+        return recipe_step_cost(cfg, args.repeats, args.iters, args.device,
+                                args.precision)
 
 
 def measure(config: str, args: argparse.Namespace,
             cache: Dict[str, float]) -> KDBudget:
-    """The FLOPs and, with ``--by time``, the step times of a recipe."""
-    seconds: Optional[Tuple[float, float]] = None
+    """The FLOPs and, with ``--by time``, the step cost of a recipe."""
+    cost: Optional[StepCost] = None
     if args.by == 'time':
-        seconds = time_recipe(config, args)
+        cost = cost_recipe(config, args)
     cfg = Config.fromfile(config)
     flops = recipe_flops(cfg, args.crop, cache)
-    return KDBudget(cfg.train_cfg.max_iters, flops, *(seconds or ()))
+    return KDBudget(cfg.train_cfg.max_iters, flops, cost)
 
 
 def command(config: str, by: str) -> str:
@@ -157,9 +169,11 @@ def basis(budget: KDBudget, args: argparse.Namespace) -> str:
         return (f'x {ratio:.2f} = 1 + F_t / (3 F_s), the FLOP estimate of '
                 'the step ratio')
     crop = 'x'.join(map(str, args.crop)) if args.crop else 'recipe crop'
-    return (
-        f'x {ratio:.2f}, the measured step ratio ({args.device}, '
-        f'{args.precision}, {crop}, batch {args.batch or "of the recipe"})')
+    cost = budget.cost
+    return (f'x {ratio:.2f} [95 % CI {cost.low:.2f}, {cost.high:.2f}], the '
+            f'measured step cost ({args.device}, {args.precision}, {crop}, '
+            f'batch {args.batch or "of the recipe"}, {cost.repeats} '
+            'repeats)')
 
 
 def write_baseline(config: str, budget: KDBudget,
@@ -203,7 +217,8 @@ def main() -> None:
               ' = one FLOP): the teacher as the algorithm runs it, the '
               'student\'s training forward. Step ratio (FLOPs) = 1 + F_t / '
               '(3 F_s): an estimate that leaves out the losses, connectors, '
-              'discriminator and optimizer; a measured step includes them.')
+              'discriminator and optimizer; the measured step cost (whole '
+              'iterations, CPU time on one thread) includes them.')
     if args.out:
         write_baseline(args.configs[0], next(iter(budgets.values())), args)
 

@@ -47,6 +47,8 @@ from gskd_mm.analysis import (OfflineDistiller, TermGradients,
                               weights_for_share)
 from gskd_mm.models.losses import GSKDLoss
 from gskd_mm.testing import generated_batch
+from gskd_mm.utils.cli import (check_checkpoint, check_crop,
+                               check_distillation_recipe, load_config)
 
 INDICATIVE = (
     'shares depend on both (the task loss\'s gradient on generated labels '
@@ -89,6 +91,8 @@ def parse_args() -> argparse.Namespace:
     for name in ('batch', 'iters'):
         if getattr(args, name) < 1:
             parser.error(f'--{name} must be >= 1')
+    check_crop(args.crop)
+    check_checkpoint(args.checkpoint)
     return args
 
 
@@ -211,12 +215,9 @@ def report(args, crop, notes, built, data, runs, times) -> None:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if 'architecture' not in cfg.model:
-        raise SystemExit(f'{args.config} is not a distillation config '
-                         '(no model.architecture)')
+    cfg = check_distillation_recipe(
+        load_config(args.config, args.cfg_options), args.config,
+        'loss_gradients measures the loss terms of a distillation recipe')
     crop = tuple(args.crop) if args.crop else recipe_crop(cfg)
     teacher_ckpt = cfg.model.get('teacher_ckpt')
     stages = discriminator_stages(cfg)

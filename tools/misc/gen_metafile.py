@@ -15,6 +15,7 @@ import argparse
 import os.path as osp
 import sys
 
+from gskd_mm.utils.cli import tool_error
 from gskd_mm.utils.metafile import metafile_text, recipe_metafile
 
 CONFIG_DIR = osp.join(
@@ -30,6 +31,9 @@ def main() -> None:
         action='store_true',
         help='only compare with the committed file; exit 1 if it differs')
     args = parser.parse_args()
+    if not osp.isdir(args.config_dir):
+        tool_error(f'--config-dir {args.config_dir} is not a directory: give '
+                   'the directory of the recipes (default: configs/gskd)')
     text = metafile_text(recipe_metafile(args.config_dir))
     path = osp.join(args.config_dir, 'metafile.yml')
     if args.check:

@@ -31,6 +31,8 @@ from mmengine.hub import get_config
 from mmengine.utils import mkdir_or_exist
 
 from gskd_mm.utils import read_checkpoint, student_state_dict
+from gskd_mm.utils.cli import (check_checkpoint, check_distillation_recipe,
+                               load_config)
 
 # What testing the student reads from the distillation config, besides the
 # model (training keys, teacher and distiller are left behind).
@@ -61,6 +63,10 @@ def parse_args() -> argparse.Namespace:
     args.out_dir = args.out_dir or args.out
     if args.out_dir is None:
         parser.error('the output directory (out_dir or --out) is required')
+    check_distillation_recipe(
+        load_config(args.config), args.config, 'the converter takes the '
+        'student out of a distillation checkpoint', schedule=False)
+    check_checkpoint(args.checkpoint)
     return args
 
 

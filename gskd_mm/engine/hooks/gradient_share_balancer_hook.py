@@ -11,8 +11,8 @@ from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...analysis import (TermGradients, resolve_term, term_gradient_norms,
-                         unwrap_model)
+from ...analysis.loss_gradients import (TermGradients, resolve_term,
+                                        term_gradient_norms, unwrap_model)
 from .loss_gradient_hook import LossGradientHook
 
 #: Key of the balancer's state in a checkpoint.
@@ -42,70 +42,17 @@ class GradientShareBalancerHook(LossGradientHook):
     """Move distillation loss weights so that each term pulls on the student
     with a target share of the task loss's gradient, during training.
 
-    A term's **share** is the L2 norm of its gradient over the student's
-    parameters over that of the reference term (the task loss, the decode
-    head's cross-entropy), as :class:`LossGradientHook` measures it. A
-    weight that gives a term a useful pull cannot be set in advance: a
-    term too weak is inert, one too strong collapses the student, and the
-    share a weight gives moves with the data, the networks and the stage of
-    training. This hook measures the shares of the terms it is given in the
-    step's own forward and moves each term's ``loss_weight`` towards
-    ``target / unit share``:
+    Every ``interval`` iterations it measures, on the step's own graph, the
+    gradient norm of the reference term and of each balanced term over the
+    student (as :class:`LossGradientHook`), averages them over ranks,
+    smooths each term's share at weight 1 (its unit share) and moves the
+    term's ``loss_weight`` towards ``target / unit share``. It logs
+    ``balancer/weight/<term>`` and ``balancer/share/<term>`` and saves its
+    state in checkpoints.
 
-    1. every ``interval`` iterations, the norms of the reference and of the
-       balanced terms (one backward pass each, on the step's retained graph;
-       the step itself is untouched) are averaged over ranks, so that every
-       rank takes the same decision and holds the same weights;
-    2. a term's **unit share** (its share at weight 1: shares are linear in
-       ``loss_weight``) is smoothed by an exponential moving average of its
-       logarithm (``momentum``), so one odd batch moves it little;
-    3. the weight goes to ``target / smoothed unit share``, by at most a
-       factor ``max_change`` per update, and stays within ``weight_range``
-       times the configured ``loss_weight``;
-    4. over the first ``warmup_iters`` iterations the weight in use ramps
-       linearly up to the balanced one, so that the term's share rises to
-       its target instead of pulling at full strength on an untrained
-       student.
-
-    Why a hook, not an optimizer wrapper: the weights are the loss modules'
-    own ``loss_weight``, which the loss applies in its forward, so the
-    optimizer wrappers (one or two, AMP or not, under ``tools/train.py`` or
-    ``mim train mmrazor``) stay as they are, and a hook sees the step's
-    loss dict, the iteration, the checkpoint and the MessageHub.
-
-    What it logs on every measured iteration, through the MessageHub:
-    ``balancer/weight/<term>`` (the weight in use from the next step) and
-    ``balancer/share/<term>`` (the share measured at the step's weight),
-    besides :class:`LossGradientHook`'s ``grad_norm`` and ``grad_share`` of
-    the measured terms. The weights, their smoothed unit shares and the
-    update count are saved in checkpoints and restored by ``--resume``.
-
-    Stated behaviours:
-
-    - a measurement where the reference's or a term's gradient on the
-      student is zero or not finite (e.g. GSKD found no pixel to sample, a
-      term that reaches only its connector, an AMP overflow) leaves that
-      term's weight and average as they were; a term that has not reached
-      the student by the end of the warm-up (or in 10 measurements) gets
-      a warning;
-    - a bound of ``weight_range`` that holds a weight back gets a warning
-      once per term;
-    - DDP: each rank measures its own gradients; the norms are averaged
-      over ranks before the update (the norm of each rank's gradient, not of
-      the all-reduced one);
-    - AMP: each term is differentiated at the student's loss scaler's
-      current scale, as the step's own backward is, and the norms are
-      unscaled, so a term too small for float16 is measured as the step
-      sees it instead of flushing to 0; a step whose scaled gradients
-      overflow is skipped by the optimizer and its measurement by the
-      balancer;
-    - two optimizers (``AdversarialEvalTeacherDistill``): the student
-      step's terms are measured; the discriminator's is not a student term
-      and cannot be balanced.
-
-    Turn it on with, e.g.,
-    ``custom_hooks = [dict(type='GradientShareBalancerHook',
-    targets=dict(loss_gskd=1.0))]``.
+    Examples:
+        >>> custom_hooks = [dict(type='GradientShareBalancerHook',
+        ...                      targets=dict(loss_gskd=1.0))]
 
     Args:
         targets (dict[str, float]): For each balanced term, a key of
@@ -133,6 +80,12 @@ class GradientShareBalancerHook(LossGradientHook):
         weights (dict[str, float]): The balanced weight of every term (the
             weight in use after the warm-up).
         history (deque[BalancerUpdate]): The last ``history_size`` updates.
+
+    Note:
+        A measurement whose gradients are zero or not finite (no pixel
+        sampled, an AMP overflow) leaves the weights as they were. The
+        steps, the stated behaviours under DDP, AMP and two optimizers, and
+        how to pick a target: ``docs/en/user_guides/balancer.md``.
     """
 
     def __init__(self,

@@ -8,7 +8,8 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 from torch.utils.hooks import RemovableHandle
 
-from ...analysis import TermGradients, term_gradient_norms, unwrap_model
+from ...analysis.loss_gradients import (TermGradients, term_gradient_norms,
+                                        unwrap_model)
 
 
 def loss_scale_of(optim_wrapper) -> float:
@@ -36,49 +37,18 @@ def loss_scale_of(optim_wrapper) -> float:
 class LossGradientHook(Hook):
     """Every ``interval`` iterations, the gradient norm of every loss term.
 
-    For every term of the step (the student's losses, e.g.
-    ``student.decode.loss_ce``, and every ``distill.loss_*``, the
-    adversarial generator term included) it logs through the MessageHub,
-    like the losses, so the values reach the text log, ``scalars.json`` and
-    the visualizer backends:
+    For every term of the step (the student's losses and every
+    ``distill.loss_*``) it logs through the MessageHub, like the losses:
+    ``grad_norm/<term>`` (over the student's parameters),
+    ``grad_share/<term>`` (that over the reference term's) and
+    ``grad_norm/<connector>/<term>``. It differentiates the step's own loss
+    dict on the retained graph (:func:`~gskd_mm.analysis.term_gradient_norms`)
+    before the optimizer wrapper backpropagates the sum, so training is
+    bit-identical with the hook on. Subclasses change what is measured
+    (:meth:`measure`) and act on each measurement (:meth:`after_measure`).
 
-    - ``grad_norm/<term>``: L2 norm of the term's gradient over the
-      student's parameters;
-    - ``grad_share/<term>``: that over the reference term's (the task
-      loss, the decode head's cross-entropy by default);
-    - ``grad_norm/<connector>/<term>``: over that connector's parameters.
-
-    How: on a measured iteration a forward hook on the model catches the
-    step's own loss dict, and
-    :func:`~gskd_mm.analysis.term_gradient_norms` differentiates each term
-    with ``torch.autograd.grad`` on the retained graph before the optimizer
-    wrapper backpropagates the sum. The step's own forward is measured, not
-    an extra one, so there is nothing to undo: no random draw (dropout,
-    GSKD's sampling, CIRKD's contrast slots), no BN statistic and no CIRKD
-    queue is touched twice, and the gradients are those of the batch the
-    step trains on. ``autograd.grad`` writes no ``.grad``, so the optimizer
-    step is bit-identical with the hook on. Other iterations register
-    nothing and cost nothing; a measured one costs one extra backward pass
-    per term (its graph is kept meanwhile).
-
-    - AMP: each term is differentiated multiplied by the current scale of
-      the student's ``AmpOptimWrapper`` loss scaler, as the step's own
-      backward is, and the norms are divided by it: the values are
-      unscaled, and gradients too small for float16 do not flush to 0.
-    - DDP: the values are each rank's local gradients (before DDP's
-      all-reduce); logged values are rank 0's.
-    - Two optimizers (``AdversarialEvalTeacherDistill``): the student
-      step's loss dict holds ``distill.loss_adv_g``, which is measured; the
-      discriminator's step is not a student term and is not measured.
-
-    The log shows, like the losses, the mean of the last ``window_size``
-    values of the LogProcessor (measurements, here); set
-    ``interval`` to the logger's, or the LogProcessor's ``custom_cfg``, to
-    change that. Turn it on with
-    ``custom_hooks = [dict(type='LossGradientHook', interval=50)]``.
-
-    Subclasses change what is measured (:meth:`measure`) and act on each
-    measurement (:meth:`after_measure`).
+    Examples:
+        >>> custom_hooks = [dict(type='LossGradientHook', interval=50)]
 
     Args:
         interval (int): Measure every ``interval`` training iterations.
@@ -95,6 +65,12 @@ class LossGradientHook(Hook):
         last (dict[str, TermGradient]): The last measurement.
         seconds (list[float]): Wall time of the measurements (the last
             100).
+
+    Note:
+        A measured iteration costs one extra backward pass per term; other
+        iterations cost nothing. Under AMP the norms are unscaled; under DDP
+        they are each rank's local gradients (rank 0's are logged). Details:
+        ``docs/en/user_guides/loss_gradients.md``.
     """
 
     priority = 'NORMAL'  # before LoggerHook reads the MessageHub

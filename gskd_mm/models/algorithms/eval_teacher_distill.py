@@ -261,46 +261,53 @@ def check_connector_widths(distiller: nn.Module) -> None:
             if not name or not record.get('from_student', False) \
                     or record.get('connector_idx') is not None:
                 continue
-            connector = distiller.connectors[name]
-            convs = [
-                m for m in connector.modules()
-                if isinstance(m, nn.modules.conv._ConvNd)
-            ]
-            if not convs:
-                continue
-            arg_in, arg_out = _width_arguments(connector)
-            where = f'model.distiller.connectors.{name}'
-            student = distiller.get_record(record['recorder'], True,
-                                           record.get('record_idx', 0),
-                                           record.get('data_idx'))
-            width_in = convs[0].in_channels
-            if isinstance(student, Tensor) and student.dim() == 4 \
-                    and student.shape[1] != width_in:
-                raise ValueError(
-                    f'connector {name!r} ({type(connector).__name__}) takes '
-                    f'{width_in} channels, but the student features it '
-                    f'projects for {loss_name} ({key}, student recorder '
-                    f'{record["recorder"]!r}) have {student.shape[1]}: set '
-                    f'{where}.{arg_in}={student.shape[1]}, the width of '
-                    'those features (for the recipes\' decode-head '
-                    'features, the student\'s decode_head.channels)')
-            partner = mapping.get(key[:-2] + '_T') \
-                if key.endswith('_S') else None
-            if partner is None or partner.get('from_student', True) \
-                    or partner.get('connector'):
-                continue
-            teacher = distiller.get_record(partner['recorder'], False,
-                                           partner.get('record_idx', 0),
-                                           partner.get('data_idx'))
-            width_out = convs[-1].out_channels
-            if isinstance(teacher, Tensor) and teacher.dim() == 4 \
-                    and teacher.shape[1] != width_out:
-                raise ValueError(
-                    f'connector {name!r} ({type(connector).__name__}) gives '
-                    f'{width_out} channels, but {loss_name} compares its '
-                    f'output ({key}) with teacher features of '
-                    f'{teacher.shape[1]} channels ({key[:-2]}_T, teacher '
-                    f'recorder {partner["recorder"]!r}): set '
-                    f'{where}.{arg_out}={teacher.shape[1]}, the teacher\'s '
-                    'feature width (for the recipes\' decode-head features, '
-                    'the teacher\'s decode_head.channels)')
+            _check_connector(distiller, loss_name, mapping, key, record)
+
+
+def _check_connector(distiller: nn.Module, loss_name: str, mapping: dict,
+                     key: str, record: dict) -> None:
+    """:func:`check_connector_widths` of one student input of a loss."""
+    name = record['connector']
+    connector = distiller.connectors[name]
+    convs = [
+        m for m in connector.modules()
+        if isinstance(m, nn.modules.conv._ConvNd)
+    ]
+    if not convs:
+        return
+    arg_in, arg_out = _width_arguments(connector)
+    where = f'model.distiller.connectors.{name}'
+    student = distiller.get_record(record['recorder'], True,
+                                   record.get('record_idx', 0),
+                                   record.get('data_idx'))
+    width_in = convs[0].in_channels
+    if isinstance(student, Tensor) and student.dim() == 4 \
+            and student.shape[1] != width_in:
+        raise ValueError(
+            f'connector {name!r} ({type(connector).__name__}) takes '
+            f'{width_in} channels, but the student features it '
+            f'projects for {loss_name} ({key}, student recorder '
+            f'{record["recorder"]!r}) have {student.shape[1]}: set '
+            f'{where}.{arg_in}={student.shape[1]}, the width of '
+            'those features (for the recipes\' decode-head '
+            'features, the student\'s decode_head.channels)')
+    partner = mapping.get(key[:-2] + '_T') \
+        if key.endswith('_S') else None
+    if partner is None or partner.get('from_student', True) \
+            or partner.get('connector'):
+        return
+    teacher = distiller.get_record(partner['recorder'], False,
+                                   partner.get('record_idx', 0),
+                                   partner.get('data_idx'))
+    width_out = convs[-1].out_channels
+    if isinstance(teacher, Tensor) and teacher.dim() == 4 \
+            and teacher.shape[1] != width_out:
+        raise ValueError(
+            f'connector {name!r} ({type(connector).__name__}) gives '
+            f'{width_out} channels, but {loss_name} compares its '
+            f'output ({key}) with teacher features of '
+            f'{teacher.shape[1]} channels ({key[:-2]}_T, teacher '
+            f'recorder {partner["recorder"]!r}): set '
+            f'{where}.{arg_out}={teacher.shape[1]}, the teacher\'s '
+            'feature width (for the recipes\' decode-head features, '
+            'the teacher\'s decode_head.channels)')

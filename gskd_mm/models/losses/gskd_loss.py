@@ -1,12 +1,8 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """Global Structural Similarity Knowledge Distillation (GSKD) loss.
 
-Every step of the method is a batched tensor operation: class-balanced
-sampling is two sorts per batch, the row-wise shuffle is one sort of random
-keys, and the descriptors are a masked log-softmax over a padded
-``(images, groups, rows * columns)`` layout. The whole forward makes a single
-host-device sync (for the largest number of classes in an image, which sets
-the padded shapes) regardless of the number of classes or groups.
+How it is vectorised (one host sync per forward) and what its options do:
+``docs/en/advanced_guides/gskd_options.md``.
 """
 import numbers
 from dataclasses import dataclass
@@ -14,16 +10,15 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor
 
-from ..utils import (check_dense_pair, check_labels, class_balanced_sample,
-                     class_counts, float32_forward, gather_normalized,
+from ..utils import (NORMALIZATIONS, check_dense_pair, check_labels,
+                     class_balanced_sample, class_counts, descriptor_kl_terms,
+                     float32_forward, gather_normalized, grouped_columns,
                      resize_labels, teacher_at_student_size, valid_pixel_mask)
 
 VALID_MASKS = ('teacher_correct', 'labeled')
-NORMALIZATIONS = ('length', 'descriptor', 'row')
 
 
 @dataclass(frozen=True)
@@ -107,34 +102,18 @@ class GSKDLoss(nn.Module):
             the same image position in both maps. If False, such features
             raise a ValueError. Defaults to False.
         normalize (str): How the KL of a ``B x S`` descriptor is
-            normalised. ``'length'``: the KL between the softmaxes of the
-            flattened descriptors, ``* tau**2 / (B * S)`` (its number of
-            entries), as the method's authors do. ``'descriptor'``: the same
-            KL ``* tau**2``, not divided. ``'row'``: each of the B rows is a
-            distribution over its S columns; the KL of every row
-            ``* tau**2``, averaged over the descriptor's rows that have an
-            entry. Defaults to 'length'.
+            normalised: ``'length'`` (the authors': ``KL * tau**2 /
+            (B * S)`` of the flattened descriptors), ``'descriptor'`` (not
+            divided) or ``'row'`` (a softmax per row, the rows' KL
+            averaged). Defaults to 'length'.
         exclude_diagonal (bool): Leave every sample's similarity with
-            itself (the cosine-1 entry of ``V``, at column == row before the
-            shuffle) out of every descriptor, as if it were padding. A
-            sample drawn twice (fill of a class with no other valid pixel)
-            keeps its similarity with its copy. Defaults to False.
+            itself out of every descriptor, as if it were padding.
+            Defaults to False.
 
     Note:
-        At the authors' settings (the defaults) GSKD pulls weakly on the
-        student, for three reasons that ``normalize`` and
-        ``exclude_diagonal`` address:
-
-        - a descriptor's softmax runs over ``B * S`` cosines in [-1, 1], so
-          at ``tau = 1`` it is almost flat ('row' softmaxes over S entries);
-        - its KL is divided by ``B * S`` (about 2,000 on Cityscapes);
-          'descriptor' and 'row' do not divide by it;
-        - the diagonal of ``V`` (cosine 1 in both networks, at the same
-          shuffled positions) sits inside every descriptor: at a lower
-          ``tau`` both distributions peak on it and the loss vanishes
-          instead of sharpening, unless ``exclude_diagonal`` removes it.
-
-        The defaults give the authors' loss bit for bit.
+        The defaults give the authors' loss bit for bit. Why the authors'
+        loss pulls weakly and how ``normalize``, ``exclude_diagonal`` and
+        ``tau`` change that: ``docs/en/advanced_guides/gskd_options.md``.
     """
 
     def __init__(self,
@@ -277,33 +256,16 @@ class GSKDLoss(nn.Module):
             descriptors; None when no image has a valid pixel.
         """
         preds_T, logits_T = preds_T.detach(), logits_T.detach()
-        num_classes = logits_T.shape[1]
-        labels = resize_labels(labels, preds_S.shape[-2:])
-        valid = valid_pixel_mask(labels, logits_T, self.ignore_index,
-                                 self.valid_mask).flatten(1)
-        labels = labels.flatten(1)
-        out_of_range = (labels != self.ignore_index) & (
-            (labels < 0) | (labels >= num_classes))
-        counts = class_counts(labels, valid, num_classes)
-        num_present = (counts > 0).sum(1)
-        # The one host sync of the forward: the padded shapes depend on it,
-        # and the label range check rides along.
-        max_present, num_out_of_range = torch.stack(
-            [num_present.max(), out_of_range.sum()]).tolist()
-        if num_out_of_range:
-            raise ValueError(
-                f'gt_labels holds values outside [0, {num_classes}) that are '
-                f'not ignore_index={self.ignore_index}; labels must index '
-                'the classes of logits_T, and unlabelled pixels must carry '
-                'ignore_index')
+        labels, valid, counts, num_present, max_present = \
+            self._valid_pixels(labels, logits_T, preds_S.shape[-2:])
         if max_present == 0:
             return None
 
         index, rows_valid = class_balanced_sample(labels, valid, counts,
                                                   max_present,
                                                   self.num_samples)
-        columns, columns_valid, groups_per_img = self._grouped_columns(
-            rows_valid, num_present, max_present)
+        columns, columns_valid, groups_per_img = grouped_columns(
+            rows_valid, num_present, max_present, self.group_size)
         feat_S = gather_normalized(preds_S, index)
         feat_T = gather_normalized(preds_T, index)
         sim_S = feat_S @ feat_S.transpose(1, 2)
@@ -332,52 +294,40 @@ class GSKDLoss(nn.Module):
             off_diagonal=off_diagonal,
             descriptor_valid=descriptor_valid)
 
-    def _grouped_columns(self, rows_valid: Tensor, num_present: Tensor,
-                         max_present: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """Shuffle every row's columns and lay them out in groups.
+    def _valid_pixels(self, labels: Tensor, logits_T: Tensor,
+                      size: Tuple[int, int]) -> tuple:
+        """The pixels that may be sampled, and the classes among them.
 
         Args:
-            rows_valid (Tensor): (N, B) mask of real (not padding) samples.
-            num_present (Tensor): (N,) number of classes per image.
-            max_present (int): ``num_present.max()``.
+            labels (Tensor): Integer labels, (N, H, W).
+            logits_T (Tensor): Teacher logits, (N, K, h', w').
+            size (tuple[int, int]): The features' (h, w).
 
         Returns:
-            tuple[Tensor, Tensor, Tensor]: Column indices into the
-            similarity matrices, (N, B, G * S) for G groups of at most S
-            columns; the (N, G, S) mask of the columns that exist; the (N,)
-            number of groups of each image.
+            tuple: ``labels`` (N, h * w) at feature size, ``valid`` (N,
+            h * w), ``counts`` (N, K) valid pixels per class, ``num_present``
+            (N,) and its maximum, an int.
         """
-        num_imgs, max_samples = rows_valid.shape
-        num_samples = rows_valid.sum(1)  # B of each image
-        if self.group_size > 0:
-            width = torch.full_like(num_samples, self.group_size)
-        else:
-            width = -self.group_size * num_present
-        # A group wider than the B columns of its image is all of them.
-        width = torch.minimum(width, num_samples).clamp(min=1)
-        max_width = min(
-            self.group_size if self.group_size > 0 else -self.group_size *
-            max_present, max_samples)
-        max_groups = -(-max_samples // max_width)
-        groups_per_img = -(-num_samples // width)
-
-        # Row-wise shuffle: sorting random keys gives every row its own
-        # uniform permutation; padding columns sort last.
-        keys = torch.rand(
-            num_imgs, max_samples, max_samples, device=rows_valid.device)
-        keys.masked_fill_(~rows_valid[:, None, :], 2.0)
-        perm = keys.argsort(dim=2)
-
-        # Shuffled position of column k of group g: g * width + k.
-        group = torch.arange(max_groups, device=perm.device)[:, None]
-        within = torch.arange(max_width, device=perm.device)
-        position = group * width[:, None, None] + within  # (N, G, S)
-        columns_valid = (within < width[:, None, None]) & (
-            position < num_samples[:, None, None])
-        position = torch.where(columns_valid, position, 0).flatten(1)
-        columns = perm.gather(
-            2, position[:, None, :].expand(-1, max_samples, -1))
-        return columns, columns_valid, groups_per_img
+        num_classes = logits_T.shape[1]
+        labels = resize_labels(labels, size)
+        valid = valid_pixel_mask(labels, logits_T, self.ignore_index,
+                                 self.valid_mask).flatten(1)
+        labels = labels.flatten(1)
+        out_of_range = (labels != self.ignore_index) & (
+            (labels < 0) | (labels >= num_classes))
+        counts = class_counts(labels, valid, num_classes)
+        num_present = (counts > 0).sum(1)
+        # The one host sync of the forward: the padded shapes depend on it,
+        # and the label range check rides along.
+        max_present, num_out_of_range = torch.stack(
+            [num_present.max(), out_of_range.sum()]).tolist()
+        if num_out_of_range:
+            raise ValueError(
+                f'gt_labels holds values outside [0, {num_classes}) that are '
+                f'not ignore_index={self.ignore_index}; labels must index '
+                'the classes of logits_T, and unlabelled pixels must carry '
+                'ignore_index')
+        return labels, valid, counts, num_present, max_present
 
     def _check_inputs(self, preds_S: Tensor, preds_T: Tensor,
                       logits_T: Tensor, gt_labels: Tensor) -> Tensor:
@@ -389,77 +339,3 @@ class GSKDLoss(nn.Module):
         check_dense_pair('preds_S', 'logits_T', preds_S, logits_T,
                          same_channels=False, same_size=False)
         return check_labels(gt_labels, preds_S.shape[0])
-
-
-def descriptor_kl_terms(sim_S: Tensor,
-                        sim_T: Tensor,
-                        rows_valid: Tensor,
-                        columns_valid: Tensor,
-                        tau: float,
-                        normalize: str = 'length',
-                        keep: Optional[Tensor] = None) -> Tensor:
-    """KL between every teacher and student descriptor, as in GSKD.
-
-    With ``normalize='length'`` (the authors'), each descriptor is
-    flattened, softmax-ed with temperature ``tau`` and compared with
-    ``KL(teacher || student) * tau**2 / length``, ``length`` its number of
-    entries. ``'descriptor'`` leaves out the division. ``'row'`` softmaxes
-    every row of a descriptor over its columns and averages the rows'
-    ``KL * tau**2`` over the rows that have an entry.
-
-    Args:
-        sim_S (Tensor): (N, B, G * S) student similarities, shuffled and
-            laid out group by group.
-        sim_T (Tensor): The teacher's, same layout.
-        rows_valid (Tensor): (N, B) mask of real rows.
-        columns_valid (Tensor): (N, G, S) mask of real columns.
-        tau (float): Temperature.
-        normalize (str): 'length', 'descriptor' or 'row'. Defaults to
-            'length'.
-        keep (Tensor, optional): (N, B, G * S) mask of the entries to
-            compare, on top of the real rows and columns (e.g. off the
-            diagonal). Defaults to None (all of them).
-
-    Returns:
-        Tensor: (N, G) terms; zero for groups with no entry (padding).
-    """
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got '
-                         f'{normalize!r}')
-    num_imgs, rows, _ = sim_S.shape
-    max_groups, max_width = columns_valid.shape[1:]
-    # Masked entries get a huge negative logit: zero probability, no NaN
-    # even for padding groups or rows that have no entry at all.
-    floor = torch.finfo(torch.float32).min
-
-    if normalize == 'row':
-        shape = (num_imgs, rows, max_groups, max_width)
-        mask = rows_valid[:, :, None, None] & columns_valid[:, None]
-        if keep is not None:
-            mask = mask & keep.view(shape)
-        log_p_S = F.log_softmax(
-            (sim_S.view(shape) / tau).masked_fill(~mask, floor), dim=3)
-        log_p_T = F.log_softmax(
-            (sim_T.view(shape) / tau).masked_fill(~mask, floor), dim=3)
-        kl = torch.where(mask, log_p_T.exp() * (log_p_T - log_p_S),
-                         0.0).sum(3)  # (N, B, G)
-        rows_in = mask.any(3).sum(1)
-        return (kl * tau**2).sum(1) / rows_in.clamp(min=1)
-
-    def group_major(sim: Tensor) -> Tensor:
-        # (N, B, G*S) -> (N, G, B*S): one flat descriptor per group.
-        return sim.view(num_imgs, rows, max_groups, max_width).transpose(
-            1, 2).reshape(num_imgs, max_groups, rows * max_width)
-
-    mask = rows_valid[:, None, :, None] & columns_valid[:, :, None, :]
-    mask = mask.reshape(num_imgs, max_groups, rows * max_width)
-    if keep is not None:
-        mask = mask & group_major(keep)
-    log_p_S = F.log_softmax(
-        (group_major(sim_S) / tau).masked_fill(~mask, floor), dim=2)
-    log_p_T = F.log_softmax(
-        (group_major(sim_T) / tau).masked_fill(~mask, floor), dim=2)
-    kl = torch.where(mask, log_p_T.exp() * (log_p_T - log_p_S), 0.0).sum(2)
-    if normalize == 'descriptor':
-        return kl * tau**2
-    return kl * tau**2 / mask.sum(2).clamp(min=1)

@@ -146,18 +146,8 @@ def class_balanced_sample(labels: Tensor, valid: Tensor, counts: Tensor,
     num_imgs, num_pixels = labels.shape
     num_classes = counts.shape[1]
     device = labels.device
-
-    # Valid pixels in a uniformly random order (invalid ones last) ...
-    keys = torch.rand(num_imgs, num_pixels, device=device)
-    random_order = keys.masked_fill(~valid, 2.0).argsort(dim=1)
-    # ... and grouped by class, keeping that random order inside a class.
-    class_key = torch.where(valid, labels, num_classes)
-    by_class = class_key.gather(1, random_order).argsort(dim=1, stable=True)
-    class_order = random_order.gather(1, by_class)
-    # Position of each pixel in `random_order`.
-    rank_in_random = torch.empty_like(random_order).scatter_(
-        1, random_order,
-        torch.arange(num_pixels, device=device).expand(num_imgs, -1))
+    random_order, class_order, rank_in_random = _random_orders(
+        labels, valid, num_classes)
 
     # Present classes first, in ascending class order.
     present = counts > 0
@@ -178,6 +168,41 @@ def class_balanced_sample(labels: Tensor, valid: Tensor, counts: Tensor,
         0, num_pixels - 1)
     own = class_order.gather(1, own_pos.flatten(1)).view(own_pos.shape)
 
+    fill = _fill(own, count, start, num_other, random_order, class_order,
+                 rank_in_random, num_samples)
+
+    index = torch.where(j < count[..., None], own, fill)
+    rows_valid = slot_valid[..., None].expand(-1, -1, num_samples)
+    return index.flatten(1), rows_valid.flatten(1)
+
+
+def _random_orders(labels: Tensor, valid: Tensor,
+                   num_classes: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """The valid pixels in a random order, that order grouped by class, and
+    each pixel's position in the first (of :func:`class_balanced_sample`)."""
+    num_imgs, num_pixels = labels.shape
+    # Valid pixels in a uniformly random order (invalid ones last) ...
+    keys = torch.rand(num_imgs, num_pixels, device=labels.device)
+    random_order = keys.masked_fill(~valid, 2.0).argsort(dim=1)
+    # ... and grouped by class, keeping that random order inside a class.
+    class_key = torch.where(valid, labels, num_classes)
+    by_class = class_key.gather(1, random_order).argsort(dim=1, stable=True)
+    class_order = random_order.gather(1, by_class)
+    # Position of each pixel in `random_order`.
+    rank_in_random = torch.empty_like(random_order).scatter_(
+        1, random_order,
+        torch.arange(num_pixels, device=labels.device).expand(num_imgs, -1))
+    return random_order, class_order, rank_in_random
+
+
+def _fill(own: Tensor, count: Tensor, start: Tensor, num_other: Tensor,
+          random_order: Tensor, class_order: Tensor, rank_in_random: Tensor,
+          num_samples: int) -> Tensor:
+    """The fill of every class slot (of :func:`class_balanced_sample`)."""
+    num_imgs, num_pixels = random_order.shape
+    max_present = own.shape[1]
+    device = own.device
+    j = torch.arange(num_samples, device=device)  # slot within the class
     # Fill: the q-th pixel of `random_order` that is not of this class, for
     # q running cyclically from a random start. The class's own pixels sit
     # at sorted positions p_k there, and the q-th other pixel is at
@@ -201,10 +226,7 @@ def class_balanced_sample(labels: Tensor, valid: Tensor, counts: Tensor,
     own_repeated = class_order.gather(1, cyclic.flatten(1)).view(
         cyclic.shape)
     fill = torch.where((num_other > 0)[..., None], fill, own_repeated)
-
-    index = torch.where(j < count[..., None], own, fill)
-    rows_valid = slot_valid[..., None].expand(-1, -1, num_samples)
-    return index.flatten(1), rows_valid.flatten(1)
+    return fill
 
 
 def gather_normalized(feats: Tensor, index: Tensor) -> Tensor:

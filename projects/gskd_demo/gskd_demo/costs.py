@@ -2,27 +2,31 @@
 """What a training step of each demo method costs, over the student's own.
 
 The compute-matched runs give no KD the iterations a distillation run's
-time buys. The ratio is measured once, on the machine the study runs on,
-and fixed before the runs (``projects/gskd_demo/step_costs.json``): the
-mean CPU time of a whole training iteration (the batch's loading, the
-hooks, the step: :attr:`RunResult.iteration_ms`), median over a few seeds,
-each run on one CPU thread. CPU time, not wall time: it is the compute a
-single-threaded run spends, and other jobs on the machine change it much
-less.
+compute buys. The cost is the library's step cost
+(:mod:`gskd_mm.analysis.step_cost`): the CPU time of whole training
+iterations (the batch's loading, the hooks, the step:
+:attr:`RunResult.iteration_ms`) on one thread, over no KD's, in repeats
+that interleave the methods, with a 95 % interval. It is measured once, on
+the machine the study runs on, and fixed before the runs
+(``projects/gskd_demo/step_costs.json``).
 """
 import datetime
+import os
 import platform
-import statistics
+import subprocess
 import tempfile
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 
+from gskd_mm.analysis.step_cost import cost_ratio
+
+from .methods import NO_KD, MethodKey
 from .pipeline import run_demo
 
-#: Seeds and iterations of the measurement.
-COST_SEEDS = 3
-COST_ITERS = 150
+#: Interleaved repeats, and iterations of every run, of the measurement.
+COST_REPEATS = 12
+COST_ITERS = 80
 
 
 def cpu_name() -> str:
@@ -37,45 +41,78 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure_costs(methods: Sequence[str], work_dir: str, teacher_iters: int,
-                  num_train: int, num_val: int) -> Dict:
+def code_commit() -> str:
+    """The checked-out commit of the code (``unknown`` outside git)."""
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                              capture_output=True, text=True, check=True,
+                              cwd=os.path.dirname(__file__),
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+
+
+def measure_costs(methods: Sequence[MethodKey],
+                  work_dir: str,
+                  teacher_iters: int,
+                  num_train: int,
+                  num_val: int,
+                  repeats: int = COST_REPEATS,
+                  iters: int = COST_ITERS) -> Dict:
     """Time every method's training iteration against no KD's.
 
-    Every method trains :data:`COST_ITERS` iterations for seeds
-    ``0 .. COST_SEEDS - 1`` in this process, one run at a time, in a fresh
-    directory (no stored run is reused: their times may come from a busy
-    machine).
+    Every repeat trains every method for ``iters`` iterations (seed 0, one
+    run at a time, one thread, in a fresh directory: no stored run is
+    reused), the methods in an order rotated by one each repeat, so that a
+    change in the machine's load falls on all of them alike. The ratio of a
+    method is taken within each repeat (its mean iteration over no KD's)
+    and combined over repeats (:func:`~gskd_mm.analysis.step_cost.
+    cost_ratio`).
 
     Args:
-        methods (Sequence[str]): Method keys; ``no_kd`` is added.
-        work_dir (str): Where the fresh runs go (a new directory inside).
+        methods (Sequence[MethodKey]): The methods; no KD is added.
+        work_dir (str): Where the fresh runs go (new directories inside).
         teacher_iters (int): The teacher's iterations (cached).
         num_train (int): Training images.
         num_val (int): Validation images.
+        repeats (int): Interleaved repeats. Defaults to
+            :data:`COST_REPEATS`.
+        iters (int): Iterations of every run. Defaults to
+            :data:`COST_ITERS`.
 
     Returns:
-        dict: When and where it was measured, and per method its
-        ``iteration_ms`` (median over seeds of a run's mean) and ``ratio``
-        (over no KD's).
+        dict: Provenance (date, commit, CPU, threads, repeats, iterations)
+        and per method its ``iteration_ms`` per repeat and its ``ratio``,
+        ``low`` and ``high`` over no KD's.
     """
-    methods = ['no_kd'] + [m for m in methods if m != 'no_kd']
-    out_dir = tempfile.mkdtemp(prefix='run-', dir=work_dir)
-    summary = run_demo(methods, COST_SEEDS, COST_ITERS, teacher_iters, 4, 8,
-                       num_train, num_val, out_dir)
-    times = {
-        key: statistics.median(r.iteration_ms for r in method.runs)
-        for key, method in summary.methods.items()
-    }
+    methods = [NO_KD] + [m for m in methods if m != NO_KD]
+    times: Dict[MethodKey, List[float]] = {key: [] for key in methods}
+    for repeat in range(repeats):
+        shift = repeat % len(methods)
+        order = methods[shift:] + methods[:shift]
+        out_dir = tempfile.mkdtemp(prefix=f'repeat{repeat}-', dir=work_dir)
+        summary = run_demo(order, 1, iters, teacher_iters, 4, 8, num_train,
+                           num_val, out_dir)
+        for key, method in summary.methods.items():
+            times[key].append(method.runs[0].iteration_ms)
     return dict(
         measured=datetime.date.today().isoformat(),
+        commit=code_commit(),
         cpu=cpu_name(),
+        cpu_count=os.cpu_count(),
         torch=torch.__version__,
         threads=1,
-        seeds=COST_SEEDS,
-        iters=COST_ITERS,
-        what='mean CPU milliseconds of a whole training iteration (batch, '
-        'hooks, step), median over seeds; ratio over no KD',
+        seed=0,
+        repeats=repeats,
+        iters=iters,
+        what='step cost (gskd_mm.analysis.step_cost): mean CPU time of a '
+        'whole training iteration (batch, hooks, step) on one thread, over '
+        'no KD\'s; geometric mean of the per-repeat ratios, 95 % t '
+        'interval on the log ratio; methods interleaved in every repeat',
         methods={
-            key: dict(iteration_ms=ms, ratio=ms / times['no_kd'])
+            str(key): dict(
+                iteration_ms=sum(ms) / len(ms),
+                iteration_ms_repeats=ms,
+                **cost_ratio(times[NO_KD], ms).to_dict())
             for key, ms in times.items()
         })

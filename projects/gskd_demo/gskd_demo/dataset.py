@@ -138,23 +138,7 @@ def generate_synthetic_scenes(data_root: str,
     os.makedirs(osp.join(data_root, 'splits'), exist_ok=True)
     update = _progress(sum(counts.values()))
     for split, count in counts.items():
-        img_dir = osp.join(data_root, 'img_dir', split)
-        ann_dir = osp.join(data_root, 'ann_dir', split)
-        os.makedirs(img_dir, exist_ok=True)
-        os.makedirs(ann_dir, exist_ok=True)
-        names = []
-        for i in range(count):
-            # One generator per image, keyed by (seed, split, index).
-            key = [params['seed'], _SPLIT_KEYS[split], i]
-            rng = np.random.default_rng(key)
-            image, label = render_scene(rng, params['img_size'])
-            name = f'{split}_{i:05d}'
-            Image.fromarray(image).save(osp.join(img_dir, name + '.png'))
-            Image.fromarray(label).save(osp.join(ann_dir, name + '.png'))
-            names.append(name)
-            update()
-        with open(osp.join(data_root, 'splits', f'{split}.txt'), 'w') as f:
-            f.write(''.join(n + '\n' for n in names))
+        _write_split(data_root, split, count, params, update)
 
     meta = dict(
         format=FORMAT_NAME,
@@ -168,6 +152,29 @@ def generate_synthetic_scenes(data_root: str,
         json.dump(meta, f, indent=2)
     os.replace(tmp_path, meta_path)  # atomic: present means complete
     return data_root
+
+
+def _write_split(data_root: str, split: str, count: int, params: dict,
+                 update: Callable[[], None]) -> None:
+    """Render and write the ``count`` images of a split, their labels and
+    the split's list (``update`` after each image)."""
+    img_dir = osp.join(data_root, 'img_dir', split)
+    ann_dir = osp.join(data_root, 'ann_dir', split)
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+    names = []
+    for i in range(count):
+        # One generator per image, keyed by (seed, split, index).
+        key = [params['seed'], _SPLIT_KEYS[split], i]
+        rng = np.random.default_rng(key)
+        image, label = render_scene(rng, params['img_size'])
+        name = f'{split}_{i:05d}'
+        Image.fromarray(image).save(osp.join(img_dir, name + '.png'))
+        Image.fromarray(label).save(osp.join(ann_dir, name + '.png'))
+        names.append(name)
+        update()
+    with open(osp.join(data_root, 'splits', f'{split}.txt'), 'w') as f:
+        f.write(''.join(n + '\n' for n in names))
 
 
 @contextlib.contextmanager

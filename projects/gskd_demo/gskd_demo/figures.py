@@ -7,11 +7,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib import pyplot as plt
 
-from .methods import is_no_kd
+from .methods import GSKD_VARIANTS, MethodKey, method_spec
 from .results import DemoSummary
 
 # Colour of each demo method in every figure: a family per base recipe,
-# its GSKD variants (<base>_<variant>) in the family's darker shades.
+# its GSKD variants in the family's darker shades; a method at iterations
+# of its own (no KD at equal compute) in OTHER_SCHEDULE.
 METHOD_COLOURS = {
     'no_kd': '#7f7f7f',
     'dist': '#9ecae1',
@@ -25,18 +26,17 @@ VARIANT_SHADES = dict(
     dist=('#4292c6', '#08519c', '#08306b', '#041a3d'),
     cwd=('#fd8d3c', '#a63603', '#7f2704', '#4d1802'),
     cirkd=('#41ab5d', '#006d2c', '#00441b', '#002a10'))
+OTHER_SCHEDULE = '#444444'
 
 
-def method_colour(key: str) -> str:
+def method_colour(key: MethodKey) -> str:
     """The colour of a demo method or sweep variant in every figure."""
-    if key in METHOD_COLOURS:
-        return METHOD_COLOURS[key]
-    from .methods import GSKD_VARIANTS
-    base, _, variant = key.partition('_')
-    shades = VARIANT_SHADES.get(base, ('#444444', ))
-    index = list(GSKD_VARIANTS).index(variant) if variant in \
-        GSKD_VARIANTS else 0
-    return shades[index % len(shades)]
+    if key.iters is not None:
+        return OTHER_SCHEDULE
+    if key.variant is None:
+        return METHOD_COLOURS[key.base]
+    shades = VARIANT_SHADES[key.base]
+    return shades[list(GSKD_VARIANTS).index(key.variant) % len(shades)]
 
 
 def read_scalars(path: str) -> Dict[str, np.ndarray]:
@@ -221,7 +221,6 @@ def plot_balancer(summary: DemoSummary, out_file: str) -> Optional[str]:
     Returns:
         str | None: ``out_file``, or None when no method is balanced.
     """
-    from .methods import method_spec
     balanced = {
         key: method
         for key, method in summary.methods.items()
@@ -235,16 +234,17 @@ def plot_balancer(summary: DemoSummary, out_file: str) -> Optional[str]:
     for col, (key, method) in enumerate(balanced.items()):
         targets = method_spec(key).balancer['targets']
         for term, target in targets.items():
-            history = [[h for h in run.balancer if h['term'] == term]
+            history = [[h for h in run.balancer if h.term == term]
                        for run in method.runs]
             length = min(len(h) for h in history)
-            iters = [h['iter'] + 1 for h in history[0][:length]]
+            iters = [h.iter + 1 for h in history[0][:length]]
             for row, (field, label) in enumerate(
                 (('weight', 'loss weight in use'),
                  ('share', 'share of the task gradient'))):
                 values = np.array(
-                    [[np.nan if h[field] is None else h[field]
-                      for h in run[:length]] for run in history],
+                    [[np.nan if getattr(h, field) is None else
+                      getattr(h, field) for h in run[:length]]
+                     for run in history],
                     dtype=np.float64)
                 low, mid, high = np.nanpercentile(values, [10, 50, 90], 0)
                 ax = axes[row, col]
@@ -267,7 +267,8 @@ def plot_balancer(summary: DemoSummary, out_file: str) -> Optional[str]:
     return out_file
 
 
-def plot_compute(summaries: Sequence[DemoSummary], methods: Sequence[str],
+def plot_compute(summaries: Sequence[DemoSummary],
+                 methods: Sequence[MethodKey],
                  out_file: str) -> str:
     """mIoU against compute: no KD's curve, and every method's schedules.
 
@@ -279,7 +280,7 @@ def plot_compute(summaries: Sequence[DemoSummary], methods: Sequence[str],
     Args:
         summaries (Sequence[DemoSummary]): One per schedule, with their
             step costs.
-        methods (Sequence[str]): The distillation methods to draw.
+        methods (Sequence[MethodKey]): The distillation methods to draw.
         out_file (str): PNG file to write.
 
     Returns:
@@ -289,7 +290,7 @@ def plot_compute(summaries: Sequence[DemoSummary], methods: Sequence[str],
     no_kd = {}
     for summary in summaries:
         for key, method in summary.methods.items():
-            if is_no_kd(key):
+            if key.is_no_kd:
                 no_kd[method.iters] = method.stats['miou']
     xs = sorted(no_kd)
     ax.errorbar(xs, [no_kd[x].mean for x in xs],

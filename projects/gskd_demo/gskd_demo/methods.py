@@ -3,16 +3,19 @@
 
 The methods: the student without distillation and with every recipe of
 ``projects/gskd_demo/configs`` (:data:`METHODS`), and the GSKD variants of
-the sweep (:data:`GSKD_VARIANTS`); and a method's config rewritten for one
-run of the demo: its data, schedule and seed (:func:`load_config`).
+the sweep (:data:`GSKD_VARIANTS`), each named by a :class:`MethodKey`; and
+a method's config rewritten for one run of the demo: its data, schedule and
+seed (:func:`load_config`).
 """
 import json
 import os.path as osp
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 from mmengine.config import Config, ConfigDict
 
-from gskd_mm.analysis.budget import matched_iters, scale_schedulers
+from gskd_mm.analysis.budget import scale_schedulers
+from gskd_mm.analysis.step_cost import matched_iters
 
 TEACHER_CONFIG = 'deeplabv3_r18-w16-d4_synthetic-64x64.py'
 STUDENT_CONFIG = 'deeplabv3_r18-w8-d4_synthetic-64x64.py'
@@ -45,7 +48,8 @@ def gskd_variants() -> Dict[str, dict]:
     ``balancer``: the ``GradientShareBalancerHook`` of the recipes
     (target share 1.0), measuring every 5 of the demo's 150 iterations,
     its weight ramped up over the schedule's learning-rate warm-up (see
-    :func:`balancer_hook`). Its moving average keeps less of the past
+    :func:`balancer_hook`) and ``fixed``, the variant it balances. Its
+    moving average keeps less of the past
     (momentum 0.7) than the hook's default (0.9, about 10 updates, for
     schedules of thousands of iterations): in one trial run per base (seed
     0) GSKD's share at weight 1 fell about 2.5x over the demo's 30 updates,
@@ -66,14 +70,106 @@ def gskd_variants() -> Dict[str, dict]:
         dict(
             label='GSKD-row-t1 balanced',
             loss_gskd=dict(cfg.gskd_row_t1),
-            balancer=dict(balancer, interval=5, momentum=0.7)),
+            balancer=dict(balancer, interval=5, momentum=0.7),
+            fixed='gskd-row-t1'),
     }
 
 
 GSKD_VARIANTS = gskd_variants()
+# The METHODS key of the student without distillation.
+NO_KD_NAME = 'no_kd'
+
+
+@dataclass(frozen=True)
+class MethodKey:
+    """A student method of the demo or of its sweep, at a schedule.
+
+    On disk and on the command line it is written
+    ``<method>[@<iters>]`` or ``<base>_<variant>[@<iters>]``
+    (:meth:`parse`, ``str``), e.g. ``'dist_gskd'``, ``'cwd_gskd-row'``,
+    ``'no_kd@250'``; everywhere else it is this key.
+
+    Attributes:
+        base (str): A method of :data:`METHODS`; with a variant, the base
+            recipe (of :data:`GSKD_PAIRS`) its GSKD recipe is built on.
+        variant (str | None): A GSKD variant of :data:`GSKD_VARIANTS`.
+        iters (int | None): Its own iterations (e.g. no KD trained for
+            what a distillation run costs), else None: the demo's.
+
+    Raises:
+        ValueError: If it names no method, or ``iters`` is not positive.
+    """
+    base: str
+    variant: Optional[str] = None
+    iters: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        known = self.base in METHODS if self.variant is None else (
+            self.base in GSKD_PAIRS.values()
+            and self.variant in GSKD_VARIANTS)
+        if not known:
+            raise ValueError(
+                f'unknown demo method {self.name!r}: choose from '
+                f'{list(METHODS)} or a sweep variant <base>_<variant> with '
+                f'base in {list(GSKD_PAIRS.values())} and variant in '
+                f'{list(GSKD_VARIANTS)}')
+        if self.iters is not None and (not isinstance(self.iters, int)
+                                       or self.iters < 1):
+            raise ValueError(f'{self.name}@{self.iters}: the iterations '
+                             'after @ must be a positive integer, e.g. '
+                             'no_kd@250')
+
+    @classmethod
+    def parse(cls, text: str) -> 'MethodKey':
+        """The key written ``text`` (see the class)."""
+        name, at, iters = text.partition('@')
+        if at and not iters.isdigit():
+            raise ValueError(f'{text}: the iterations after @ must be a '
+                             'positive integer, e.g. no_kd@250')
+        iters = int(iters) if at else None
+        if name in METHODS:
+            return cls(name, None, iters)
+        base, sep, variant = name.partition('_')
+        return cls(base, variant if sep else None, iters)
+
+    @classmethod
+    def of(cls, key: Union['MethodKey', str]) -> 'MethodKey':
+        """A key, or the key written ``key``."""
+        return key if isinstance(key, cls) else cls.parse(key)
+
+    @property
+    def name(self) -> str:
+        """The method without its schedule: ``<method>`` or
+        ``<base>_<variant>``."""
+        return self.base if self.variant is None else \
+            f'{self.base}_{self.variant}'
+
+    def __str__(self) -> str:
+        return self.name if self.iters is None else \
+            f'{self.name}@{self.iters}'
+
+    @property
+    def is_no_kd(self) -> bool:
+        """Whether it is the student alone, at any schedule."""
+        return self.base == NO_KD_NAME
+
+    def at(self, iters: Optional[int]) -> 'MethodKey':
+        """The same method at ``iters`` iterations (None: the demo's)."""
+        return replace(self, iters=iters)
+
+    @property
+    def fixed_twin(self) -> Optional['MethodKey']:
+        """A balanced variant's twin at its fixed weight, else None."""
+        fixed = GSKD_VARIANTS.get(self.variant, {}).get('fixed')
+        return None if fixed is None else replace(self, variant=fixed)
+
+
+#: The student without distillation, at the demo's schedule.
+NO_KD = MethodKey(NO_KD_NAME)
 # What `make demo` runs: the student without KD, DIST, DIST + the authors'
 # GSKD and DIST + GSKD-row-t1 (the full study: :func:`study_methods`).
-QUICK_METHODS = ('no_kd', 'dist', 'dist_gskd', 'dist_gskd-row-t1')
+QUICK_METHODS = (NO_KD, MethodKey('dist'), MethodKey('dist_gskd'),
+                 MethodKey('dist', 'gskd-row-t1'))
 
 
 class MethodSpec(NamedTuple):
@@ -84,65 +180,55 @@ class MethodSpec(NamedTuple):
         config (str): Config file in :func:`config_dir`.
         loss_gskd (dict | None): Overrides of the config's ``loss_gskd``
             (a sweep variant), else None.
-        baseline (str | None): The method it is compared with, paired by
-            seed (a GSKD recipe's base recipe), else None.
+        baseline (MethodKey | None): The method it is compared with, paired
+            by seed (a GSKD recipe's base recipe), else None.
         balancer (dict | None): Arguments of the
             ``GradientShareBalancerHook`` of a balanced variant (its
             ``warmup_iters`` come from the run's schedule), else None.
-        iters (int | None): Its own iterations (a key ``<method>@<iters>``,
-            e.g. no KD trained for what a distillation run costs), else
-            None: the demo's.
+        iters (int | None): Its own iterations (the key's), else None: the
+            demo's.
     """
     label: str
     config: str
     loss_gskd: Optional[dict]
-    baseline: Optional[str]
+    baseline: Optional[MethodKey]
     balancer: Optional[dict] = None
     iters: Optional[int] = None
 
 
-def method_spec(key: str) -> MethodSpec:
-    """The method of a key: one of :data:`METHODS`, or a sweep variant
-    ``<base>_<variant>`` (a base of :data:`GSKD_PAIRS`, a variant of
-    :data:`GSKD_VARIANTS`), either with ``@<iters>`` for a schedule of its
-    own (e.g. ``no_kd@250``).
+def method_spec(key: Union[MethodKey, str]) -> MethodSpec:
+    """The method of a key.
 
     Args:
-        key (str): The method's key, e.g. ``'dist_gskd'``,
-            ``'cwd_gskd-row'``, ``'no_kd@250'``.
+        key (MethodKey | str): The method's key, or the key written (see
+            :class:`MethodKey`).
 
     Returns:
         MethodSpec: Its label, config, overrides and baseline.
 
     Raises:
-        ValueError: If the key names no method.
+        ValueError: If a written key names no method.
     """
-    key, at, iters = key.partition('@')
-    if at:
-        if not iters.isdigit() or int(iters) < 1:
-            raise ValueError(f'{key}@{iters}: the iterations after @ must '
-                             'be a positive integer, e.g. no_kd@250')
-        spec = method_spec(key)
+    key = MethodKey.of(key)
+    if key.iters is not None:
+        spec = method_spec(key.at(None))
         return spec._replace(
-            label=f'{spec.label}, {iters} it', iters=int(iters))
-    if key in METHODS:
-        label, config = METHODS[key]
-        return MethodSpec(label, config, None, GSKD_PAIRS.get(key))
-    base, _, variant = key.partition('_')
+            label=f'{spec.label}, {key.iters} it', iters=key.iters)
+    if key.variant is None:
+        label, config = METHODS[key.base]
+        baseline = GSKD_PAIRS.get(key.base)
+        return MethodSpec(label, config, None,
+                          None if baseline is None else MethodKey(baseline))
     recipes = {b: g for g, b in GSKD_PAIRS.items()}
-    if base in recipes and variant in GSKD_VARIANTS:
-        spec = GSKD_VARIANTS[variant]
-        return MethodSpec(f'{METHODS[base][0]} + {spec["label"]}',
-                          METHODS[recipes[base]][1], spec['loss_gskd'], base,
-                          spec.get('balancer'))
-    raise ValueError(
-        f'unknown demo method {key!r}: choose from {list(METHODS)} or a '
-        f'sweep variant <base>_<variant> with base in '
-        f'{list(GSKD_PAIRS.values())} and variant in {list(GSKD_VARIANTS)}')
+    variant = GSKD_VARIANTS[key.variant]
+    return MethodSpec(f'{METHODS[key.base][0]} + {variant["label"]}',
+                      METHODS[recipes[key.base]][1], variant['loss_gskd'],
+                      MethodKey(key.base), variant.get('balancer'))
 
 
 def sweep_methods(bases: Sequence[str] = ('dist', 'cwd', 'cirkd'),
-                  variants: Optional[Sequence[str]] = None) -> List[str]:
+                  variants: Optional[Sequence[str]] = None
+                  ) -> List[MethodKey]:
     """The methods of the sweep: per base, the base recipe, it with the
     authors' GSKD, and it with every GSKD variant.
 
@@ -152,22 +238,24 @@ def sweep_methods(bases: Sequence[str] = ('dist', 'cwd', 'cirkd'),
             :data:`GSKD_VARIANTS`. Defaults to all.
 
     Returns:
-        list[str]: Method keys (see :func:`method_spec`).
+        list[MethodKey]: The methods.
+
+    Raises:
+        ValueError: For a base or a variant that is not one.
     """
     recipes = {b: g for g, b in GSKD_PAIRS.items()}
     variants = list(GSKD_VARIANTS) if variants is None else list(variants)
     keys = []
     for base in bases:
-        keys += [base, recipes[base]] + [f'{base}_{v}' for v in variants]
-    for key in keys:
-        method_spec(key)  # a clear error for a bad base or variant
+        keys += [MethodKey(base), MethodKey(recipes[base])]
+        keys += [MethodKey(base, v) for v in variants]
     return keys
 
 
-def study_methods() -> List[str]:
+def study_methods() -> List[MethodKey]:
     """The methods of the full study (``demo.py --study``): every method
     of :data:`METHODS` and, per base recipe, every GSKD variant."""
-    keys = list(METHODS)
+    keys = [MethodKey(name) for name in METHODS]
     keys += [k for k in sweep_methods() if k not in keys]
     return keys
 
@@ -175,9 +263,12 @@ def study_methods() -> List[str]:
 # The methods of the compute-matched study (``demo.py --compute``): no
 # KD, every base, the authors' GSKD and GSKD-row-t1 on DIST, and the
 # balanced GSKD-row-t1 on every base.
-COMPUTE_METHODS = ('no_kd', 'dist', 'cwd', 'cirkd', 'dist_gskd',
-                   'dist_gskd-row-t1', 'dist_gskd-row-t1-bal',
-                   'cwd_gskd-row-t1-bal', 'cirkd_gskd-row-t1-bal')
+COMPUTE_METHODS = (NO_KD, MethodKey('dist'), MethodKey('cwd'),
+                   MethodKey('cirkd'), MethodKey('dist_gskd'),
+                   MethodKey('dist', 'gskd-row-t1'),
+                   MethodKey('dist', 'gskd-row-t1-bal'),
+                   MethodKey('cwd', 'gskd-row-t1-bal'),
+                   MethodKey('cirkd', 'gskd-row-t1-bal'))
 # What a step of each method costs, over a step of the student alone:
 # measured once on this machine (``demo.py --measure-costs``) and fixed
 # before the compute-matched runs.
@@ -185,61 +276,59 @@ COSTS_FILE = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'step_costs.json')
 
 
-def read_costs(path: str = COSTS_FILE) -> Dict[str, float]:
+def read_costs(path: str = COSTS_FILE) -> Dict[MethodKey, float]:
     """The cost ratio of every measured method.
 
     Args:
         path (str): The costs file. Defaults to :data:`COSTS_FILE`.
 
     Returns:
-        dict[str, float]: By method key, its step over the student's alone.
+        dict[MethodKey, float]: By method, its step over the student's
+        alone.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'{path} does not exist: measure the step costs first '
             '(python projects/gskd_demo/demo.py --measure-costs)')
     with open(path) as f:
-        return {k: v['ratio'] for k, v in json.load(f)['methods'].items()}
-
-
-def is_no_kd(key: str) -> bool:
-    """Whether a method key is the student alone, at the demo's schedule
-    or at one of its own (``no_kd@<iters>``)."""
-    return key.partition('@')[0] == 'no_kd'
+        return {
+            MethodKey.parse(k): v['ratio']
+            for k, v in json.load(f)['methods'].items()
+        }
 
 
 def demo_matched_iters(iters: int, ratio: float) -> int:
     """The iterations of the student alone that ``iters`` iterations of a
-    method of cost ``ratio`` buy, the ratio to one decimal (finer than
-    timings on a CPU repeat)."""
-    return matched_iters(iters, round(ratio, 1), multiple=1)
+    method of cost ``ratio`` buy (the library's rounding, to 10)."""
+    return matched_iters(iters, ratio)
 
 
-def matched_methods(methods: Sequence[str], iters: int,
-                    costs: Dict[str, float]) -> List[str]:
+def matched_methods(methods: Sequence[MethodKey], iters: int,
+                    costs: Dict[MethodKey, float]) -> List[MethodKey]:
     """The student alone at the budget of each distillation method.
 
     Args:
-        methods (Sequence[str]): Method keys (no KD among them, or not).
+        methods (Sequence[MethodKey]): The methods (no KD among them, or
+            not).
         iters (int): The schedule the methods run.
-        costs (dict[str, float]): Cost ratios (:func:`read_costs`).
+        costs (dict[MethodKey, float]): Cost ratios (:func:`read_costs`).
 
     Returns:
-        list[str]: ``no_kd@<iters>`` keys, one per distinct budget, in the
-        order of ``methods``.
+        list[MethodKey]: No KD at its own iterations, one per distinct
+        budget, in the order of ``methods``.
 
     Raises:
         KeyError: If a distillation method's cost was not measured.
     """
     keys = []
     for key in methods:
-        if is_no_kd(key):
+        if key.is_no_kd:
             continue
         if key not in costs:
             raise KeyError(
-                f'the step cost of {key!r} was not measured: add it with '
-                'python projects/gskd_demo/demo.py --measure-costs')
-        matched = f'no_kd@{demo_matched_iters(iters, costs[key])}'
+                f'the step cost of {str(key)!r} was not measured: add it '
+                'with python projects/gskd_demo/demo.py --measure-costs')
+        matched = NO_KD.at(demo_matched_iters(iters, costs[key]))
         if matched not in keys:
             keys.append(matched)
     return keys

@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from gskd_mm.analysis import structural_gaps
 from gskd_mm.apis import init_student
 
-from .methods import STUDENT_CONFIG, load_config, method_spec
+from .methods import STUDENT_CONFIG, MethodKey, load_config, method_spec
 from .results import RunResult
 from .teacher import teacher_and_gap_loader
 from .training import (LOGGER, RunContext, one_thread, setup_process,
@@ -46,7 +46,8 @@ def _init_worker(ctx: RunContext) -> None:
     _WORKER['teacher'], _WORKER['gap_loader'] = teacher_and_gap_loader(ctx)
 
 
-def _worker_run(job: Tuple[str, int]) -> Tuple[str, int, RunResult, bool]:
+def _worker_run(
+        job: Tuple[MethodKey, int]) -> Tuple[MethodKey, int, RunResult, bool]:
     """Run one (method, seed) job in a worker process."""
     key, seed = job
     result, before = student_run(_WORKER['ctx'], key, seed,
@@ -55,12 +56,12 @@ def _worker_run(job: Tuple[str, int]) -> Tuple[str, int, RunResult, bool]:
 
 
 def student_runs(
-    methods: List[str],
+    methods: List[MethodKey],
     seeds: int,
     ctx: RunContext,
     workers: int = 1,
     on_seed_done: Optional[Callable] = None
-) -> Tuple[Dict[str, list], List[Dict[str, float]]]:
+) -> Tuple[Dict[MethodKey, List[RunResult]], List[Dict[str, float]]]:
     """Train every method for every seed, paired by seed.
 
     For each seed the student's initial weights are written once and every
@@ -77,7 +78,7 @@ def student_runs(
     same).
 
     Args:
-        methods (list[str]): Method keys (see :func:`method_spec`).
+        methods (list[MethodKey]): The methods.
         seeds (int): Seeds ``0 .. seeds - 1``.
         ctx (RunContext): The settings every run shares.
         workers (int): Processes that train in parallel. Defaults to 1
@@ -86,19 +87,18 @@ def student_runs(
             gaps so far after every seed (e.g. to save them).
 
     Returns:
-        tuple[dict[str, list], list[dict]]: Per method, the :func:`train`
+        tuple[dict[MethodKey, list[RunResult]], list[dict]]: Per method,
+        the :func:`train`
         result of every seed (with ``seed``); per seed, the structural gaps
         (``kl``, ``cos``) of the initial student (before training).
     """
-    for key in methods:
-        method_spec(key)  # a clear error for an unknown method
     if workers < 1:
         raise ValueError(f'workers must be >= 1, got {workers}')
     with one_thread():
         return _student_runs(methods, seeds, ctx, workers, on_seed_done)
 
 
-def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
+def _student_runs(methods: List[MethodKey], seeds: int, ctx: RunContext,
                   workers: int, on_seed_done: Optional[Callable]) -> tuple:
     """:func:`student_runs` on one thread."""
     teacher, gap_loader = teacher_and_gap_loader(ctx)
@@ -115,16 +115,17 @@ def _student_runs(methods: List[str], seeds: int, ctx: RunContext,
             cache_teacher=True)
         init_gaps.append(dict(kl=gap.kl, cos=gap.cos))
     jobs = [(key, seed) for seed in range(seeds) for key in methods]
-    results: Dict[Tuple[str, int], RunResult] = {}
+    results: Dict[Tuple[MethodKey, int], RunResult] = {}
     finished = 0  # seeds 0 .. finished - 1 have every method's result
 
-    def collect(num_seeds: int) -> Dict[str, List[RunResult]]:
+    def collect(num_seeds: int) -> Dict[MethodKey, List[RunResult]]:
         return {
             key: [results[key, s] for s in range(num_seeds)]
             for key in methods
         }
 
-    def report(key: str, seed: int, result: RunResult, before: bool) -> None:
+    def report(key: MethodKey, seed: int, result: RunResult,
+               before: bool) -> None:
         nonlocal finished
         results[key, seed] = result
         print_log(

@@ -1,10 +1,10 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The CPU demo from start to end: data, runs, summary, figures."""
-import dataclasses
+import functools
 import json
 import os.path as osp
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
@@ -18,17 +18,18 @@ from .data import (IMG_SIZE, majority_class_miou, prepare_data,
 from .dataset import default_cache_dir, split_names
 from .figures import plot_balancer, plot_loss_curves, plot_miou
 from .methods import (GSKD_PAIRS, METHODS, STUDENT_CONFIG, TEACHER_CONFIG,
-                      config_dir, load_config, method_spec)
+                      MethodKey, config_dir, load_config, method_spec)
 from .parallel import student_runs
 from .predictions import plot_predictions
-from .report import summarise
-from .results import DatasetInfo, DemoSummary, Settings
+from .results import (DatasetInfo, DemoSummary, Settings, TeacherResult,
+                      to_json)
 from .scenes import CLASSES, IGNORE_INDEX
+from .stats import Runs, summarise
 from .teacher import teacher_run
 from .training import RunContext, num_params
 
 
-def run_demo(methods: Sequence[str],
+def run_demo(methods: Sequence[Union[MethodKey, str]],
              seeds: int,
              iters: int,
              teacher_iters: int,
@@ -39,12 +40,12 @@ def run_demo(methods: Sequence[str],
              out_dir: str,
              log_level: str = 'WARNING',
              workers: int = 1,
-             costs: Optional[Dict[str, float]] = None) -> DemoSummary:
+             costs: Optional[Dict[MethodKey, float]] = None) -> DemoSummary:
     """Generate the data, train the teacher (or reuse it) and the students.
 
     Args:
-        methods (Sequence[str]): Method keys: of :data:`.METHODS` or sweep
-            variants (see :func:`.methods.method_spec`).
+        methods (Sequence[MethodKey | str]): The methods (or their keys as
+            written, see :class:`.MethodKey`).
         seeds (int): Seeds per method (runs are paired by seed).
         iters (int): Iterations per student.
         teacher_iters (int): Iterations of the teacher.
@@ -58,15 +59,14 @@ def run_demo(methods: Sequence[str],
         workers (int): Processes that train the students in parallel.
             Every student run uses one CPU thread, whatever this is.
             Defaults to 1.
-        costs (dict[str, float], optional): The step cost ratios that set
-            the iterations of the compute-matched runs among ``methods``
-            (stored with the results). Defaults to None.
+        costs (dict[MethodKey, float], optional): The step cost ratios that
+            set the iterations of the compute-matched runs among
+            ``methods`` (stored with the results). Defaults to None.
 
     Returns:
-        DemoSummary: The summary (see :func:`.report.summarise`).
+        DemoSummary: The summary (see :func:`.stats.summarise`).
     """
-    for key in methods:
-        method_spec(key)  # a clear error for an unknown method
+    methods = [MethodKey.of(key) for key in methods]
     if seeds < 1 or iters < 1 or teacher_iters < 1:
         raise ValueError('seeds, iters and teacher_iters must be >= 1')
     start = time.perf_counter()
@@ -74,52 +74,54 @@ def run_demo(methods: Sequence[str],
     teacher = teacher_run(out_dir, data_root, generate_cfg, teacher_iters,
                           teacher_batch_size, log_level,
                           default_cache_dir())
-
-    def save_partial(runs: dict, init_gaps: list) -> None:
-        # The finished seeds, should the demo be stopped before the end.
-        with open(osp.join(out_dir, 'results_partial.json'), 'w') as f:
-            json.dump(
-                dict(
-                    teacher=dataclasses.asdict(teacher),
-                    runs={
-                        k: [dataclasses.asdict(r) for r in v]
-                        for k, v in runs.items()
-                    },
-                    init_gaps=init_gaps),
-                f,
-                indent=2)
-
     ctx = RunContext(iters, batch_size, out_dir, data_root, generate_cfg,
                      teacher.checkpoint, log_level)
     runs, init_gaps = student_runs(
-        list(methods), seeds, ctx, workers, on_seed_done=save_partial)
+        methods, seeds, ctx, workers,
+        functools.partial(save_partial, out_dir, teacher))
     params = num_params(
         load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
-    summary = summarise(
-        settings=Settings(
-            iters=iters,
-            teacher_iters=teacher_iters,
-            batch_size=batch_size,
-            teacher_batch_size=teacher_batch_size,
-            seeds=seeds,
-            workers=workers,
-            torch_threads=1),  # every run (see training.one_thread)
-        dataset=DatasetInfo(
-            name='Synthetic Scenes',
-            num_train=num_train,
-            num_val=num_val,
-            img_size=IMG_SIZE,
-            num_classes=len(CLASSES),
-            data_root=data_root,
-            generate_cfg=generate_cfg),
-        teacher=teacher,
-        runs=runs,
-        init_gaps=init_gaps,
-        majority_class_miou=majority_class_miou(data_root),
-        params=params,
-        total_s=time.perf_counter() - start,
-        costs=costs)
-    return summary
+    return summarise(
+        Settings(iters, teacher_iters, batch_size, teacher_batch_size, seeds,
+                 workers, torch_threads=1),  # see training.one_thread
+        DatasetInfo('Synthetic Scenes', num_train, num_val, IMG_SIZE,
+                    len(CLASSES), data_root, generate_cfg),
+        teacher, runs, init_gaps, majority_class_miou(data_root), params,
+        time.perf_counter() - start, costs)
+
+
+def save_partial(out_dir: str, teacher: TeacherResult, runs: Runs,
+                 init_gaps: List[Dict[str, float]]) -> None:
+    """Write the seeds finished so far (``results_partial.json``), should
+    the demo be stopped before the end."""
+    with open(osp.join(out_dir, 'results_partial.json'), 'w') as f:
+        json.dump(
+            to_json(dict(teacher=teacher, runs=runs, init_gaps=init_gaps)),
+            f,
+            indent=2)
+
+
+def plot_similarity(summary: DemoSummary, key: MethodKey, name: str,
+                    class_names: Sequence[str], palette: Sequence,
+                    out_file: str) -> str:
+    """GSKD's view of one val image (``name``) by the first seed's student
+    of a GSKD recipe (``key``)."""
+    data_root = summary.dataset.data_root
+    method = summary.methods[key]
+    cfg = load_config(
+        method_spec(key).config, data_root, summary.dataset.generate_cfg, 1,
+        1, 0)
+    model, _ = init_distiller(cfg, method.runs[0].checkpoint)
+    image = osp.join(data_root, 'img_dir', 'val', name + '.png')
+    ann = osp.join(data_root, 'ann_dir', 'val', name + '.png')
+    return plot_gskd_similarity(
+        gskd_view(model, load_sample(cfg, image, ann)),
+        class_names,
+        palette,
+        out_file,
+        title=f'Synthetic Scenes (synthetic data): student '
+        f'{method.label}, first seed, after '
+        f'{summary.settings.iters} iterations; val image {name}')
 
 
 def draw_figures(summary: DemoSummary,
@@ -153,23 +155,12 @@ def draw_figures(summary: DemoSummary,
     student_cfg = load_config(STUDENT_CONFIG, data_root, generate_cfg, 1, 1, 0)
     class_names, palette = dataset_classes(student_cfg)
     images = richest_val_images(data_root, 3)
-    names = split_names(data_root, 'val')
-    gskd_key = next((k for k in GSKD_PAIRS if k in methods), None)
+    gskd_key = next((k for k in map(MethodKey, GSKD_PAIRS) if k in methods),
+                    None)
     if gskd_key is not None:
-        cfg = load_config(METHODS[gskd_key][1], data_root, generate_cfg, 1, 1,
-                          0)
-        model, _ = init_distiller(cfg, methods[gskd_key].runs[0].checkpoint)
-        name = names[images[0]]
-        image = osp.join(data_root, 'img_dir', 'val', name + '.png')
-        ann = osp.join(data_root, 'ann_dir', 'val', name + '.png')
-        figures['similarity'] = plot_gskd_similarity(
-            gskd_view(model, load_sample(cfg, image, ann)),
-            class_names,
-            palette,
-            osp.join(out_dir, 'similarity.png'),
-            title=f'Synthetic Scenes (synthetic data): student '
-            f'{methods[gskd_key].label}, first seed, after '
-            f'{summary.settings.iters} iterations; val image {name}')
+        figures['similarity'] = plot_similarity(
+            summary, gskd_key, split_names(data_root, 'val')[images[0]],
+            class_names, palette, osp.join(out_dir, 'similarity.png'))
 
     with DefaultScope.overwrite_default_scope('mmseg'):
         from mmseg.registry import DATASETS

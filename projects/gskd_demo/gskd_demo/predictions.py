@@ -1,12 +1,33 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The CPU demo's figure of predictions: teacher and students side by side."""
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from matplotlib import pyplot as plt
 from torch import nn
 
 from gskd_mm.visualization.similarity import class_legend, colorize
+
+
+def _draw_panel(ax: plt.Axes, picture: np.ndarray, title: str,
+                acc: Optional[float], with_title: bool) -> None:
+    """One panel: a picture, its title (``with_title``: the first row) and
+    its pixel accuracy, if any."""
+    ax.imshow(picture, interpolation='nearest')
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if with_title:
+        ax.set_title(title, fontsize=9)
+    if acc is not None:
+        ax.text(
+            1,
+            1,
+            f'acc. {acc:.0f}%',
+            color='w',
+            fontsize=8,
+            va='top',
+            bbox=dict(facecolor='k', alpha=0.6, pad=1.5))
 
 
 def plot_predictions(models: Sequence[Tuple[str, nn.Module, float]],
@@ -49,22 +70,8 @@ def plot_predictions(models: Sequence[Tuple[str, nn.Module, float]],
             acc = 100 * (pred[labelled] == gt[labelled]).mean()
             panels.append((colorize(pred, palette, ignore_index),
                            f'{name}\n(val mIoU {miou:.1f})', acc))
-        for col, (picture, title, acc) in enumerate(panels):
-            ax = axes[row, col]
-            ax.imshow(picture, interpolation='nearest')
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(title, fontsize=9)
-            if acc is not None:
-                ax.text(
-                    1,
-                    1,
-                    f'acc. {acc:.0f}%',
-                    color='w',
-                    fontsize=8,
-                    va='top',
-                    bbox=dict(facecolor='k', alpha=0.6, pad=1.5))
+        for col, panel in enumerate(panels):
+            _draw_panel(axes[row, col], *panel, with_title=row == 0)
         axes[row, 0].set_ylabel(sample.img_path.split('/')[-1], fontsize=8)
     fig.legend(
         handles=class_legend(class_names, palette),

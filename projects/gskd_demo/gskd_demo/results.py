@@ -1,17 +1,72 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """What the CPU demo's modules pass each other: runs, summaries, tables.
 
-Dataclasses, each written to JSON as :func:`dataclasses.asdict` gives it
-and read back by its ``from_json``.
+Dataclasses, each written to JSON by :func:`to_json` (as
+:func:`dataclasses.asdict` gives it, method keys and comparison kinds in
+their written form) and read back by its ``from_json``.
 """
 import dataclasses
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .stats import PairedInterval
+from gskd_mm.analysis.loss_gradients import TermGradient
+from gskd_mm.engine.hooks.gradient_share_balancer_hook import BalancerUpdate
+
+from .methods import MethodKey
+
+
+def to_json(value: Any) -> Any:
+    """A result as JSON-able values: dataclasses as dicts of their fields,
+    :class:`MethodKey` as written, enums by value."""
+    if isinstance(value, MethodKey):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: to_json(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+        }
+    if isinstance(value, dict):
+        return {to_json(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def _method_keys(data: Dict[str, Any]) -> Dict[MethodKey, Any]:
+    """A dict by written method key, by :class:`MethodKey`."""
+    return {MethodKey.parse(k): v for k, v in data.items()}
+
+
+@dataclass
+class PairedInterval:
+    """Mean paired difference and its t confidence interval.
+
+    Attributes:
+        mean (float): Mean of ``a - b`` over the pairs.
+        low (float): Lower end of the interval (NaN for a single pair).
+        high (float): Upper end of the interval (NaN for a single pair).
+        n (int): Number of pairs.
+    """
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the interval excludes 0 (False for a single pair)."""
+        return self.low > 0 or self.high < 0
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width (NaN for a single pair)."""
+        return (self.high - self.low) / 2
 
 
 @dataclass
@@ -33,9 +88,11 @@ class RunResult:
         data_digest (str | None): SHA-1 of the first training batches.
         checkpoint (str): The trained weights.
         scalars (str): The MMEngine scalar log.
-        grad_norms (dict | None): Every term's gradient on the first batch,
-            before training (``LossGradientHook``), by term.
-        grad_norms_last (dict | None): The same on the last batch.
+        grad_norms (dict[str, TermGradient] | None): Every term's gradient
+            on the first batch, before training (``LossGradientHook``), by
+            term.
+        grad_norms_last (dict[str, TermGradient] | None): The same on the
+            last batch.
         gskd_grad_share (float | None): GSKD's share of the task gradient
             on the first batch; None without GSKD.
         gap (float | None): Structural gap KL to the teacher.
@@ -43,7 +100,8 @@ class RunResult:
         gap_proj (float | None): ``gap`` after the GSKD projector; None
             without one.
         gap_proj_cos (float | None): ``gap_cos`` after the GSKD projector.
-        balancer (list[dict] | None): The balancer's updates, if balanced.
+        balancer (list[BalancerUpdate] | None): The balancer's updates, if
+            balanced.
         iters (int | None): Its training iterations.
         seed (int | None): The run's seed (None: the teacher).
         fingerprint (str | None): What decides the result: config and
@@ -59,14 +117,14 @@ class RunResult:
     data_digest: Optional[str]
     checkpoint: str
     scalars: str
-    grad_norms: Optional[Dict[str, dict]] = None
-    grad_norms_last: Optional[Dict[str, dict]] = None
+    grad_norms: Optional[Dict[str, TermGradient]] = None
+    grad_norms_last: Optional[Dict[str, TermGradient]] = None
     gskd_grad_share: Optional[float] = None
     gap: Optional[float] = None
     gap_cos: Optional[float] = None
     gap_proj: Optional[float] = None
     gap_proj_cos: Optional[float] = None
-    balancer: Optional[List[dict]] = None
+    balancer: Optional[List[BalancerUpdate]] = None
     iters: Optional[int] = None
     seed: Optional[int] = None
     fingerprint: Optional[str] = None
@@ -82,7 +140,22 @@ class RunResult:
         }
         if not required <= set(data) or not set(data) <= names:
             return None
-        return cls(**data)
+        return cls(**cls.typed_fields(data))
+
+    @staticmethod
+    def typed_fields(data: Dict[str, Any]) -> Dict[str, Any]:
+        """A stored run's fields, its gradients and balancer updates as
+        their dataclasses."""
+        data = dict(data)
+        for name in ('grad_norms', 'grad_norms_last'):
+            if data.get(name) is not None:
+                data[name] = {
+                    term: TermGradient(**g)
+                    for term, g in data[name].items()
+                }
+        if data.get('balancer') is not None:
+            data['balancer'] = [BalancerUpdate(**u) for u in data['balancer']]
+        return data
 
 
 @dataclass
@@ -97,6 +170,11 @@ class TeacherResult(RunResult):
     untrained_miou: float = math.nan
     cached: bool = False
     config: str = ''
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> 'TeacherResult':
+        """Read the teacher as stored."""
+        return cls(**cls.typed_fields(data))
 
 
 @dataclass
@@ -124,7 +202,7 @@ class MethodSummary:
         label (str): Name in tables and figures.
         config (str): Its config file.
         loss_gskd (dict | None): Overrides of the GSKD loss (a variant).
-        baseline (str | None): The method it is compared with (a GSKD
+        baseline (MethodKey | None): The method it is compared with (a GSKD
             recipe's base).
         iters (int): Training iterations of each run.
         stats (dict[str, Stat]): Per metric (``METRICS``).
@@ -139,7 +217,7 @@ class MethodSummary:
     label: str
     config: str
     loss_gskd: Optional[dict]
-    baseline: Optional[str]
+    baseline: Optional[MethodKey]
     iters: int
     stats: Dict[str, Stat]
     gskd_grad_share: Optional[float]
@@ -156,10 +234,28 @@ class MethodSummary:
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> 'MethodSummary':
+        """Read a method's summary as stored."""
         data = dict(data)
+        if data['baseline'] is not None:
+            data['baseline'] = MethodKey.parse(data['baseline'])
         data['stats'] = {k: Stat(**v) for k, v in data['stats'].items()}
         data['runs'] = [RunResult.from_json(r) for r in data['runs']]
         return cls(**data)
+
+
+class ComparisonKind(enum.Enum):
+    """What a paired comparison compares: a method minus its baseline."""
+    #: A GSKD recipe or variant against its base recipe.
+    BASE = 'base'
+    #: A balanced variant against the same at its fixed weight.
+    FIXED = 'fixed'
+    #: A distillation method against no KD, at equal iterations.
+    KD = 'kd'
+    #: A distillation method against no KD trained for the iterations its
+    #: steps cost (equal compute).
+    COMPUTE = 'compute'
+    #: No KD at twice the iterations against no KD.
+    DOUBLING = 'doubling'
 
 
 @dataclass
@@ -167,24 +263,27 @@ class Comparison:
     """One method minus another, paired by seed.
 
     Attributes:
-        method (str): The method's key.
-        baseline (str): The key of the method it is compared with.
-        kind (str): What the pair compares (see ``report.COMPARISONS``).
+        method (MethodKey): The method.
+        baseline (MethodKey): The method it is compared with.
+        kind (ComparisonKind): What the pair compares.
         intervals (dict[str, PairedInterval]): Per metric defined in both.
     """
-    method: str
-    baseline: str
-    kind: str
+    method: MethodKey
+    baseline: MethodKey
+    kind: ComparisonKind
     intervals: Dict[str, PairedInterval] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> 'Comparison':
-        data = dict(data)
-        data['intervals'] = {
-            k: PairedInterval(**v)
-            for k, v in data['intervals'].items()
-        }
-        return cls(**data)
+        """Read a comparison as stored."""
+        return cls(
+            method=MethodKey.parse(data['method']),
+            baseline=MethodKey.parse(data['baseline']),
+            kind=ComparisonKind(data['kind']),
+            intervals={
+                k: PairedInterval(**v)
+                for k, v in data['intervals'].items()
+            })
 
 
 @dataclass
@@ -234,12 +333,12 @@ class DemoSummary:
         majority_class_miou (float): mIoU of the majority class everywhere.
         init_gap (dict[str, Stat]): Structural gaps (``kl``, ``cos``) of the
             students before training.
-        methods (dict[str, MethodSummary]): By method key.
+        methods (dict[MethodKey, MethodSummary]): By method.
         paired (dict[str, Comparison]): The paired comparisons, by name.
         pairing_check (dict[str, bool]): Whether the runs of a seed started
             alike (``student``) and saw the same data (``data``).
-        costs (dict[str, float]): The step cost ratios the compute-matched
-            runs were set with (empty without such runs).
+        costs (dict[MethodKey, float]): The step cost ratios the
+            compute-matched runs were set with (empty without such runs).
         total_wall_s (float): Seconds of the whole demo.
         figures (dict[str, str]): The figures written, by name.
     """
@@ -249,16 +348,16 @@ class DemoSummary:
     teacher: TeacherResult
     majority_class_miou: float
     init_gap: Dict[str, Stat]
-    methods: Dict[str, MethodSummary]
+    methods: Dict[MethodKey, MethodSummary]
     paired: Dict[str, Comparison]
     pairing_check: Dict[str, bool]
     total_wall_s: float
-    costs: Dict[str, float] = field(default_factory=dict)
+    costs: Dict[MethodKey, float] = field(default_factory=dict)
     figures: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
-        """The summary as JSON-able dicts."""
-        return dataclasses.asdict(self)
+        """The summary as JSON-able dicts (see :func:`to_json`)."""
+        return to_json(self)
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> 'DemoSummary':
@@ -267,13 +366,13 @@ class DemoSummary:
             dataset=DatasetInfo(**data['dataset']),
             settings=Settings(**data['settings']),
             params=data['params'],
-            teacher=TeacherResult(**data['teacher']),
+            teacher=TeacherResult.from_json(data['teacher']),
             majority_class_miou=data['majority_class_miou'],
             init_gap={k: Stat(**v)
                       for k, v in data['init_gap'].items()},
             methods={
                 k: MethodSummary.from_json(v)
-                for k, v in data['methods'].items()
+                for k, v in _method_keys(data['methods']).items()
             },
             paired={
                 k: Comparison.from_json(v)
@@ -281,5 +380,5 @@ class DemoSummary:
             },
             pairing_check=data['pairing_check'],
             total_wall_s=data['total_wall_s'],
-            costs=data.get('costs', {}),
+            costs=_method_keys(data.get('costs', {})),
             figures=data.get('figures', {}))

@@ -151,6 +151,111 @@ _TEXTURE_ONLY = (
 )
 
 
+class _Canvas:
+    """A scene being drawn: its image, its labels and its randomness.
+
+    Args:
+        rng (np.random.Generator): Source of randomness (one per image).
+        img_size (int): Height and width in pixels.
+    """
+
+    def __init__(self, rng: np.random.Generator, img_size: int) -> None:
+        self.rng = rng
+        self.size = size = int(img_size)
+        self.scale = size / _REF_SIZE
+        self.yy, self.xx = np.mgrid[:size, :size].astype(np.float64)
+        self.label = np.zeros((size, size), dtype=np.uint8)
+        self.image = np.zeros((size, size, 3), dtype=np.float64)
+
+    def paint(self, mask: np.ndarray, cls: int) -> None:
+        """Give a region its class and texture."""
+        rng = self.rng
+        # Two different shared colours, jittered per region.
+        i, j = rng.choice(len(RENDER_COLOURS), size=2, replace=False)
+        c0 = RENDER_COLOURS[i] + rng.normal(0, 10, 3)
+        c1 = RENDER_COLOURS[j] + rng.normal(0, 10, 3)
+        t = _TEXTURES[cls](rng, self.yy, self.xx)[mask][:, None]
+        self.image[mask] = c0 * (1 - t) + c1 * t
+        self.label[mask] = cls
+
+    def centres(self, cls: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Pixels that may centre a region of ``cls``.
+
+        For boats and tents this is only a proposal, which drops the
+        centres too close to the wrong context so that fewer tries fail;
+        :meth:`fits` decides.
+        """
+        margin = _CONTEXT_RING + 2
+        if cls == BOAT:  # deep in the water, away from the border
+            return np.nonzero(~dilate(self.label != WATER, margin, True))
+        if cls == TENT:
+            return np.nonzero(~dilate(self.label == WATER, margin))
+        return np.nonzero(np.ones((self.size, self.size), dtype=bool))
+
+    def fits(self, cls: int, mask: np.ndarray) -> bool:
+        """Whether a region of ``cls`` may lie at ``mask``."""
+        if not mask.any():
+            return False
+        if cls not in (TENT, BOAT):
+            return True
+        near = self.label[dilate(mask, _CONTEXT_RING)]
+        if cls == TENT:
+            # No water near a tent; no other stripes either: merged
+            # stripe regions would look unlike boats, which never touch.
+            return not np.isin(near, (WATER, TENT, BOAT)).any()
+        # A boat: water all around, and the whole ring inside the image.
+        return (not touches_border(mask, _CONTEXT_RING)
+                and (near == WATER).all())
+
+    def place(self, cls: int, radii: Tuple[float, float]) -> None:
+        """Paint a region of ``cls`` where it fits, if a try finds one."""
+        ys, xs = self.centres(cls)
+        if len(ys) == 0:
+            return
+        # Draw the shape first and only then look for a spot: retrying
+        # with new shapes would favour small boats over small tents.
+        mid = self.size // 2
+        template = random_shape(self.rng, self.yy, self.xx, mid, mid,
+                                self.rng.uniform(*radii) * self.scale)
+        for _ in range(_MAX_TRIES):  # rejection sampling of the position
+            k = self.rng.integers(len(ys))
+            mask = shift(template, ys[k] - mid, xs[k] - mid)
+            if self.fits(cls, mask):
+                self.paint(mask, cls)
+                return
+
+    def add_lakes(self) -> None:
+        """Lakes (none in a fifth of the scenes): a few overlapping shapes,
+        so that they are large and wide enough to hold boats."""
+        rng, size = self.rng, self.size
+        for _ in range(rng.choice(3, p=[0.2, 0.5, 0.3])):
+            cy, cx = rng.uniform(0.15 * size, 0.85 * size, 2)
+            lake = np.zeros((size, size), dtype=bool)
+            for _ in range(rng.integers(2, 4)):
+                radius = rng.uniform(14, 22) * self.scale
+                oy, ox = rng.normal(0, 0.5 * radius, 2)
+                lake |= random_shape(rng, self.yy, self.xx, cy + oy, cx + ox,
+                                     radius)
+            self.paint(lake, WATER)
+
+    def unlabel_part(self) -> None:
+        """Drop the labels of a band or a patch (the image content
+        stays)."""
+        rng, size, label = self.rng, self.size, self.label
+        kind = rng.integers(3)
+        width = max(int(round(rng.uniform(3, 7) * self.scale)), 1)
+        start = rng.integers(0, size - width + 1)
+        if kind == 0:  # horizontal band
+            label[start:start + width] = IGNORE_INDEX
+        elif kind == 1:  # vertical band
+            label[:, start:start + width] = IGNORE_INDEX
+        else:  # rectangular patch
+            h, w = (rng.uniform(8, 20, 2) * self.scale).astype(int) + 1
+            y0 = rng.integers(0, size - h + 1)
+            x0 = rng.integers(0, size - w + 1)
+            label[y0:y0 + h, x0:x0 + w] = IGNORE_INDEX
+
+
 def render_scene(rng: np.random.Generator,
                  img_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
     """Draw one scene.
@@ -163,100 +268,24 @@ def render_scene(rng: np.random.Generator,
         tuple[np.ndarray, np.ndarray]: The (h, w, 3) uint8 RGB image and
         its (h, w) uint8 label map (class indices, 255 where unlabelled).
     """
-    size = int(img_size)
-    scale = size / _REF_SIZE
-    yy, xx = np.mgrid[:size, :size].astype(np.float64)
-    label = np.zeros((size, size), dtype=np.uint8)
-    image = np.zeros((size, size, 3), dtype=np.float64)
-
-    def paint(mask: np.ndarray, cls: int) -> None:
-        # Two different shared colours, jittered per region.
-        i, j = rng.choice(len(RENDER_COLOURS), size=2, replace=False)
-        c0 = RENDER_COLOURS[i] + rng.normal(0, 10, 3)
-        c1 = RENDER_COLOURS[j] + rng.normal(0, 10, 3)
-        t = _TEXTURES[cls](rng, yy, xx)[mask][:, None]
-        image[mask] = c0 * (1 - t) + c1 * t
-        label[mask] = cls
-
-    def centres(cls: int) -> Tuple[np.ndarray, np.ndarray]:
-        # Pixels that may centre a region of ``cls``. For boats and tents
-        # this is only a proposal, which drops the centres too close to
-        # the wrong context so that fewer tries fail; ``fits`` decides.
-        margin = _CONTEXT_RING + 2
-        if cls == BOAT:  # deep in the water, away from the border
-            return np.nonzero(~dilate(label != WATER, margin, True))
-        if cls == TENT:
-            return np.nonzero(~dilate(label == WATER, margin))
-        return np.nonzero(np.ones((size, size), dtype=bool))
-
-    def fits(cls: int, mask: np.ndarray) -> bool:
-        if not mask.any():
-            return False
-        if cls not in (TENT, BOAT):
-            return True
-        near = label[dilate(mask, _CONTEXT_RING)]
-        if cls == TENT:
-            # No water near a tent; no other stripes either: merged
-            # stripe regions would look unlike boats, which never touch.
-            return not np.isin(near, (WATER, TENT, BOAT)).any()
-        # A boat: water all around, and the whole ring inside the image.
-        return (not touches_border(mask, _CONTEXT_RING)
-                and (near == WATER).all())
-
-    def place(cls: int, radii: Tuple[float, float]) -> None:
-        ys, xs = centres(cls)
-        if len(ys) == 0:
-            return
-        # Draw the shape first and only then look for a spot: retrying
-        # with new shapes would favour small boats over small tents.
-        mid = size // 2
-        template = random_shape(rng, yy, xx, mid, mid,
-                                rng.uniform(*radii) * scale)
-        for _ in range(_MAX_TRIES):  # rejection sampling of the position
-            k = rng.integers(len(ys))
-            mask = shift(template, ys[k] - mid, xs[k] - mid)
-            if fits(cls, mask):
-                paint(mask, cls)
-                return
-
-    paint(np.ones((size, size), dtype=bool), BACKGROUND)
-    # Lakes (none in a fifth of the scenes): a few overlapping shapes, so
-    # that they are large and wide enough to hold boats.
-    for _ in range(rng.choice(3, p=[0.2, 0.5, 0.3])):
-        cy, cx = rng.uniform(0.15 * size, 0.85 * size, 2)
-        lake = np.zeros((size, size), dtype=bool)
-        for _ in range(rng.integers(2, 4)):
-            radius = rng.uniform(14, 22) * scale
-            oy, ox = rng.normal(0, 0.5 * radius, 2)
-            lake |= random_shape(rng, yy, xx, cy + oy, cx + ox, radius)
-        paint(lake, WATER)
+    canvas = _Canvas(rng, img_size)
+    canvas.paint(np.ones((canvas.size, canvas.size), dtype=bool), BACKGROUND)
+    canvas.add_lakes()
     # Texture-only classes, anywhere (also over water, so that lying in
     # water is not by itself a cue), with imbalanced frequencies.
     for cls, counts, radii in _TEXTURE_ONLY:
         for _ in range(rng.choice(len(counts), p=counts)):
-            place(cls, radii)
+            canvas.place(cls, radii)
     # Stripes, with the same texture and size distributions on land
     # (tent) and in water (boat): only the surroundings tell them apart.
     for _ in range(rng.choice(4, p=[0.1, 0.3, 0.35, 0.25])):
-        place(TENT, (5, 9))
+        canvas.place(TENT, (5, 9))
     for _ in range(rng.choice(4, p=[0.05, 0.25, 0.4, 0.3])):
-        place(BOAT, (5, 9))
-
+        canvas.place(BOAT, (5, 9))
     # Sensor noise on everything: binary textures are not pure colours.
-    image += rng.normal(0, 5, image.shape)
-    # An unlabelled band or patch in a quarter of the scenes; the image
-    # content stays, only the annotation is missing.
+    canvas.image += rng.normal(0, 5, canvas.image.shape)
+    # An unlabelled band or patch in a quarter of the scenes.
     if rng.random() < 0.25:
-        kind = rng.integers(3)
-        width = max(int(round(rng.uniform(3, 7) * scale)), 1)
-        start = rng.integers(0, size - width + 1)
-        if kind == 0:  # horizontal band
-            label[start:start + width] = IGNORE_INDEX
-        elif kind == 1:  # vertical band
-            label[:, start:start + width] = IGNORE_INDEX
-        else:  # rectangular patch
-            h, w = (rng.uniform(8, 20, 2) * scale).astype(int) + 1
-            y0 = rng.integers(0, size - h + 1)
-            x0 = rng.integers(0, size - w + 1)
-            label[y0:y0 + h, x0:x0 + w] = IGNORE_INDEX
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), label
+        canvas.unlabel_part()
+    image = np.clip(np.round(canvas.image), 0, 255).astype(np.uint8)
+    return image, canvas.label

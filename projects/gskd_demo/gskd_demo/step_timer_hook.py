@@ -10,17 +10,19 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.utils import ProgressBar
 
+from gskd_mm.analysis.step_cost import ITERATION_CLOCK
+
 
 @HOOKS.register_module()
 class StepTimerHook(Hook):
     """Wall time of every training step and of some losses inside it.
 
     A step's time is the model's update (``before_train_iter`` to
-    ``after_train_iter``); an iteration's, all of the loop's iteration
-    (one ``after_train_iter`` to the next: loading the batch, the other
-    hooks and the step), which is what a run's length costs, in the
-    process's CPU time (a single-threaded run's compute, which other jobs
-    on the machine barely change, unlike its wall time). A loss's time
+    ``after_train_iter``, wall clock); an iteration's, all of the loop's
+    iteration (one ``after_train_iter`` to the next: loading the batch, the
+    other hooks and the step) in the clock of the library's step cost
+    (:data:`~gskd_mm.analysis.step_cost.ITERATION_CLOCK`, the process's
+    CPU time), which the compute-matched runs are budgeted by. A loss's time
     is its forward (pre- and post-forward hooks) plus its backward, timed
     from the gradient reaching the loss's output to the gradient reaching
     its first input (tensor hooks); what runs in front of the loss (a
@@ -68,7 +70,7 @@ class StepTimerHook(Hook):
                 module.register_forward_hook(self._forward_end)
         if self.progress:
             self._bar = ProgressBar(runner.max_iters)
-        self._last_end = time.process_time()
+        self._last_end = ITERATION_CLOCK()
 
     def _forward_start(self, module, args, kwargs) -> None:
         inputs = list(args) + list(kwargs.values())
@@ -98,7 +100,7 @@ class StepTimerHook(Hook):
                          data_batch=None,
                          outputs=None) -> None:
         self.iter_times.append(time.perf_counter() - self._start)
-        end = time.process_time()
+        end = ITERATION_CLOCK()
         self.loop_times.append(end - self._last_end)
         self._last_end = end
         self.loss_times.append(self._loss_time)

@@ -24,7 +24,7 @@ from gskd_mm.utils import load_state_dict
 
 from .dataset import FORMAT_VERSION
 from .methods import TEACHER_CONFIG, load_config
-from .results import TeacherResult
+from .results import TeacherResult, to_json
 from .scenes import CLASSES
 from .training import LOGGER, RunContext, build_runner, one_thread, train
 
@@ -34,7 +34,8 @@ TEACHER_CACHE_VERSION = 5
 
 
 def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
-                batch_size: int, log_level: str, cache_dir: str) -> dict:
+                batch_size: int, log_level: str,
+                cache_dir: str) -> TeacherResult:
     """Train the teacher, or reuse the cached one of the same setting.
 
     The same network is also evaluated untrained (as initialised with the
@@ -69,7 +70,7 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
     info = osp.join(entry, 'teacher.json')
     if osp.isfile(ckpt) and osp.isfile(info):
         with open(info) as f:
-            result = TeacherResult(**json.load(f))
+            result = TeacherResult.from_json(json.load(f))
         print_log(
             f'Teacher: cached ({entry}), mIoU {result.miou:.2f}',
             logger=LOGGER)
@@ -78,6 +79,16 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
     print_log(
         f'Teacher: training {iters} iterations (once; cached in {entry})',
         logger=LOGGER)
+    result = _train_teacher(cfg, out_dir, key, log_level)
+    _store_teacher(result, entry, iters)
+    print_log(f'Teacher: mIoU {result.miou:.2f}', logger=LOGGER)
+    return dataclasses.replace(result, checkpoint=ckpt)
+
+
+def _train_teacher(cfg: Config, out_dir: str, key: str,
+                   log_level: str) -> TeacherResult:
+    """Evaluate the teacher's network untrained, then train it (its cache
+    ``key`` names the runs)."""
     with one_thread():
         runner = build_runner(
             copy.deepcopy(cfg), osp.join(out_dir, 'untrained'),
@@ -92,9 +103,17 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
             log_level,
             progress=True)
     result = TeacherResult(
-        **dataclasses.asdict(result),
+        **{f.name: getattr(result, f.name)
+           for f in dataclasses.fields(result)},
         untrained_miou=untrained,
         config=TEACHER_CONFIG)
+    return result
+
+
+def _store_teacher(result: TeacherResult, entry: str, iters: int) -> None:
+    """Store a trained teacher in its cache entry: its weights and its
+    result (``teacher.pth``, ``teacher.json``)."""
+    ckpt = osp.join(entry, 'teacher.pth')
     # Only the weights are kept (a file that torch's weights-only loading,
     # hence MMRazor's `teacher_ckpt`, reads); written aside, then moved in
     # one step.
@@ -108,10 +127,8 @@ def teacher_run(out_dir: str, data_root: str, generate_cfg: dict, iters: int,
                 iters=iters,
                 dataset_classes=list(CLASSES))), tmp)
     os.replace(tmp, ckpt)
-    with open(info, 'w') as f:
-        json.dump(dataclasses.asdict(result), f, indent=2)
-    print_log(f'Teacher: mIoU {result.miou:.2f}', logger=LOGGER)
-    return dataclasses.replace(result, checkpoint=ckpt)
+    with open(osp.join(entry, 'teacher.json'), 'w') as f:
+        json.dump(to_json(result), f, indent=2)
 
 
 def val_loader(cfg: Config):

@@ -10,6 +10,7 @@ recorded and its trained student's structural gaps measured. Also the
 set-up of a process that runs the demo (its logger, warning filters).
 """
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -31,9 +32,9 @@ from gskd_mm.analysis import TermGradients, structural_gaps
 from gskd_mm.engine import GradientShareBalancerHook, LossGradientHook
 from gskd_mm.utils import register_all_modules
 
-from .methods import (balancer_hook, load_config, method_spec,
+from .methods import (MethodKey, balancer_hook, load_config, method_spec,
                       student_model_cfg)
-from .results import RunResult
+from .results import RunResult, to_json
 from .run_fingerprint_hook import RunFingerprintHook
 from .step_timer_hook import StepTimerHook
 
@@ -162,6 +163,19 @@ def train(cfg: Config,
         runner.register_hook(hook)
     runner.train()
     wall = time.perf_counter() - start
+    result = run_result(cfg, runner, timer, fingerprint, gradients, wall)
+    if teacher is not None:
+        result = dataclasses.replace(
+            result, **measure_gaps(runner.model, teacher, gap_loader))
+    del runner
+    return result
+
+
+def run_result(cfg: Config, runner: Runner, timer: StepTimerHook,
+               fingerprint: RunFingerprintHook, gradients: LossGradientHook,
+               wall: float) -> RunResult:
+    """A trained run's result, from its config, runner and hooks
+    (``wall``: its seconds), without the structural gaps."""
     # Steady state: the first steps (allocations, lazy init) are left out.
     skip = min(5, len(timer.iter_times) - 1)
     result = RunResult(
@@ -178,26 +192,19 @@ def train(cfg: Config,
                             f'iter_{cfg.train_cfg.max_iters}.pth'),
         scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
         iters=cfg.train_cfg.max_iters,
-        grad_norms=as_json(gradients.initial),
-        grad_norms_last=as_json(gradients.last),
+        grad_norms=stored_gradients(gradients.initial),
+        grad_norms_last=stored_gradients(gradients.last),
         gskd_grad_share=gskd_share(gradients.initial))
     for hook in runner.hooks:
         if isinstance(hook, GradientShareBalancerHook):
-            result.balancer = [
-                dataclasses.asdict(update) for update in hook.history
-            ]
-    if teacher is not None:
-        result = dataclasses.replace(
-            result, **measure_gaps(runner.model, teacher, gap_loader))
-    del runner
+            result.balancer = copy.deepcopy(list(hook.history))
     return result
 
 
-def as_json(gradients: TermGradients) -> Optional[Dict[str, dict]]:
-    """Gradient norms as a run's result stores them (None: not measured)."""
-    if not gradients:
-        return None
-    return {term: dataclasses.asdict(g) for term, g in gradients.items()}
+def stored_gradients(gradients: TermGradients) -> Optional[TermGradients]:
+    """Gradient norms as a run's result keeps them: a copy, in a plain
+    dict (None: not measured)."""
+    return copy.deepcopy(dict(gradients)) if gradients else None
 
 
 def gskd_share(gradients: TermGradients) -> Optional[float]:
@@ -293,7 +300,8 @@ def student_init_file(ctx: RunContext, seed: int) -> str:
     return osp.join(ctx.out_dir, 'init', f'student_seed{seed}.pth')
 
 
-def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
+def student_run(ctx: RunContext, key: MethodKey, seed: int,
+                teacher: torch.nn.Module,
                 gap_loader) -> Tuple[RunResult, bool]:
     """Train one method for one seed, or reuse its stored result.
 
@@ -304,7 +312,7 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
 
     Args:
         ctx (RunContext): The demo's shared settings.
-        key (str): Method key (see :func:`method_spec`).
+        key (MethodKey): The method.
         seed (int): The seed.
         teacher (nn.Module): The teacher, to measure the structural gaps.
         gap_loader (Iterable): Validation batches of the gaps.
@@ -325,7 +333,7 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
     if 'teacher_ckpt' in cfg.model:
         cfg.model.teacher_ckpt = ctx.teacher_ckpt
     student_model_cfg(cfg).init_cfg = dict(type='Pretrained', checkpoint=init)
-    work_dir = osp.join(ctx.out_dir, 'runs', key, f'seed{seed}')
+    work_dir = osp.join(ctx.out_dir, 'runs', str(key), f'seed{seed}')
     stored = osp.join(work_dir, 'result.json')
     fingerprint = run_fingerprint(cfg, init)
     if osp.isfile(stored):
@@ -342,5 +350,5 @@ def student_run(ctx: RunContext, key: str, seed: int, teacher: torch.nn.Module,
         gap_loader=gap_loader)
     result.seed, result.fingerprint = seed, fingerprint
     with open(stored, 'w') as f:
-        json.dump(dataclasses.asdict(result), f, indent=2)
+        json.dump(to_json(result), f, indent=2)
     return result, False

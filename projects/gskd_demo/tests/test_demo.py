@@ -20,7 +20,8 @@ from PIL import Image
 
 from gskd_mm.apis import (default_annotation, gskd_view, init_distiller,
                           load_sample)
-from projects.gskd_demo.gskd_demo import matched_methods, read_costs
+from projects.gskd_demo.gskd_demo import (MethodKey, matched_methods,
+                                          method_spec, read_costs)
 from projects.gskd_demo.gskd_demo.figures import read_scalars
 
 from helpers import run_with_deadline
@@ -115,16 +116,20 @@ def test_workers_give_the_same_runs(demo, tmp_path):
 
 def test_compute_matched_runs(demo):
     """No KD at every distillation method's budget (the step cost ratio of
-    step_costs.json, to one decimal, times the 6 iterations), compared with
+    step_costs.json times the 6 iterations, rounded to 10), compared with
     each method paired by seed; and every method against no KD."""
     _, _, results, output = demo
     costs = read_costs()
-    assert results['costs'] == {k: costs[k] for k in results['costs']}
-    matched = matched_methods(METHODS, 6, costs)
-    assert list(results['methods']) == METHODS + matched
+    assert results['costs'] == {
+        k: costs[MethodKey.parse(k)]
+        for k in results['costs']
+    }
+    matched = matched_methods([MethodKey.parse(k) for k in METHODS], 6,
+                              costs)
+    assert list(results['methods']) == METHODS + [str(k) for k in matched]
     for key in matched:
-        method = results['methods'][key]
-        assert method['iters'] == int(key.split('@')[1])
+        method = results['methods'][str(key)]
+        assert key.is_no_kd and method['iters'] == key.iters
         assert method['runs'][0]['iters'] == method['iters']
     kinds = {}
     for d in results['paired'].values():
@@ -185,8 +190,9 @@ def test_balanced_runs_record_their_weights_and_shares(demo):
     updates the result keeps; other runs have none."""
     _, _, results, _ = demo
     for key, method in results['methods'].items():
+        balanced = method_spec(key).balancer is not None
         for run in method['runs']:
-            assert (run['balancer'] is not None) == key.endswith('-bal'), key
+            assert (run['balancer'] is not None) == balanced, key
     for run in results['methods']['dist_gskd-row-t1-bal']['runs']:
         # 6 iterations, measured every 5: one update, at iteration 4.
         (update, ) = run['balancer']

@@ -6,12 +6,16 @@ import os.path as osp
 
 import pytest
 
-from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, RunResult,
+from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, ComparisonKind,
+                                          MethodKey, RunResult,
                                           matched_methods, method_spec,
                                           paired_differences,
                                           paired_t_interval, pairing_check,
                                           sweep_methods)
 from projects.gskd_demo.gskd_demo.methods import config_dir, load_config
+
+
+K = MethodKey.parse  # a key as written
 
 
 # ------------------------------------------------------------ statistics
@@ -65,32 +69,32 @@ def _run(seed, miou, gap, student='s', data='d', **metrics):
 
 
 def test_paired_differences_and_check():
-    runs = dict(
-        dist=[_run(0, 30.0, 0.5), _run(1, 40.0, 0.7)],
-        dist_gskd=[_run(1, 41.0, 0.4), _run(0, 32.0, 0.3)],
-        no_kd=[_run(0, 20.0, 0.9), _run(1, 25.0, 0.9)])
+    runs = {
+        K('dist'): [_run(0, 30.0, 0.5), _run(1, 40.0, 0.7)],
+        K('dist_gskd'): [_run(1, 41.0, 0.4), _run(0, 32.0, 0.3)],
+        K('no_kd'): [_run(0, 20.0, 0.9), _run(1, 25.0, 0.9)]}
     paired = paired_differences(runs)
     # GSKD against its base (no CWD or CIRKD runs); every method against
     # no KD at equal iterations.
     assert {k: d.kind for k, d in paired.items()} == {
-        'dist vs no_kd': 'kd', 'dist_gskd': 'base',
-        'dist_gskd vs no_kd': 'kd'}
-    assert paired['dist_gskd'].baseline == 'dist'
+        'dist vs no_kd': ComparisonKind.KD, 'dist_gskd': ComparisonKind.BASE,
+        'dist_gskd vs no_kd': ComparisonKind.KD}
+    assert paired['dist_gskd'].baseline == K('dist')
     assert paired['dist vs no_kd'].intervals['miou'].mean == \
         pytest.approx(12.5)
     # Matched by seed, not by position: differences +2 and +1.
     assert paired['dist_gskd'].intervals['miou'].mean == pytest.approx(1.5)
     assert paired['dist_gskd'].intervals['gap'].mean == pytest.approx(-0.25)
     assert pairing_check(runs) == dict(student=True, data=True)
-    runs['no_kd'][1] = _run(1, 25.0, 0.9, student='other')
+    runs[K('no_kd')][1] = _run(1, 25.0, 0.9, student='other')
     assert pairing_check(runs) == dict(student=False, data=True)
 
 
 def test_a_balanced_variant_is_compared_with_its_base_and_fixed_twin():
     runs = {
-        'dist': [_run(0, 30.0, 0.5), _run(1, 40.0, 0.7)],
-        'dist_gskd-row-t1': [_run(0, 31.0, 0.4), _run(1, 42.0, 0.6)],
-        'dist_gskd-row-t1-bal': [_run(0, 33.0, 0.3), _run(1, 43.0, 0.6)],
+        K('dist'): [_run(0, 30.0, 0.5), _run(1, 40.0, 0.7)],
+        K('dist_gskd-row-t1'): [_run(0, 31.0, 0.4), _run(1, 42.0, 0.6)],
+        K('dist_gskd-row-t1-bal'): [_run(0, 33.0, 0.3), _run(1, 43.0, 0.6)],
     }
     paired = paired_differences(runs)
     assert list(paired) == [
@@ -98,14 +102,16 @@ def test_a_balanced_variant_is_compared_with_its_base_and_fixed_twin():
         'dist_gskd-row-t1-bal vs dist_gskd-row-t1'
     ]
     twin = paired['dist_gskd-row-t1-bal vs dist_gskd-row-t1']
-    assert twin.method == 'dist_gskd-row-t1-bal'
-    assert twin.baseline == 'dist_gskd-row-t1'
+    assert twin.method == K('dist_gskd-row-t1-bal')
+    assert twin.baseline == K('dist_gskd-row-t1')
+    assert twin.kind is ComparisonKind.FIXED
     assert twin.intervals['miou'].mean == pytest.approx(1.5)  # +2 and +1
-    assert paired['dist_gskd-row-t1-bal'].baseline == 'dist'
+    balanced = paired['dist_gskd-row-t1-bal']
+    assert balanced.baseline == K('dist')
     assert paired['dist_gskd-row-t1-bal'].intervals['miou'].mean == \
         pytest.approx(3.0)
     # Without its fixed twin, only the base.
-    del runs['dist_gskd-row-t1']
+    del runs[K('dist_gskd-row-t1')]
     assert list(paired_differences(runs)) == ['dist_gskd-row-t1-bal']
 
 
@@ -114,14 +120,14 @@ def test_paired_differences_skip_undefined_metrics():
         return _run(seed, miou, gap, gap_cos=gap / 10, gap_proj=proj,
                     gap_proj_cos=proj)
     runs = {
-        'cwd': [run(0, 30.0, 0.5, None), run(1, 31.0, 0.6, None)],
-        'cwd_gskd': [run(0, 32.0, 0.4, 0.2), run(1, 34.0, 0.4, 0.3)],
-        'cwd_gskd-row': [run(1, 30.0, 0.7, 0.1), run(0, 29.0, 0.7, 0.2)],
+        K('cwd'): [run(0, 30.0, 0.5, None), run(1, 31.0, 0.6, None)],
+        K('cwd_gskd'): [run(0, 32.0, 0.4, 0.2), run(1, 34.0, 0.4, 0.3)],
+        K('cwd_gskd-row'): [run(1, 30.0, 0.7, 0.1), run(0, 29.0, 0.7, 0.2)],
     }
     paired = paired_differences(runs)
     assert set(paired) == {'cwd_gskd', 'cwd_gskd-row'}
     for d in paired.values():
-        assert d.baseline == 'cwd'
+        assert d.baseline == K('cwd')
         assert set(d.intervals) == {'miou', 'gap', 'gap_cos'}
     assert paired['cwd_gskd'].intervals['miou'].mean == pytest.approx(2.5)
     assert paired['cwd_gskd-row'].intervals['miou'].mean == pytest.approx(-1.0)
@@ -132,15 +138,18 @@ def test_compute_matched_and_doubling_comparisons():
     """A method against no KD at the iterations its steps cost, and no KD
     at twice the iterations against no KD, paired by seed."""
     runs = {
-        'no_kd': [_run(0, 20.0, 0.9), _run(1, 22.0, 0.9)],
-        'dist': [_run(0, 30.0, 0.5), _run(1, 31.0, 0.5)],
-        'no_kd@270': [_run(0, 28.0, 0.9), _run(1, 27.0, 0.9)],
-        'no_kd@300': [_run(0, 29.0, 0.9), _run(1, 30.0, 0.9)],
+        K('no_kd'): [_run(0, 20.0, 0.9), _run(1, 22.0, 0.9)],
+        K('dist'): [_run(0, 30.0, 0.5), _run(1, 31.0, 0.5)],
+        K('no_kd@270'): [_run(0, 28.0, 0.9), _run(1, 27.0, 0.9)],
+        K('no_kd@300'): [_run(0, 29.0, 0.9), _run(1, 30.0, 0.9)],
     }
-    costs = {'dist': 1.79}  # 1.8 to one decimal: 150 x 1.8 = 270
-    assert matched_methods(list(runs), 150, costs) == ['no_kd@270']
+    costs = {K('dist'): 1.79}  # 150 x 1.79 = 268.5, to 10: 270
+    assert matched_methods(list(runs), 150, costs) == [K('no_kd@270')]
     paired = paired_differences(runs, 150, costs)
-    kinds = {k: (d.method, d.baseline, d.kind) for k, d in paired.items()}
+    kinds = {
+        k: (str(d.method), str(d.baseline), d.kind.value)
+        for k, d in paired.items()
+    }
     assert kinds == {
         'no_kd@300 vs no_kd': ('no_kd@300', 'no_kd', 'doubling'),
         'dist vs no_kd': ('dist', 'no_kd', 'kd'),
@@ -153,26 +162,50 @@ def test_compute_matched_and_doubling_comparisons():
     # Without costs, no compute-matched pair; an unmeasured method is named.
     assert 'dist vs no_kd@270' not in paired_differences(runs, 150)
     with pytest.raises(KeyError, match='cwd'):
-        matched_methods(['cwd'], 150, costs)
-    spec = method_spec('no_kd@270')
+        matched_methods([K('cwd')], 150, costs)
+    spec = method_spec(K('no_kd@270'))
     assert spec.iters == 270 and spec.label == 'no KD, 270 it'
+    for bad in ('no_kd@x', 'no_kd@0', 'no_kd@-2'):
+        with pytest.raises(ValueError, match='positive integer'):
+            K(bad)
     with pytest.raises(ValueError, match='positive integer'):
-        method_spec('no_kd@x')
+        MethodKey('no_kd', iters=0)
+
+
+def test_method_keys_are_parsed_and_written_in_one_form():
+    """A key reads back from its written form, and the written form of
+    every key is the one the runs' directories and the JSON use."""
+    cases = {
+        'no_kd': MethodKey('no_kd'),
+        'dist_gskd': MethodKey('dist_gskd'),
+        'cwd_gskd-row': MethodKey('cwd', 'gskd-row'),
+        'no_kd@250': MethodKey('no_kd', iters=250),
+        'cirkd_gskd-row-t1-bal@300':
+        MethodKey('cirkd', 'gskd-row-t1-bal', 300),
+    }
+    for text, key in cases.items():
+        assert K(text) == key and str(key) == text
+        assert K(str(key)) == key
+    assert K('no_kd@250').is_no_kd and not K('dist').is_no_kd
+    assert K('no_kd@250').at(None) == K('no_kd')
+    # Only a balanced variant has a fixed twin: its variant unbalanced.
+    assert K('dist_gskd-row-t1-bal').fixed_twin == K('dist_gskd-row-t1')
+    for key in ('dist', 'dist_gskd', 'dist_gskd-row-t1', 'no_kd@250'):
+        assert K(key).fixed_twin is None, key
 
 
 # --------------------------------------------------------------- sweep
 def test_sweep_methods_and_their_overrides_land_in_the_config():
     keys = sweep_methods()
     assert len(keys) == 3 * (2 + len(GSKD_VARIANTS))
-    assert keys[:2] == ['dist', 'dist_gskd']
+    assert keys[:2] == [K('dist'), K('dist_gskd')]
     data = dict(data_root='/nonexistent', generate_cfg=dict(num_train=1))
     for key in keys:
         spec = method_spec(key)
         if spec.loss_gskd is None:
             continue
-        base, _, variant = key.partition('_')
-        assert spec.baseline == base
-        assert spec.loss_gskd == GSKD_VARIANTS[variant]['loss_gskd']
+        assert spec.baseline == MethodKey(key.base)
+        assert spec.loss_gskd == GSKD_VARIANTS[key.variant]['loss_gskd']
         # As student_runs builds it: the recipe with the authors' GSKD,
         # its loss_gskd updated, the rest of the recipe as it is.
         cfg = load_config(spec.config, data['data_root'],
@@ -184,14 +217,16 @@ def test_sweep_methods_and_their_overrides_land_in_the_config():
             assert built[name] == value, (key, name)
         for name in ('type', 'num_samples', 'group_size'):
             assert built[name] == authors[name], (key, name)
-    assert method_spec('dist_gskd').loss_gskd is None
-    assert method_spec('dist_gskd').baseline == 'dist'
-    assert method_spec('no_kd').baseline is None
-    for bad in ('dist_gskd-nope', 'no_kd_gskd-row', 'nothing'):
+    assert method_spec(K('dist_gskd')).loss_gskd is None
+    assert method_spec(K('dist_gskd')).baseline == K('dist')
+    assert method_spec(K('no_kd')).baseline is None
+    for bad in ('dist_gskd-nope', 'no_kd_gskd-row', 'nothing', 'dist_'):
         with pytest.raises(ValueError, match='unknown demo method'):
-            method_spec(bad)
+            K(bad)
     with pytest.raises(ValueError, match='unknown demo method'):
         sweep_methods(variants=['nope'])
+    with pytest.raises(ValueError, match='unknown demo method'):
+        MethodKey('no_kd', 'gskd-row')
     assert osp.isdir(config_dir())
 
 
@@ -219,9 +254,9 @@ def test_variants_are_those_of_the_recipes():
 def test_every_student_has_the_same_schedule_scaled_to_the_run():
     from projects.gskd_demo.gskd_demo.methods import METHODS, TEACHER_CONFIG
     schedules = set()
-    for key in METHODS:
-        cfg = load_config(method_spec(key).config, '/nonexistent', {}, 150,
-                          4, 0)
+    for name in METHODS:
+        cfg = load_config(method_spec(MethodKey(name)).config,
+                          '/nonexistent', {}, 150, 4, 0)
         warmup, poly = cfg.param_scheduler
         assert (warmup.type, warmup.begin, warmup.end) == ('LinearLR', 0, 15)
         assert (poly.type, poly.begin, poly.end) == ('PolyLR', 15, 150)
@@ -241,3 +276,58 @@ def test_every_student_has_the_same_schedule_scaled_to_the_run():
     assert [(s.type, s.begin, s.end) for s in cfg.param_scheduler] == [
         ('PolyLR', 0, 800)
     ]
+
+
+# ---------------------------------------------------------------- JSON
+def test_results_are_typed_and_their_json_keeps_its_form():
+    """A summary's JSON writes method keys and comparison kinds as written
+    (the form of runs stored before the keys were typed) and reads back
+    into the same typed summary; a run's gradients and balancer updates
+    are their dataclasses, stored as plain dicts."""
+    import json
+
+    from gskd_mm.analysis.loss_gradients import TermGradient
+    from gskd_mm.engine.hooks.gradient_share_balancer_hook import \
+        BalancerUpdate
+    from projects.gskd_demo.gskd_demo.results import (DatasetInfo,
+                                                      DemoSummary, Settings,
+                                                      TeacherResult, to_json)
+    from projects.gskd_demo.gskd_demo.stats import summarise
+
+    def run(seed, miou):
+        return _run(
+            seed, miou, 0.5,
+            grad_norms={'loss_gskd': TermGradient(0.1, 0.2, 0.3, {'p': 1.0})},
+            balancer=[BalancerUpdate(4, 'loss_gskd', None, 0.5)])
+
+    runs = {
+        K('no_kd'): [run(0, 20.0), run(1, 22.0)],
+        K('dist'): [run(0, 30.0), run(1, 31.0)],
+        K('no_kd@270'): [run(0, 28.0), run(1, 27.0)],
+    }
+    costs = {K('dist'): 1.79}
+    teacher = TeacherResult(
+        **vars(_run(None, 45.0, 0.0)), untrained_miou=9.0)
+    summary = summarise(
+        Settings(150, 800, 4, 8, 2, 1),
+        DatasetInfo('S', 4, 2, 64, 5, '/d', {}),
+        teacher, runs, [dict(kl=1.0, cos=2.0)] * 2, 10.0,
+        dict(student=1, teacher=2), 1.0, costs)
+    stored = json.loads(json.dumps(summary.to_json()))
+    assert list(stored['methods']) == ['no_kd', 'dist', 'no_kd@270']
+    assert stored['costs'] == {'dist': 1.79}
+    assert stored['paired']['dist vs no_kd@270']['kind'] == 'compute'
+    assert stored['paired']['dist vs no_kd@270']['baseline'] == 'no_kd@270'
+    first = stored['methods']['dist']['runs'][0]
+    assert first['grad_norms'] == {
+        'loss_gskd': dict(value=0.1, student=0.2, share=0.3,
+                          connectors={'p': 1.0})}
+    assert first['balancer'] == [
+        dict(iter=4, term='loss_gskd', share=None, weight=0.5)]
+    assert to_json(runs[K('dist')][0]) == first
+    again = DemoSummary.from_json(stored)
+    assert again == summary
+    assert again.paired['dist vs no_kd@270'].kind is ComparisonKind.COMPUTE
+    assert isinstance(again.methods[K('dist')].runs[0].balancer[0],
+                      BalancerUpdate)
+    assert again.methods[K('no_kd@270')].iters == 270

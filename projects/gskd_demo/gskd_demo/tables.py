@@ -1,205 +1,15 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""The CPU demo's summary and table: means over seeds, paired differences."""
+"""The CPU demo's tables and notes, in markdown, from its summary (the
+statistics: :mod:`.stats`)."""
 import math
-import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 from scipy import stats
 
-from .methods import demo_matched_iters, is_no_kd, method_spec
-from .results import (Comparison, DatasetInfo, DemoSummary, MethodSummary,
-                      RunResult, Settings, Stat, TeacherResult)
-from .stats import PairedInterval, paired_t_interval
-
-
-# The per-run numbers that are summarised and compared, paired by seed:
-# mIoU, and the structural gaps (descriptor KL and mean |cosine
-# difference|) of the student's own features and after its GSKD projector.
-METRICS = ('miou', 'gap', 'gap_cos', 'gap_proj', 'gap_proj_cos')
-# The key suffix of a balanced sweep variant (its fixed twin without it).
-BALANCED = '-bal'
-
-
-def pairing_check(runs: Dict[str, List[RunResult]]) -> Dict[str, bool]:
-    """Whether the runs of each seed started alike and saw the same data.
-
-    Args:
-        runs (dict[str, list[RunResult]]): Per method, its runs.
-
-    Returns:
-        dict[str, bool]: ``student`` (every method's initial student equals
-        the others' of the same seed) and ``data`` (the same first batches).
-    """
-    by_seed: Dict[int, List[RunResult]] = {}
-    for method_runs in runs.values():
-        for run in method_runs:
-            by_seed.setdefault(run.seed, []).append(run)
-    return {
-        what: all(
-            len({getattr(run, f'{what}_digest')
-                 for run in seed_runs}) == 1 for seed_runs in by_seed.values())
-        for what in ('student', 'data')
-    }
-
-
-#: The kinds of paired comparison, each a method minus its baseline.
-COMPARISONS = {
-    'base': 'a GSKD recipe or variant against its base recipe',
-    'fixed': 'a balanced variant against the same at its fixed weight',
-    'kd': 'a distillation method against no KD, at equal iterations',
-    'compute': 'a distillation method against no KD trained for the '
-    'iterations its steps cost (equal compute)',
-    'doubling': 'no KD at twice the iterations against no KD',
-}
-
-
-def comparisons(methods: Sequence[str],
-                iters: Optional[int] = None,
-                costs: Optional[Dict[str, float]] = None
-                ) -> List[Tuple[str, str, str]]:
-    """The paired comparisons of a set of methods: (method, baseline, kind).
-
-    Of the kinds of :data:`COMPARISONS`, those whose both methods ran:
-    every GSKD recipe or variant against its base; a balanced variant
-    against its fixed twin; every distillation method against no KD at
-    equal iterations and, given the schedule and the costs, at equal
-    compute (:func:`.methods.demo_matched_iters`); no KD at twice the
-    iterations of another no-KD run against it.
-
-    Args:
-        methods (Sequence[str]): Method keys (see :func:`.method_spec`).
-        iters (int, optional): The schedule of the methods without ``@``.
-        costs (dict[str, float], optional): Step cost ratios.
-
-    Returns:
-        list[tuple[str, str, str]]: The pairs, in the order of ``methods``.
-    """
-    pairs = []
-    no_kd = {
-        method_spec(k).iters or iters: k
-        for k in methods if is_no_kd(k)
-    }
-    for key in methods:
-        spec = method_spec(key)
-        if is_no_kd(key):
-            twice = no_kd.get(2 * (spec.iters or iters or 0))
-            if twice is not None:
-                pairs.append((twice, key, 'doubling'))
-            continue
-        if spec.baseline in methods:
-            pairs.append((key, spec.baseline, 'base'))
-        fixed = key[:-len(BALANCED)]
-        if spec.balancer is not None and key.endswith(BALANCED) \
-                and fixed in methods:
-            pairs.append((key, fixed, 'fixed'))
-        if 'no_kd' in methods:
-            pairs.append((key, 'no_kd', 'kd'))
-        if costs and key in costs and iters:
-            matched = no_kd.get(demo_matched_iters(iters, costs[key]))
-            if matched is not None:
-                pairs.append((key, matched, 'compute'))
-    return pairs
-
-
-def comparison_name(method: str, baseline: str, kind: str) -> str:
-    """The key of a comparison: the method's against its base, else
-    ``<method> vs <baseline>``."""
-    return method if kind == 'base' else f'{method} vs {baseline}'
-
-
-def paired_differences(runs: Dict[str, List[RunResult]],
-                       iters: Optional[int] = None,
-                       costs: Optional[Dict[str, float]] = None,
-                       confidence: float = 0.95) -> Dict[str, Comparison]:
-    """Each method minus its baselines, paired by seed (see
-    :func:`comparisons`).
-
-    Args:
-        runs (dict[str, list[RunResult]]): Per method, its runs.
-        iters (int, optional): The schedule of the methods without ``@``.
-        costs (dict[str, float], optional): Step cost ratios.
-        confidence (float): Coverage of the t intervals. Defaults to 0.95.
-
-    Returns:
-        dict[str, Comparison]: Per comparison (see :func:`comparison_name`),
-        its interval for every metric defined in both (a base recipe has no
-        projected gap), on the seeds both ran.
-    """
-    out = {}
-    for key, base, kind in comparisons(list(runs), iters, costs):
-        a = {r.seed: r for r in runs[key]}
-        b = {r.seed: r for r in runs[base]}
-        seeds = sorted(set(a) & set(b))
-        if not seeds:
-            continue
-        comparison = Comparison(key, base, kind)
-        for metric in METRICS:
-            pairs = [(getattr(a[s], metric), getattr(b[s], metric))
-                     for s in seeds]
-            if any(x is None or y is None for x, y in pairs):
-                continue
-            comparison.intervals[metric] = paired_t_interval(
-                [x for x, _ in pairs], [y for _, y in pairs], confidence)
-        out[comparison_name(key, base, kind)] = comparison
-    return out
-
-
-def summarise_method(key: str, runs: List[RunResult], iters: int,
-                     majority_class_miou: float) -> MethodSummary:
-    """A method's runs and their statistics over seeds (``iters``: the
-    demo's schedule, unless the method has its own)."""
-    spec = method_spec(key)
-    shares = [r.gskd_grad_share for r in runs]
-    return MethodSummary(
-        label=spec.label,
-        config=osp.join('projects', 'gskd_demo', 'configs', spec.config),
-        loss_gskd=spec.loss_gskd,
-        baseline=spec.baseline,
-        iters=spec.iters or iters,
-        stats={
-            metric: Stat.of([getattr(r, metric) for r in runs])
-            for metric in METRICS
-        },
-        gskd_grad_share=None if any(x is None for x in shares) else float(
-            np.mean(shares)),
-        wall_s_mean=float(np.mean([r.wall_s for r in runs])),
-        iter_ms=float(np.median([r.iter_ms for r in runs])),
-        gskd_ms=float(np.median([r.gskd_ms for r in runs])),
-        collapsed=sum(r.miou <= majority_class_miou + 0.5 for r in runs),
-        runs=runs)
-
-
-def summarise(settings: Settings,
-              dataset: DatasetInfo,
-              teacher: TeacherResult,
-              runs: Dict[str, List[RunResult]],
-              init_gaps: List[Dict[str, float]],
-              majority_class_miou: float,
-              params: Dict[str, int],
-              total_s: float,
-              costs: Optional[Dict[str, float]] = None) -> DemoSummary:
-    """Collect everything of the table and figures (``costs``: the step
-    cost ratios of compute-matched runs)."""
-    return DemoSummary(
-        dataset=dataset,
-        settings=settings,
-        params=params,
-        teacher=teacher,
-        majority_class_miou=majority_class_miou,
-        init_gap={
-            metric: Stat.of([g[metric] for g in init_gaps])
-            for metric in ('kl', 'cos')
-        },
-        methods={
-            key: summarise_method(key, method_runs, settings.iters,
-                                  majority_class_miou)
-            for key, method_runs in runs.items()
-        },
-        paired=paired_differences(runs, settings.iters, costs),
-        pairing_check=pairing_check(runs),
-        total_wall_s=total_s,
-        costs=dict(costs or {}))
+from .methods import NO_KD, MethodKey
+from .results import ComparisonKind, DemoSummary, PairedInterval, Stat
+from .stats import against_no_kd
 
 
 def _fmt(stat: Stat, digits: int, scale: float = 1.0) -> str:
@@ -224,7 +34,7 @@ def _fmt_interval(d: Optional[PairedInterval],
 def methods_table(summary: DemoSummary) -> List[str]:
     """One row per model: mIoU, gaps, share and step time."""
     teacher, methods = summary.teacher, summary.methods
-    no_kd = methods.get('no_kd')
+    no_kd = methods.get(NO_KD)
     lines = [
         '| model | val mIoU (%) | gap KL (×1e3) | gap cos (×1e2) | '
         'projected gap KL (×1e3) | projected gap cos (×1e2) | n | '
@@ -237,7 +47,7 @@ def methods_table(summary: DemoSummary) -> List[str]:
     ]
     for key, m in methods.items():
         stats = m.stats
-        delta = ('' if no_kd is None or key == 'no_kd' else
+        delta = ('' if no_kd is None or key == NO_KD else
                  f'{stats["miou"].mean - no_kd.stats["miou"].mean:+.2f}')
         gskd = f'{m.gskd_ms:.1f}' if m.gskd_ms > 0 else ''
         share = '' if m.gskd_grad_share is None else \
@@ -261,24 +71,13 @@ def methods_table(summary: DemoSummary) -> List[str]:
     return lines
 
 
-def against_no_kd(
-        summary: DemoSummary) -> Dict[str, Dict[str, Comparison]]:
-    """Every distillation method's comparisons with no KD: by method, in
-    the order they were made, those of kind ``kd`` (equal iterations) and
-    ``compute`` (equal compute) that ran."""
-    found: Dict[str, Dict[str, Comparison]] = {}
-    for d in summary.paired.values():
-        if d.kind in ('kd', 'compute'):
-            found.setdefault(d.method, {})[d.kind] = d
-    return found
-
-
 def pays_table(summary: DemoSummary) -> List[str]:
     """Does distillation pay? Every method against no KD, at equal
     iterations and, where it ran, at equal compute."""
     gains = {
         key: found
-        for key, found in against_no_kd(summary).items() if 'kd' in found
+        for key, found in against_no_kd(summary).items()
+        if ComparisonKind.KD in found
     }
     if not gains:
         return []
@@ -292,7 +91,8 @@ def pays_table(summary: DemoSummary) -> List[str]:
         '|---|---|---|---|---|---|',
     ]
     for key, found in gains.items():
-        d, matched = found['kd'], found.get('compute')
+        d = found[ComparisonKind.KD]
+        matched = found.get(ComparisonKind.COMPUTE)
         cost = summary.costs.get(key)
         lines.append(
             f'| {methods[key].label} | '
@@ -305,13 +105,13 @@ def pays_table(summary: DemoSummary) -> List[str]:
 
 
 def schedules_table(summaries: Sequence[DemoSummary],
-                    methods: Sequence[str]) -> str:
+                    methods: Sequence[MethodKey]) -> str:
     """Does distillation pay, schedule by schedule: every method's mIoU and
     its gain over no KD at equal iterations and at equal compute.
 
     Args:
         summaries (Sequence[DemoSummary]): One per schedule.
-        methods (Sequence[str]): The distillation methods to show.
+        methods (Sequence[MethodKey]): The distillation methods to show.
 
     Returns:
         str: A markdown table, a row per method and schedule that ran it.
@@ -329,7 +129,8 @@ def schedules_table(summaries: Sequence[DemoSummary],
             if key not in summary.methods:
                 continue
             found = gains.get(key, {})
-            kd, compute = found.get('kd'), found.get('compute')
+            kd = found.get(ComparisonKind.KD)
+            compute = found.get(ComparisonKind.COMPUTE)
             matched = compute and summary.methods[compute.baseline]
             lines.append(
                 f'| {summary.methods[key].label} | {summary.settings.iters} '
@@ -347,7 +148,8 @@ def paired_table(summary: DemoSummary) -> List[str]:
     twin, or no KD with half its iterations, with the intervals."""
     paired = [
         d for d in summary.paired.values()
-        if d.kind in ('base', 'fixed', 'doubling')
+        if d.kind in (ComparisonKind.BASE, ComparisonKind.FIXED,
+                      ComparisonKind.DOUBLING)
     ]
     if not paired:
         return []
@@ -416,7 +218,7 @@ def table_notes(summary: DemoSummary) -> List[str]:
             '(batch, hooks, step) of the method over that of no KD, '
             'measured once and fixed before the runs '
             '(projects/gskd_demo/step_costs.json); no KD at equal compute '
-            'trains the schedule times that cost to one decimal, with '
+            'trains the schedule times that cost, rounded to 10, with '
             'the same schedule shape (warm-up and decay scaled).'),
         f'Total wall time: {summary.total_wall_s:.0f} s.',
     ]
