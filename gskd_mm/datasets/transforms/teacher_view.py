@@ -1,0 +1,108 @@
+# Copyright (c) gskd-mm contributors. All rights reserved.
+"""Transforms that record where a training crop came from.
+
+MMSeg's ``RandomCrop`` keeps no box, and a teacher cache of full images
+(:class:`~gskd_mm.models.CachedTeacherDistill`) needs it to cut each
+crop's targets: :class:`RandomCropWithBox` is ``RandomCrop`` that keeps
+it, and :class:`RecordTeacherView` gathers the crop's whole geometry into
+``results['teacher_view']`` for ``PackSegInputs`` to pack into the data
+sample's metainfo (add ``'teacher_view'`` to its ``meta_keys``;
+:class:`~gskd_mm.datasets.TeacherViewDataset` does all of this to a
+recipe's pipeline).
+"""
+from mmcv.transforms import BaseTransform
+from mmseg.datasets.transforms import RandomCrop
+from mmseg.registry import TRANSFORMS
+
+__all__ = ['RandomCropWithBox', 'RecordTeacherView']
+
+
+@TRANSFORMS.register_module()
+class RandomCropWithBox(RandomCrop):
+    """MMSeg's ``RandomCrop`` that records its box.
+
+    Same arguments and random draws as ``RandomCrop``; adds ``crop_bbox``
+    (y1, y2, x1, x2), clipped to the image, in the coordinates of the image
+    it cropped, and ``crop_after_flip`` (the flip direction already
+    applied when it cropped, or None).
+    """
+
+    def transform(self, results: dict) -> dict:
+        """Crop as ``RandomCrop`` and record the box.
+
+        Args:
+            results (dict): Result dict of the pipeline.
+
+        Returns:
+            dict: The cropped results with ``crop_bbox``.
+        """
+        h, w = results['img'].shape[:2]
+        # The draws of RandomCrop.transform, which calls crop_bbox once.
+        box = self.crop_bbox(results)
+        results['img'] = self.crop(results['img'], box)
+        for key in results.get('seg_fields', []):
+            results[key] = self.crop(results[key], box)
+        results['img_shape'] = results['img'].shape[:2]
+        y1, y2, x1, x2 = box
+        results['crop_bbox'] = (int(y1), int(min(y2, h)), int(x1),
+                                int(min(x2, w)))
+        results['crop_after_flip'] = results.get(
+            'flip_direction') if results.get('flip') else None
+        return results
+
+
+def _unflip_box(box: tuple, size: tuple, direction: str) -> tuple:
+    """A box in a flipped image, in the unflipped image's coordinates."""
+    y1, y2, x1, x2 = box
+    h, w = size
+    if direction in ('horizontal', 'diagonal'):
+        x1, x2 = w - x2, w - x1
+    if direction in ('vertical', 'diagonal'):
+        y1, y2 = h - y2, h - y1
+    return y1, y2, x1, x2
+
+
+@TRANSFORMS.register_module()
+class RecordTeacherView(BaseTransform):
+    """Record a sample's geometry as ``results['teacher_view']``.
+
+    Placed after the geometric transforms (before ``PackSegInputs``), it
+    records the image's ``ori_shape``, the resize's ``scale_factor`` (w, h)
+    and the resized ``img_shape``, the crop box in the resized image (the
+    whole image without a crop), the flip and its direction, the padded
+    shape and the image's ``sample_idx`` and ``img_path``, for
+    :func:`~gskd_mm.teacher_cache.geometry.sample_view`. A crop drawn
+    after a flip is recorded in the unflipped image's coordinates (a crop
+    of the flipped image is the flip of that crop).
+    """
+
+    def transform(self, results: dict) -> dict:
+        """Add ``teacher_view``.
+
+        Args:
+            results (dict): Result dict of the pipeline.
+
+        Returns:
+            dict: The results with ``teacher_view``.
+        """
+        ori = tuple(results['ori_shape'][:2])
+        factor = tuple(results.get('scale_factor', (1.0, 1.0)))
+        resized = (round(ori[0] * factor[1]), round(ori[1] * factor[0]))
+        box = results.get('crop_bbox')
+        if box is None:
+            box = (0, resized[0], 0, resized[1])
+        elif results.get('crop_after_flip'):
+            box = _unflip_box(box, resized, results['crop_after_flip'])
+        flip = bool(results.get('flip', False))
+        results['teacher_view'] = dict(
+            ori_shape=ori,
+            scale_factor=factor,
+            img_shape=resized,
+            crop_bbox=tuple(int(v) for v in box),
+            flip=flip,
+            flip_direction=results.get('flip_direction') if flip else None,
+            pad_shape=tuple(
+                results.get('pad_shape', results['img_shape'])[:2]),
+            sample_idx=results.get('sample_idx'),
+            img_path=results.get('img_path'))
+        return results
