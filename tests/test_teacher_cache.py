@@ -80,7 +80,8 @@ def segmentor(seed: int) -> dict:
 
 
 def pointwise_recipe(data_root: str, ratio_range=(1.0, 2.0),
-                     crop=(24, 40), pad=None) -> Config:
+                     crop=(24, 40), pad=None,
+                     photometric: bool = False) -> Config:
     """A DIST recipe of two pointwise segmentors on generated Cityscapes
     (no photometric distortion: a dense cache holds the teacher's output
     on the original colours)."""
@@ -95,6 +96,8 @@ def pointwise_recipe(data_root: str, ratio_range=(1.0, 2.0),
              direction=['horizontal', 'vertical']),
         dict(type='PackSegInputs'),
     ]
+    if photometric:
+        pipeline.insert(-1, dict(type='PhotoMetricDistortion'))
     student = segmentor(0)
     student['data_preprocessor']['size'] = pad or crop
     return Config(
@@ -133,7 +136,7 @@ def cached_recipe(cfg: Config, root: str, **settings) -> Config:
     """``cfg`` switched to the cache at ``root`` (as the recipes of
     configs/gskd/teacher_cache/ do)."""
     cfg = copy.deepcopy(cfg)
-    cache = dict(mode='dense', root=root, **settings)
+    cache = dict(dict(mode='dense', root=root), **settings)
     cfg.model.type = 'CachedTeacherDistill'
     cfg.model.teacher_cache = cache
     cfg.train_dataloader.dataset = dict(
@@ -276,7 +279,7 @@ def draw_batch(dataset, indices):
     return pseudo_collate([dataset[i] for i in indices])
 
 
-def cached_and_online(cfg, root, teacher_ckpt, batches=6, seed=0,
+def cached_and_online(cfg, root, teacher_ckpt, batches=6, draw_seed=0,
                       **settings):
     """Pairs of (cached, online, valid) teacher records of drawn batches."""
     init_default_scope('mmseg')
@@ -286,7 +289,7 @@ def cached_and_online(cfg, root, teacher_ckpt, batches=6, seed=0,
     assert not list(model.teacher.parameters())  # no teacher weights
     online = TeacherRunner(cfg, teacher_ckpt)
     dataset = DATASETS.build(cached_cfg.train_dataloader.dataset)
-    np.random.seed(seed)
+    np.random.seed(draw_seed)
     out, flips = [], set()
     for b in range(batches):
         data = model.data_preprocessor(
@@ -402,3 +405,37 @@ def test_a_cache_of_another_teacher_or_checkpoint_is_refused(
     # The online recipe of a cached one is the recipe.
     assert online_config(cached_recipe(cfg, root)).model.type == \
         'EvalTeacherDistill'
+
+
+# ---------------------------------------------------------------- replay
+def test_replayed_views_give_the_online_teachers_targets_exactly(
+        tmp_path, data_root, teacher_ckpt):
+    """Any scale of the range, photometric distortion, padding: the
+    replayed view is the cached one, and so are its targets."""
+    cfg = pointwise_recipe(data_root, ratio_range=(0.5, 2.0), crop=(24, 40),
+                           pad=(32, 48), photometric=True)
+    root = str(tmp_path / 'cache')
+    run_cache_pass(cfg, root, checkpoint=teacher_ckpt, dtype='fp32',
+                   mode='replay', num_views=3, seed=7)
+    cache = TeacherCache(root)
+    assert cache.manifest['replay'] == dict(num_views=3, seed=7)
+    assert all(len(v) == 3 for v in cache.views.values())
+    settings = dict(mode='replay', num_views=3, seed=7)
+    pairs, _ = cached_and_online(cfg, root, teacher_ckpt, batches=6,
+                                 **settings)
+    seen = set()
+    for cached, online, samples in pairs:
+        seen.update(s.teacher_view['replay_view'] for s in samples)
+        torch.testing.assert_close(
+            cached['logits'], online['logits'], rtol=0, atol=0)
+        torch.testing.assert_close(
+            cached['feat'][0], online['feat'], rtol=0, atol=0)
+    assert seen == {0, 1, 2}
+    # Another seed replays other views: refused at the dataset, and a
+    # changed pipeline by the image digest.
+    with pytest.raises(StaleTeacherCacheError, match='replayed views'):
+        cached_and_online(cfg, root, teacher_ckpt, batches=1,
+                          **dict(settings, seed=8))
+    cfg.train_dataloader.dataset.pipeline[3].crop_size = (20, 40)
+    with pytest.raises(StaleTeacherCacheError, match='image digest'):
+        cached_and_online(cfg, root, teacher_ckpt, batches=1, **settings)

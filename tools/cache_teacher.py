@@ -40,6 +40,14 @@ def parse_args() -> argparse.Namespace:
         '--out', help='cache directory (default: the recipe\'s '
         'model.teacher_cache.root)')
     parser.add_argument(
+        '--mode', choices=['dense', 'replay'], help='dense: full images at '
+        'a few scales and flips; replay: K draws of the training pipeline '
+        'per image (default: the recipe\'s teacher_cache.mode, else dense)')
+    parser.add_argument(
+        '--num-views', type=int, help='replay mode: views per image (K)')
+    parser.add_argument(
+        '--seed', type=int, help='replay mode: seed of the views')
+    parser.add_argument(
         '--scales', type=float, nargs='+', help='resize ratios of the '
         'cached views (default: 3 over the RandomResize range)')
     parser.add_argument(
@@ -85,7 +93,10 @@ def main() -> None:
             dtype=args.dtype,
             dtypes=args.recorder_dtype,
             shard_size=args.shard_size,
-            device=device)
+            device=device,
+            mode=args.mode,
+            num_views=args.num_views,
+            seed=args.seed)
         if get_dist_info()[0] == 0:
             print(f'\nteacher cache written to {out}')
     finally:

@@ -134,16 +134,83 @@ def _resize(results: dict, spec: Optional[dict], ratio: float) -> dict:
     return resize(results)
 
 
+class _DenseViews:
+    """The dense views of an image: full image, each scale and flip."""
+
+    def __init__(self, runner: TeacherRunner, cfg: Config,
+                 plan: dict) -> None:
+        self.runner = runner
+        self.loaders = _loaders(train_pipeline(cfg))
+        self.plan = plan
+
+    def __call__(self, dataset, index: int):
+        results = dict(dataset.get_data_info(index))
+        for load in self.loaders:
+            results = load(results)
+        ori = results['img'].shape[:2]
+        for ratio in self.plan['scales']:
+            resized = _resize(results, self.plan['resize'], ratio)
+            img = resized['img']
+            factor = [float(f) for f in resized['scale_factor']]
+            for flip in self.plan['flips']:
+                records = self.runner.record(
+                    self.runner.preprocess(_flip(img, flip)))
+                yield dict(scale=ratio, flip=flip, ori_shape=list(ori),
+                           img_shape=list(img.shape[:2]),
+                           scale_factor=factor), records
+
+
+class _ReplayViews:
+    """The replayed views of an image: the training pipeline's draws
+    under each view's seed, padded as a training batch."""
+
+    def __init__(self, runner: TeacherRunner, cfg: Config,
+                 replay: dict) -> None:
+        from gskd_mm.datasets import ReplayAugmentations
+        from gskd_mm.datasets.teacher_view_dataset import patch_dataset_cfg
+        self.runner = runner
+        self.num_views = replay['num_views']
+        dataset_cfg = patch_dataset_cfg(
+            cfg.train_dataloader.dataset, dict(mode='replay', **replay))
+        scope = cfg.get('default_scope', 'mmseg')
+        with DefaultScope.overwrite_default_scope(scope):
+            self.dataset = DATASETS.build(dataset_cfg)
+        self.replay = next(
+            t for t in self.dataset.pipeline.transforms
+            if isinstance(t, ReplayAugmentations))
+
+    def __call__(self, dataset, index: int):
+        from mmengine.dataset import pseudo_collate
+        preprocessor = self.runner.model.data_preprocessor
+        for k in range(self.num_views):
+            self.replay.view = k
+            try:
+                sample = self.dataset[index]
+            finally:
+                self.replay.view = None
+            data = preprocessor(pseudo_collate([sample]), True)
+            records = self.runner.record(data['inputs'].to(
+                self.runner.device))
+            view = dict(sample['data_samples'].teacher_view)
+            view['input_shape'] = list(data['inputs'].shape[-2:])
+            view.pop('img_path', None)
+            yield json.loads(json.dumps(view, default=list)), records
+
+
 def plan_cache(cfg: Config,
                scales: Optional[Sequence[float]] = None,
                dtype: str = 'fp16',
                dtypes: Optional[Dict[str, str]] = None,
                checkpoint: Optional[str] = None,
-               shard_size: int = 16) -> dict:
+               shard_size: int = 16,
+               replay: Optional[dict] = None) -> dict:
     """Everything a cache pass is asked to do, as its manifest.
 
     Args:
         cfg (Config): The recipe.
+        replay (dict, optional): ``num_views`` and ``seed`` of a replay
+            cache (no scales or flips: the views are the pipeline's own
+            draws); None: dense. Defaults to None.
         scales (Sequence[float], optional): Resize ratios; None: 3 over the
             pipeline's ``RandomResize`` range (:func:`default_scales`).
         dtype (str): Storage dtype of every recorder. Defaults to 'fp16'.
@@ -169,17 +236,25 @@ def plan_cache(cfg: Config,
     }
     ckpt = checkpoint if checkpoint is not None else online.model.get(
         'teacher_ckpt')
+    if replay:
+        extra = dict(replay=dict(replay))
+        scales, flips = [], []
+    else:
+        extra = {}
+        scales = list(scales) if scales else default_scales(pipeline)
+        flips = default_flips(pipeline)
     manifest = build_manifest(
-        mode='dense',
+        mode='replay' if replay else 'dense',
         teacher=teacher_config(online.model.teacher),
         checkpoint=checkpoint_identity(ckpt),
         files=files,
-        scales=list(scales) if scales else default_scales(pipeline),
-        flips=default_flips(pipeline),
+        scales=scales,
+        flips=flips,
         recorders=recorders,
         shard_size=shard_size,
         resize=resize_spec(pipeline),
-        teacher_auxiliary=bool(online.model.get('teacher_auxiliary')))
+        teacher_auxiliary=bool(online.model.get('teacher_auxiliary')),
+        **extra)
     manifest['_files'] = files
     manifest['_dataset'] = dataset
     return manifest
@@ -192,12 +267,19 @@ def run_cache_pass(cfg: Config,
                    dtype: str = 'fp16',
                    dtypes: Optional[Dict[str, str]] = None,
                    shard_size: int = 16,
-                   device: str = 'cpu') -> str:
+                   device: str = 'cpu',
+                   mode: Optional[str] = None,
+                   num_views: Optional[int] = None,
+                   seed: Optional[int] = None) -> str:
     """Run the recipe's teacher once over its training set into a cache.
 
-    Every view (each scale of :func:`plan_cache`, each flip the pipeline
-    makes) of every training image goes through the teacher in eval mode
-    under ``no_grad``, and what its recorders record is stored
+    Dense mode: every view (each scale of :func:`plan_cache`, each flip
+    the pipeline makes) of every full training image goes through the
+    teacher. Replay mode: each of ``num_views`` draws of the training
+    pipeline per image (:class:`~gskd_mm.datasets.ReplayAugmentations`),
+    padded as the recipe's data preprocessor pads a batch. The teacher
+    runs in eval mode under ``no_grad``, and what its recorders record is
+    stored
     (:class:`ShardWriter`). Process ``rank`` of ``world_size`` takes shards
     ``rank::world_size``; shards completed by an earlier (killed) pass are
     kept, unfinished ones redone. Rank 0 shows a progress bar.
@@ -215,6 +297,12 @@ def run_cache_pass(cfg: Config,
         dtypes (dict, optional): Per recorder dtypes.
         shard_size (int): Images per shard. Defaults to 16.
         device (str): Defaults to 'cpu'.
+        mode (str, optional): 'dense' or 'replay'; None: the recipe's
+            ``model.teacher_cache.mode`` (default 'dense').
+        num_views (int, optional): K of the replay mode (default: the
+            recipe's ``teacher_cache.num_views``).
+        seed (int, optional): Seed of the replayed views (default: the
+            recipe's, else 0).
 
     Returns:
         str: The cache directory.
@@ -229,7 +317,21 @@ def run_cache_pass(cfg: Config,
         raise ValueError('no cache directory: pass --out, or set '
                          'model.teacher_cache.root in the recipe')
     rank, world_size = get_dist_info()
-    plan = plan_cache(cfg, scales, dtype, dtypes, checkpoint, shard_size)
+    settings = cache_settings(cfg)
+    mode = mode or settings.get('mode', 'dense')
+    replay = None
+    if mode == 'replay':
+        replay = dict(
+            num_views=num_views or settings.get('num_views'),
+            seed=seed if seed is not None else settings.get('seed', 0))
+        if not replay['num_views']:
+            raise ValueError('replay mode needs the number of views per '
+                             'image: --num-views K (or '
+                             'teacher_cache.num_views)')
+    elif mode != 'dense':
+        raise ValueError(f"mode {mode!r}: 'dense' or 'replay'")
+    plan = plan_cache(cfg, scales, dtype, dtypes, checkpoint, shard_size,
+                      replay)
     files, dataset = plan.pop('_files'), plan.pop('_dataset')
     plan = json.loads(json.dumps(plan, default=str))  # as stored
     manifest_path = osp.join(out, MANIFEST)
@@ -237,7 +339,8 @@ def run_cache_pass(cfg: Config,
         diffs = compare_manifests(
             _read_json(manifest_path), plan,
             ('format', 'mode', 'teacher', 'checkpoint', 'files',
-             'recorders', 'scales', 'flips', 'shard_size', 'resize'))
+             'recorders', 'scales', 'flips', 'shard_size', 'resize',
+             'replay'))
         found = _read_json(manifest_path)['recorders']
         diffs += [
             f'dtype of {n}: the cache has {found[n]["dtype"]}, this pass '
@@ -261,9 +364,11 @@ def run_cache_pass(cfg: Config,
         s for s in range(plan['num_shards'])[rank::world_size]
         if not osp.isdir(shard_dir(out, s))
     ]
-    pipeline = train_pipeline(online_config(cfg))
-    loaders = _loaders(pipeline)
     runner = TeacherRunner(cfg, checkpoint, device)
+    if replay:
+        views = _ReplayViews(runner, online_config(cfg), replay)
+    else:
+        views = _DenseViews(runner, online_config(cfg), plan)
     dtypes_of = {n: r['dtype'] for n, r in plan['recorders'].items()}
     n_images = sum(
         min(shard_size, len(files) - s * shard_size) for s in todo)
@@ -278,24 +383,10 @@ def run_cache_pass(cfg: Config,
         writer = ShardWriter(out, s, dtypes_of)
         for index in range(s * shard_size,
                            min((s + 1) * shard_size, len(files))):
-            results = dict(dataset.get_data_info(index))
-            for load in loaders:
-                results = load(results)
-            ori = results['img'].shape[:2]
-            for ratio in plan['scales']:
-                resized = _resize(results, plan['resize'], ratio)
-                img = resized['img']
-                factor = tuple(float(f) for f in resized['scale_factor'])
-                for flip in plan['flips']:
-                    records = runner.record(
-                        runner.preprocess(_flip(img, flip)))
-                    writer.add(
-                        index,
-                        dict(scale=ratio, flip=flip,
-                             ori_shape=list(ori),
-                             img_shape=list(img.shape[:2]),
-                             scale_factor=list(factor)),
-                        {n: r[0].cpu().numpy() for n, r in records.items()})
+            for view, records in views(dataset, index):
+                writer.add(index, view,
+                           {n: r[0].cpu().numpy()
+                            for n, r in records.items()})
             if bar is not None:
                 bar.update()
         writer.close()

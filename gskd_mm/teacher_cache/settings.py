@@ -224,17 +224,23 @@ def dataset_files(dataset) -> List[str]:
     ]
 
 
-def check_dataset(root: str, dataset) -> None:
-    """Refuse a cache made for another file list than ``dataset``'s.
+def check_dataset(root: str, dataset, replay: Optional[dict] = None) -> None:
+    """Refuse a cache made for another file list than ``dataset``'s (or
+    other replayed views).
 
     Args:
         root (str): The cache directory.
         dataset: The built training set.
+        replay (dict, optional): ``num_views`` and ``seed`` of a replay
+            cache; None: a dense one.
 
     Raises:
-        StaleTeacherCacheError: Naming both digests and counts.
+        StaleTeacherCacheError: Naming the difference.
     """
     files = dataset_files(dataset)
-    TeacherCache(root).check(
-        dict(files=dict(digest=file_list_digest(files), count=len(files))),
-        'this training set')
+    expected = dict(
+        mode='replay' if replay else 'dense',
+        files=dict(digest=file_list_digest(files), count=len(files)))
+    if replay:
+        expected['replay'] = dict(replay)
+    TeacherCache(root).check(expected, 'this training set')

@@ -137,7 +137,7 @@ def build_manifest(mode: str, teacher: dict, checkpoint: Optional[dict],
     """What a cache is made from, as its ``manifest.json`` holds it.
 
     Args:
-        mode (str): ``'dense'``.
+        mode (str): ``'dense'`` or ``'replay'``.
         teacher (dict): The teacher's model config.
         checkpoint (dict, optional): ``path`` and ``sha256`` of the teacher's
             weights (``sha256`` None where only a URL is known), or None
@@ -185,7 +185,8 @@ def compare_manifests(found: dict,
                       expected: dict,
                       keys: Iterable[str] = ('format', 'mode', 'teacher',
                                              'checkpoint', 'files',
-                                             'recorders')) -> List[str]:
+                                             'recorders', 'replay')
+                      ) -> List[str]:
     """The differences between a cache's manifest and a run's.
 
     Recorders compare by name, type and source (not dtype: any dtype can
@@ -221,6 +222,7 @@ def compare_manifests(found: dict,
                 files='training file list (digest, count)',
                 recorders='teacher recorder set (name: type, source)',
                 mode='cache mode',
+                replay='replayed views (num_views, seed)',
                 format='cache format').get(key, key)
             diffs.append(f'{what}: the cache has {have}, this run has '
                          f'{want}')
@@ -458,7 +460,7 @@ class TeacherCache:
             c, h, w)
         if rows is not None:
             array = array[:, rows]
-        array = np.asarray(array, dtype=np.float32)
+        array = np.array(array, dtype=np.float32)  # a copy, writable
         if entry.get('scale') is not None:
             array = array * np.float32(entry['scale'])
         return array

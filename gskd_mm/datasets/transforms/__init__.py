@@ -1,4 +1,8 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-from .teacher_view import RandomCropWithBox, RecordTeacherView
+from .teacher_view import (RandomCropWithBox, RecordTeacherView,
+                           ReplayAugmentations, replay_seed)
 
-__all__ = ['RandomCropWithBox', 'RecordTeacherView']
+__all__ = [
+    'RandomCropWithBox', 'RecordTeacherView', 'ReplayAugmentations',
+    'replay_seed'
+]

@@ -10,11 +10,19 @@ sample's metainfo (add ``'teacher_view'`` to its ``meta_keys``;
 :class:`~gskd_mm.datasets.TeacherViewDataset` does all of this to a
 recipe's pipeline).
 """
-from mmcv.transforms import BaseTransform
+import hashlib
+import random
+from typing import List
+
+import numpy as np
+from mmcv.transforms import BaseTransform, Compose
 from mmseg.datasets.transforms import RandomCrop
 from mmseg.registry import TRANSFORMS
 
-__all__ = ['RandomCropWithBox', 'RecordTeacherView']
+__all__ = [
+    'RandomCropWithBox', 'RecordTeacherView', 'ReplayAugmentations',
+    'replay_seed'
+]
 
 
 @TRANSFORMS.register_module()
@@ -105,4 +113,77 @@ class RecordTeacherView(BaseTransform):
                 results.get('pad_shape', results['img_shape'])[:2]),
             sample_idx=results.get('sample_idx'),
             img_path=results.get('img_path'))
+        return results
+
+
+def replay_seed(seed: int, index: int, view: int) -> int:
+    """The random seed of view ``view`` of image ``index``."""
+    digest = hashlib.sha256(f'{seed}:{index}:{view}'.encode()).digest()
+    return int.from_bytes(digest[:4], 'little')
+
+
+def image_digest(img: np.ndarray) -> str:
+    """A short digest of an augmented image (its bytes)."""
+    return hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()[:16]
+
+
+@TRANSFORMS.register_module()
+class ReplayAugmentations(BaseTransform):
+    """Run transforms under one of ``num_views`` fixed draws per image.
+
+    The replay mode of the teacher cache (FKD-style): each image has
+    ``num_views`` augmentations, each the draw of the wrapped transforms
+    (resize, crop, flip, photometric distortion, ...) under the random
+    seed :func:`replay_seed` of (``seed``, the image's ``sample_idx``, the
+    view). Each call picks a view at random (the loader's own random
+    state, which is restored afterwards) and runs the transforms under its
+    seed, so the cache pass and training see the same pixels. It records
+    ``teacher_view`` (:class:`RecordTeacherView`, run last) with
+    ``replay_view`` (the view) and ``digest`` (of the augmented image, so
+    that a replay that differs from the cached view is refused).
+
+    Args:
+        transforms (list[dict]): The augmentations, as in the pipeline.
+        num_views (int): Views per image (K).
+        seed (int): Base seed of the views. Defaults to 0.
+    """
+
+    def __init__(self,
+                 transforms: List[dict],
+                 num_views: int,
+                 seed: int = 0) -> None:
+        if num_views < 1:
+            raise ValueError(f'num_views={num_views}: at least 1')
+        transforms = list(transforms)
+        if not any(
+                t.get('type') == 'RecordTeacherView' for t in transforms):
+            transforms.append(dict(type='RecordTeacherView'))
+        self.transforms = Compose(transforms)
+        self.num_views = num_views
+        self.seed = seed
+        #: A view to run instead of a random one (the cache pass sets it).
+        self.view = None
+
+    def transform(self, results: dict) -> dict:
+        """Run the augmentations of one stored view.
+
+        Args:
+            results (dict): Result dict of the pipeline (``sample_idx``).
+
+        Returns:
+            dict: The augmented results with ``teacher_view``.
+        """
+        view = self.view if self.view is not None else int(
+            np.random.randint(self.num_views))
+        np_state, py_state = np.random.get_state(), random.getstate()
+        seed = replay_seed(self.seed, int(results['sample_idx']), view)
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            results = self.transforms(results)
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        results['teacher_view'].update(
+            replay_view=view, digest=image_digest(results['img']))
         return results

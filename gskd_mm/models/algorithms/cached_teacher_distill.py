@@ -77,7 +77,15 @@ class TeacherCacheMixin:
             raise ValueError(f"teacher_cache.off_scale={self.off_scale!r}: "
                              "'nearest' (with a warning) or 'error'")
         self.scale_tolerance = settings.pop('scale_tolerance', 1e-3)
-        settings.pop('mode', None)
+        self.cache_mode = settings.pop('mode', 'dense')
+        expected = dict(mode=self.cache_mode)
+        if self.cache_mode == 'replay':
+            expected['replay'] = dict(
+                num_views=settings.pop('num_views', None),
+                seed=settings.pop('seed', 0))
+        elif self.cache_mode != 'dense':
+            raise ValueError(f'teacher_cache.mode={self.cache_mode!r}: '
+                             "'dense' or 'replay'")
         if settings:
             raise TypeError(f'unknown teacher_cache settings {settings}')
         if distiller.get('distill_deliveries'):
@@ -87,7 +95,7 @@ class TeacherCacheMixin:
         self.teacher_cache = TeacherCache(root)
         self.teacher_cache.check(
             dict(
-                mode='dense',
+                expected,
                 teacher=dict(digest=config_digest(teacher_config(teacher))),
                 checkpoint=checkpoint_identity(teacher_ckpt),
                 recorders=recorder_specs(distiller)))
@@ -134,6 +142,32 @@ class TeacherCacheMixin:
         raise ValueError(f'the teacher cache has no unflipped view of '
                          f'{view.get("img_path")}')
 
+    def _replayed_view(self, index: int, view: dict,
+                       input_shape: Tuple[int, int]) -> dict:
+        """The cached view a replayed sample shows, checked to be it."""
+        from gskd_mm.teacher_cache import StaleTeacherCacheError
+        k = view.get('replay_view')
+        if k is None:
+            raise KeyError(
+                'the data samples carry no replay_view: the training '
+                "pipeline must replay the cache's views (TeacherViewDataset "
+                "with teacher_cache mode='replay')")
+        cached = next(
+            (v for v in self.teacher_cache.views[index]
+             if v.get('replay_view') == k), None)
+        if cached is None or cached['digest'] != view['digest']:
+            raise StaleTeacherCacheError(
+                f'view {k} of {view["img_path"]} differs from the one the '
+                f'teacher cache at {self.teacher_cache.root} holds (image '
+                'digest): the training pipeline, its randomness or the '
+                'images changed since the cache was made; make it again')
+        if tuple(cached['input_shape']) != tuple(input_shape):
+            raise ValueError(
+                f'the batch is padded to {tuple(input_shape)}, the replay '
+                f'cache to {tuple(cached["input_shape"])}: pad as the '
+                'recipe the cache was made from (data_preprocessor.size)')
+        return cached
+
     def _fill_teacher_recorders(
             self, batch_inputs: torch.Tensor,
             data_samples: Optional[List[BaseDataElement]]) -> None:
@@ -155,6 +189,13 @@ class TeacherCacheMixin:
             view = sample.teacher_view
             index = self.teacher_cache.index_of(view['img_path'],
                                                 view.get('sample_idx'))
+            if self.cache_mode == 'replay':
+                cached = self._replayed_view(index, view, (height, width))
+                for name in per_recorder:
+                    per_recorder[name].append(
+                        torch.from_numpy(
+                            self.teacher_cache.read(cached, name)))
+                continue
             cached = self._choose_view(index, view)
             for name in per_recorder:
                 entry = cached['maps'][name]
