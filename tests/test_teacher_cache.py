@@ -116,9 +116,17 @@ def pointwise_recipe(data_root: str, ratio_range=(1.0, 2.0),
                     distill_losses=dict(
                         loss_dist=dict(
                             type='PixelWiseDISTLoss', tau=1.0,
-                            loss_weight=1.0, resize_teacher=True)),
+                            loss_weight=1.0, resize_teacher=True),
+                        loss_feat=dict(
+                            type='ChannelWiseDivergence', tau=4.0,
+                            loss_weight=1.0)),
                     loss_forward_mappings=dict(
-                        loss_dist=pieces.logits_forward_mapping))),
+                        loss_dist=pieces.logits_forward_mapping,
+                        loss_feat=dict(
+                            preds_S=dict(from_student=True, recorder='feat',
+                                         data_idx=0),
+                            preds_T=dict(from_student=False,
+                                         recorder='feat', data_idx=0))))),
             train_dataloader=dict(
                 batch_size=2,
                 num_workers=0,
@@ -301,7 +309,7 @@ def cached_and_online(cfg, root, teacher_ckpt, batches=6, draw_seed=0,
             model._teacher_forward(inputs, samples)
             cached = {
                 n: manager.get_recorder(n).get_record_data(0)
-                for n in manager.recorders
+                for n in model._recorder_types
             }
         records = online.record(inputs)
         for s in samples:

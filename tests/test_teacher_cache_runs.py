@@ -177,7 +177,8 @@ def test_cached_recipe_trains_without_the_teacher(tmp_path, monkeypatch):
     manifest = TeacherCache(cache).manifest
     assert manifest['checkpoint']['path'] == ckpt
     assert manifest['flips'] == [None, 'horizontal']
-    assert sorted(manifest['recorders']) == ['aux_logits', 'feat', 'logits']
+    # What DIST's losses read (not the features it records).
+    assert sorted(manifest['recorders']) == ['aux_logits', 'logits']
     options = [
         '--cfg-options', 'train_dataloader.batch_size=2',
         'train_dataloader.num_workers=2',

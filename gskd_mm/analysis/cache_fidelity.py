@@ -95,8 +95,8 @@ def _group(model, view: dict) -> str:
     return f'{where} {cached["scale"]:g}, flip {flip}'
 
 
-def _records(manager) -> Dict[str, object]:
-    return {n: r.data_buffer[0] for n, r in manager.recorders.items()}
+def _records(manager, names) -> Dict[str, object]:
+    return {n: manager.get_recorder(n).data_buffer[0] for n in names}
 
 
 def _tensor(record) -> torch.Tensor:
@@ -156,11 +156,12 @@ def cache_fidelity(cfg: Config,
         view = samples[0].teacher_view
         with cached.distiller.teacher_recorders:
             cached._teacher_forward(inputs, samples)
-        from_cache = _records(cached.distiller.teacher_recorders)
+        from_cache = _records(cached.distiller.teacher_recorders,
+                              cached._recorder_types)
         distiller.set_deliveries_override(False)
         with distiller.teacher_recorders, distiller.deliveries:
             model._teacher_forward(inputs, samples)
-        from_teacher = _records(distiller.teacher_recorders)
+        from_teacher = _records(distiller.teacher_recorders, from_cache)
         measures = {}
         for name, record in from_teacher.items():
             t = _tensor(record).float()

@@ -61,7 +61,7 @@ class TeacherRunner:
             online.model.teacher_ckpt = checkpoint
         self.cfg = online
         self.checkpoint = online.model.get('teacher_ckpt')
-        self.recorders = recorder_specs(online.model.distiller)
+        self.recorders = recorder_specs(online.model)
         scope = online.get('default_scope', 'mmseg')
         init_default_scope(scope)
         with DefaultScope.overwrite_default_scope(scope):
@@ -232,7 +232,7 @@ def plan_cache(cfg: Config,
     files = dataset_files(dataset)
     recorders = {
         name: dict(spec, dtype=(dtypes or {}).get(name, dtype))
-        for name, spec in recorder_specs(online.model.distiller).items()
+        for name, spec in recorder_specs(online.model).items()
     }
     ckpt = checkpoint if checkpoint is not None else online.model.get(
         'teacher_ckpt')

@@ -145,11 +145,16 @@ def default_flips(pipeline: Sequence[dict]) -> List[Optional[str]]:
     return flips
 
 
-def recorder_specs(distiller: dict) -> Dict[str, dict]:
-    """A distiller's teacher recorders: name -> ``type``, ``source``.
+def recorder_specs(model: dict) -> Dict[str, dict]:
+    """The teacher recorders a cache holds: name -> ``type``, ``source``.
+
+    Those a distillation loss reads (``loss_forward_mappings``), and the
+    teacher logits an adversarial algorithm's discriminator scores; other
+    recorders of the distiller (e.g. the features a DIST recipe records
+    but no loss reads) are not cached, and stay empty in cached training.
 
     Args:
-        distiller (dict): The recipe's ``model.distiller``.
+        model (dict): The recipe's ``model`` (``distiller``, ``type``).
 
     Returns:
         dict[str, dict]: ``type`` (registry name) and ``source``.
@@ -157,9 +162,20 @@ def recorder_specs(distiller: dict) -> Dict[str, dict]:
     Raises:
         ValueError: A recorder whose records a cache cannot hold.
     """
+    distiller = model['distiller']
+    used = {
+        record['recorder']
+        for mapping in (distiller.get('loss_forward_mappings') or
+                        {}).values() for record in mapping.values()
+        if not record.get('from_student', True)
+    }
+    if 'Adversarial' in str(model.get('type', '')):
+        used.add(model.get('teacher_logits', 'logits'))
     recorders = distiller.get('teacher_recorders') or {}
     specs = {}
     for name, rec in recorders.items():
+        if name not in used:
+            continue
         kind = _bare(rec['type'])
         if kind not in RECORDER_TYPES:
             raise ValueError(

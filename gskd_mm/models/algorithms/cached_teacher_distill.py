@@ -63,7 +63,8 @@ class TeacherCacheMixin:
     """
 
     def _init_teacher_cache(self, teacher: dict, teacher_ckpt: Optional[str],
-                            teacher_cache: dict, distiller: dict) -> None:
+                            teacher_cache: dict, distiller: dict,
+                            teacher_logits: Optional[str] = None) -> None:
         from gskd_mm.teacher_cache import (TeacherCache, checkpoint_identity,
                                            config_digest, recorder_specs,
                                            teacher_config)
@@ -98,7 +99,11 @@ class TeacherCacheMixin:
                 expected,
                 teacher=dict(digest=config_digest(teacher_config(teacher))),
                 checkpoint=checkpoint_identity(teacher_ckpt),
-                recorders=recorder_specs(distiller)))
+                recorders=recorder_specs(
+                    dict(
+                        distiller=distiller,
+                        type='Adversarial' if teacher_logits else '',
+                        teacher_logits=teacher_logits))))
         self._recorder_types = {
             name: spec['type']
             for name, spec in self.teacher_cache.recorders.items()
@@ -238,7 +243,8 @@ def _cached_init(cls_self, base, teacher, teacher_cache, teacher_ckpt,
         distiller=distiller,
         **kwargs)
     cls_self._init_teacher_cache(teacher, teacher_ckpt, teacher_cache,
-                                 distiller)
+                                 distiller,
+                                 getattr(cls_self, 'teacher_logits', None))
 
 
 @MODELS.register_module()
