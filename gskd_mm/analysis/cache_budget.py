@@ -156,3 +156,47 @@ def cache_budget_table(rows: Dict[str, CacheBudget]) -> str:
             f'{b.bytes_per_image / 1e6:.2f} | {b.total_gb:.1f} | '
             f'{b.pass_forwards:,.0f} | {100 * b.pass_share:.1f} % |')
     return '\n'.join(lines)
+
+
+def time_cached_steps(cfg: Config,
+                      root: str,
+                      batch_size: Optional[int] = None,
+                      rounds: int = 3,
+                      repeats: int = 10,
+                      device: str = 'cpu',
+                      **settings) -> Dict[str, List[float]]:
+    """Median training-step seconds of the student alone, the online
+    recipe and the cached recipe, on one batch, in alternating rounds.
+
+    Args:
+        cfg (Config): The recipe, run offline (its teacher's weights are
+            not needed for timing, but the cache must match the recipe).
+        root (str): A cache of the recipe.
+        batch_size (int, optional): Images per step; None: the recipe's.
+        rounds (int): Rounds, each timing the three in turn. Defaults to 3.
+        repeats (int): Timed steps per model and round. Defaults to 10.
+        device (str): Defaults to 'cpu'.
+        **settings: ``teacher_cache`` settings (``mode``, ...).
+
+    Returns:
+        dict[str, list[float]]: Per model ('student', 'online', 'cached'),
+        the median step of each round.
+    """
+    import copy
+
+    from .cache_fidelity import use_teacher_cache
+    from .step_benchmark import first_batch, time_steps
+    cached_cfg = use_teacher_cache(cfg, root, **settings)
+    if batch_size:
+        cached_cfg.train_dataloader.batch_size = batch_size
+    batch = first_batch(cached_cfg)  # with each crop's teacher_view
+    online = copy.deepcopy(cfg)
+    out: Dict[str, List[float]] = {'student': [], 'online': [], 'cached': []}
+    for _ in range(rounds):
+        for name, model_cfg, alone in (('student', online, True),
+                                       ('online', online, False),
+                                       ('cached', cached_cfg, False)):
+            out[name].append(
+                time_steps(model_cfg, alone, device=device, repeats=repeats,
+                           warmup=2, batch=batch).seconds)
+    return out

@@ -1,8 +1,9 @@
-# ../dist_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py with its teacher served from a dense teacher cache
-# (../_base_/teacher_cache/dense.py). Make the cache first:
-#   python tools/cache_teacher.py <this config>
+# The recipe below, its teacher served from a dense teacher cache
+# (../_base_/teacher_cache/dense.py; docs/en/user_guides/teacher_cache.md):
+#   ../dist_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py
+# Make the cache first: python tools/cache_teacher.py <this config>
 _base_ = [
-    '../dist_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py',
+    '../dist_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_cityscapes-512x1024.py',  # noqa: E501
     '../_base_/teacher_cache/dense.py',
 ]
 teacher_cache = dict(
