@@ -6,7 +6,6 @@ The mapping is checked where it must be exact: with a pointwise teacher
 output on the full image, for every flip and at the cached scales, so the
 cached-and-sampled targets must equal the online teacher's.
 """
-import copy
 import os.path as osp
 
 import numpy as np
@@ -21,6 +20,7 @@ from mmrazor.registry import MODELS as RAZOR_MODELS
 from mmseg.registry import DATASETS
 from mmseg.registry import MODELS as SEG_MODELS
 
+from gskd_mm.analysis.cache_fidelity import use_teacher_cache
 from gskd_mm.teacher_cache import (MissingTeacherCacheError, ShardWriter,
                                    StaleTeacherCacheError, TeacherCache,
                                    build_manifest, online_config)
@@ -138,20 +138,6 @@ def pointwise_recipe(data_root: str, ratio_range=(1.0, 2.0),
                         img_path='leftImg8bit/train',
                         seg_map_path='gtFine/train'),
                     pipeline=pipeline))))
-
-
-def cached_recipe(cfg: Config, root: str, **settings) -> Config:
-    """``cfg`` switched to the cache at ``root`` (as the recipes of
-    configs/gskd/teacher_cache/ do)."""
-    cfg = copy.deepcopy(cfg)
-    cache = dict(dict(mode='dense', root=root), **settings)
-    cfg.model.type = 'CachedTeacherDistill'
-    cfg.model.teacher_cache = cache
-    cfg.train_dataloader.dataset = dict(
-        type='TeacherViewDataset',
-        dataset=cfg.train_dataloader.dataset,
-        cache=cache)
-    return cfg
 
 
 @pytest.fixture(scope='module')
@@ -291,7 +277,7 @@ def cached_and_online(cfg, root, teacher_ckpt, batches=6, draw_seed=0,
                       **settings):
     """Pairs of (cached, online, valid) teacher records of drawn batches."""
     init_default_scope('mmseg')
-    cached_cfg = cached_recipe(cfg, root, **settings)
+    cached_cfg = use_teacher_cache(cfg, root, **settings)
     cached_cfg.model.teacher_ckpt = teacher_ckpt
     model = RAZOR_MODELS.build(cached_cfg.model)
     assert not list(model.teacher.parameters())  # no teacher weights
@@ -394,7 +380,7 @@ def test_a_cache_of_another_teacher_or_checkpoint_is_refused(
     state = torch.load(teacher_ckpt)
     state['state_dict']['backbone.conv.0.bias'] += 1
     torch.save(state, other)
-    cached = cached_recipe(cfg, root)
+    cached = use_teacher_cache(cfg, root)
     cached.model.teacher_ckpt = other
     with pytest.raises(StaleTeacherCacheError,
                        match='teacher checkpoint: the cache has'):
@@ -406,12 +392,12 @@ def test_a_cache_of_another_teacher_or_checkpoint_is_refused(
     # Another training set: refused when the dataset is built.
     other_root = make_cityscapes(str(tmp_path / 'other'), num_train=3,
                                  num_val=1, size=(32, 64))
-    cached = cached_recipe(cfg, root)
+    cached = use_teacher_cache(cfg, root)
     cached.train_dataloader.dataset.dataset.data_root = other_root
     with pytest.raises(StaleTeacherCacheError, match='training file list'):
         DATASETS.build(cached.train_dataloader.dataset)
     # The online recipe of a cached one is the recipe.
-    assert online_config(cached_recipe(cfg, root)).model.type == \
+    assert online_config(use_teacher_cache(cfg, root)).model.type == \
         'EvalTeacherDistill'
 
 

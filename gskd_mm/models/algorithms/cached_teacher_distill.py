@@ -59,8 +59,30 @@ def _map_stride(img_shape: Tuple[int, int], map_shape: Tuple[int,
 class TeacherCacheMixin:
     """Fill the teacher recorders from a :class:`TeacherCache`.
 
-    See :class:`CachedTeacherDistill`.
+    Put before the online algorithm in the bases; see
+    :class:`CachedTeacherDistill` for the arguments.
     """
+
+    def __init__(self,
+                 teacher: dict,
+                 teacher_cache: dict,
+                 teacher_ckpt: Optional[str] = None,
+                 teacher_auxiliary: bool = False,
+                 distiller: Optional[dict] = None,
+                 **kwargs) -> None:
+        sources = [
+            rec['source']
+            for rec in (distiller.get('teacher_recorders') or {}).values()
+        ]
+        super().__init__(
+            teacher=TeacherStub(sources, teacher_auxiliary),
+            teacher_ckpt=None,
+            teacher_auxiliary=teacher_auxiliary,
+            distiller=distiller,
+            **kwargs)
+        self._init_teacher_cache(teacher, teacher_ckpt, teacher_cache,
+                                 distiller,
+                                 getattr(self, 'teacher_logits', None))
 
     def _init_teacher_cache(self, teacher: dict, teacher_ckpt: Optional[str],
                             teacher_cache: dict, distiller: dict,
@@ -228,25 +250,6 @@ class TeacherCacheMixin:
         self._fill_teacher_recorders(batch_inputs, data_samples)
 
 
-def _cached_init(cls_self, base, teacher, teacher_cache, teacher_ckpt,
-                 teacher_auxiliary, distiller, kwargs) -> None:
-    sources = [
-        rec['source']
-        for rec in (distiller.get('teacher_recorders') or {}).values()
-    ]
-    stub = TeacherStub(sources, teacher_auxiliary)
-    base.__init__(
-        cls_self,
-        teacher=stub,
-        teacher_ckpt=None,
-        teacher_auxiliary=teacher_auxiliary,
-        distiller=distiller,
-        **kwargs)
-    cls_self._init_teacher_cache(teacher, teacher_ckpt, teacher_cache,
-                                 distiller,
-                                 getattr(cls_self, 'teacher_logits', None))
-
-
 @MODELS.register_module()
 class CachedTeacherDistill(TeacherCacheMixin, EvalTeacherDistill):
     """:class:`EvalTeacherDistill` whose teacher records come from a cache.
@@ -267,26 +270,20 @@ class CachedTeacherDistill(TeacherCacheMixin, EvalTeacherDistill):
     Args:
         teacher (dict): The recipe's teacher (its config is compared with
             the cache's; it is not built).
-        teacher_cache (dict): ``root`` (the cache directory),
-            ``off_scale`` ('nearest': crops at a scale the cache lacks use
-            the nearest cached one, with one warning; 'error': refuse
-            them) and ``scale_tolerance`` (relative difference of scale
-            factors counted as the same scale, default 1e-3).
+        teacher_cache (dict): ``root`` (the cache directory), ``mode``
+            ('dense', the default, or 'replay' with ``num_views`` and
+            ``seed``: the views the cache holds, replayed by
+            :class:`~gskd_mm.datasets.ReplayAugmentations`, whose targets
+            are served as they are); dense only: ``off_scale``
+            ('nearest': crops at a scale the cache lacks use the nearest
+            cached one, with one warning; 'error': refuse them) and
+            ``scale_tolerance`` (relative difference of scale factors
+            counted as the same scale, default 1e-3).
         teacher_ckpt (str, optional): The recipe's teacher checkpoint (its
             sha256 is compared with the cache's; it is not loaded).
         teacher_auxiliary (bool): As in :class:`EvalTeacherDistill`.
         **kwargs: Other arguments of :class:`EvalTeacherDistill`.
     """
-
-    def __init__(self,
-                 teacher: dict,
-                 teacher_cache: dict,
-                 teacher_ckpt: Optional[str] = None,
-                 teacher_auxiliary: bool = False,
-                 distiller: Optional[dict] = None,
-                 **kwargs) -> None:
-        _cached_init(self, EvalTeacherDistill, teacher, teacher_cache,
-                     teacher_ckpt, teacher_auxiliary, distiller, kwargs)
 
 
 @MODELS.register_module()
@@ -303,14 +300,3 @@ class CachedAdversarialTeacherDistill(TeacherCacheMixin,
         teacher_auxiliary (bool): As in :class:`EvalTeacherDistill`.
         **kwargs: Other arguments of :class:`AdversarialEvalTeacherDistill`.
     """
-
-    def __init__(self,
-                 teacher: dict,
-                 teacher_cache: dict,
-                 teacher_ckpt: Optional[str] = None,
-                 teacher_auxiliary: bool = False,
-                 distiller: Optional[dict] = None,
-                 **kwargs) -> None:
-        _cached_init(self, AdversarialEvalTeacherDistill, teacher,
-                     teacher_cache, teacher_ckpt, teacher_auxiliary,
-                     distiller, kwargs)
