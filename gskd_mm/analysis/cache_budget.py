@@ -184,8 +184,11 @@ def time_cached_steps(cfg: Config,
     """
     import copy
 
+    from mmengine.registry import init_default_scope
+
     from .cache_fidelity import use_teacher_cache
     from .step_benchmark import first_batch, time_steps
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
     cached_cfg = use_teacher_cache(cfg, root, **settings)
     if batch_size:
         cached_cfg.train_dataloader.batch_size = batch_size
