@@ -20,7 +20,8 @@ from mmrazor.registry import MODELS as RAZOR_MODELS
 from mmseg.registry import DATASETS
 from mmseg.registry import MODELS as SEG_MODELS
 
-from gskd_mm.analysis.cache_fidelity import use_teacher_cache
+from gskd_mm.analysis.cache_fidelity import (cache_fidelity, save_fidelity,
+                                             use_teacher_cache)
 from gskd_mm.teacher_cache import (MissingTeacherCacheError, ShardWriter,
                                    StaleTeacherCacheError, TeacherCache,
                                    build_manifest, online_config)
@@ -368,6 +369,12 @@ def test_padding_is_zero_and_off_scale_views_are_refused_or_warned(
     with pytest.warns(UserWarning, match='nearest cached scale') as record:
         cached_and_online(cfg, root, teacher_ckpt, batches=2)
     assert len([w for w in record if 'nearest' in str(w.message)]) == 1
+    # With fidelity measured on the cache, the warning quotes it.
+    save_fidelity(root, cache_fidelity(cfg, root, 2, teacher_ckpt))
+    with pytest.warns(UserWarning, match=r'measured fidelity of these '
+                      r'targets: .*logits argmax agreement % [\d.]+, .* '
+                      r'over 2 training samples'):
+        cached_and_online(cfg, root, teacher_ckpt, batches=1)
 
 
 def test_a_cache_of_another_teacher_or_checkpoint_is_refused(

@@ -25,7 +25,9 @@ from mmengine.utils import ProgressBar
 from mmrazor.registry import MODELS
 from mmseg.registry import DATASETS
 
-__all__ = ['use_teacher_cache', 'cache_fidelity', 'fidelity_table']
+__all__ = [
+    'use_teacher_cache', 'cache_fidelity', 'fidelity_table', 'save_fidelity'
+]
 
 
 def use_teacher_cache(cfg: Config, root: str, **settings) -> Config:
@@ -222,3 +224,21 @@ def fidelity_table(results: Dict[str, Dict[str, float]]) -> str:
         lines.append(f'| {g} | {row["samples"]} | ' + ' | '.join(
             f'{row[k]:.4g}' for k in keys) + ' |')
     return '\n'.join(lines)
+
+
+def save_fidelity(root: str, results: Dict[str, Dict[str, float]]) -> str:
+    """Keep fidelity results with the cache (``<root>/fidelity.json``).
+
+    Args:
+        root (str): The cache directory.
+        results (dict): Output of :func:`cache_fidelity`.
+
+    Returns:
+        str: The file written.
+    """
+    import os.path as osp
+
+    from gskd_mm.teacher_cache.storage import FIDELITY, _write_json
+    path = osp.join(root, FIDELITY)
+    _write_json(path, results)
+    return path

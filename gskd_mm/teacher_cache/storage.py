@@ -38,6 +38,8 @@ __all__ = [
 CACHE_FORMAT = 1
 MANIFEST = 'manifest.json'
 FILES = 'files.json'
+#: Results of tools/analysis_tools/cache_fidelity.py, if it ran.
+FIDELITY = 'fidelity.json'
 #: Storage dtypes of a recorder's maps.
 DTYPES = {'fp16': np.float16, 'fp32': np.float32, 'int8': np.int8}
 #: Config keys that do not change what a teacher with loaded weights
@@ -385,6 +387,20 @@ class TeacherCache:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def measured_fidelity(self) -> Optional[str]:
+        """What tools/analysis_tools/cache_fidelity.py measured on this
+        cache (its overall argmax agreement and KL), if it ran."""
+        path = osp.join(self.root, FIDELITY)
+        if not osp.isfile(path):
+            return None
+        overall = _read_json(path).get('all', {})
+        parts = [
+            f'{k} {v:.4g}' for k, v in overall.items()
+            if 'agreement' in k or 'KL' in k or 'cosine' in k
+        ]
+        return (f'{", ".join(parts)} over {overall.get("samples")} '
+                'training samples')
 
     def check(self, expected: dict, what: str = 'this run') -> None:
         """Refuse a cache made from anything else than ``expected``.

@@ -5,7 +5,9 @@ Draws training samples through the recipe's real pipeline and compares,
 on each crop, the targets the cache serves with the online teacher's:
 argmax agreement and KL of the softened logits, feature cosine, and each
 distillation loss with either target; by scale and flip
-(:func:`gskd_mm.analysis.cache_fidelity.cache_fidelity`).
+(:func:`gskd_mm.analysis.cache_fidelity.cache_fidelity`). The results
+are also written to the cache's ``fidelity.json``, which the warning about
+crops at uncached scales quotes.
 
 Example::
 
@@ -52,7 +54,9 @@ def main() -> None:
     """Measure and print the table."""
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    from gskd_mm.analysis.cache_fidelity import cache_fidelity, fidelity_table
+    from gskd_mm.analysis.cache_fidelity import (cache_fidelity,
+                                                 fidelity_table,
+                                                 save_fidelity)
     from gskd_mm.teacher_cache import cache_settings
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -67,6 +71,9 @@ def main() -> None:
     results = cache_fidelity(
         cfg, root, args.num_samples, args.checkpoint, args.seed, **settings)
     print('\n' + fidelity_table(results))
+    # Kept with the cache: the warning of crops served from the nearest
+    # cached scale quotes it.
+    save_fidelity(root, results)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=1)

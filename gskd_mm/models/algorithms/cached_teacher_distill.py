@@ -145,11 +145,14 @@ class TeacherCacheMixin:
         best = min(distance(v) for v in views)
         if best > self.scale_tolerance:
             scales = sorted({v['scale'] for v in views})
+            measured = self.teacher_cache.measured_fidelity()
+            fidelity = (f'measured fidelity of these targets: {measured}'
+                        if measured else 'measure what that costs with '
+                        'tools/analysis_tools/cache_fidelity.py')
             message = (
                 f'a training view at scale factor {fh:.4g} is not in the '
                 f'teacher cache (scales {scales} of the resize ratio): '
-                'served from the nearest cached scale; measure what that '
-                'costs with tools/analysis_tools/cache_fidelity.py, or '
+                f'served from the nearest cached scale; {fidelity}; or '
                 'cache more scales (tools/cache_teacher.py --scales)')
             if self.off_scale == 'error':
                 raise ValueError(message.replace(
