@@ -20,7 +20,7 @@ from mmrazor.registry import MODELS as RAZOR_MODELS
 from mmseg.registry import DATASETS
 from mmseg.registry import MODELS as SEG_MODELS
 
-from gskd_mm.analysis.cache_fidelity import (cache_fidelity, save_fidelity,
+from gskd_mm.teacher_cache.fidelity import (cache_fidelity, save_fidelity,
                                              use_teacher_cache)
 from gskd_mm.teacher_cache import (MissingTeacherCacheError, ShardWriter,
                                    StaleTeacherCacheError, TeacherCache,

@@ -4,7 +4,9 @@ store what its recorders record, and serve each training crop's targets
 from disk (:class:`~gskd_mm.models.CachedTeacherDistill`).
 
 ``docs/en/user_guides/teacher_cache.md`` describes its use. The cache pass
-(:func:`run_cache_pass`, ``tools/cache_teacher.py``) is imported on use:
+(``cache_pass``: ``tools/cache_teacher.py``), the fidelity measure
+(``fidelity``: ``tools/analysis_tools/cache_fidelity.py``) and the
+storage and cost accounting (``budget``) are imported on use, e.g.
 ``from gskd_mm.teacher_cache.cache_pass import run_cache_pass``.
 """
 from .settings import (CACHED_TYPES, ONLINE_TYPES, cache_settings,

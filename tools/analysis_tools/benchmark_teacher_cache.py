@@ -4,7 +4,7 @@
 Times a training step of a recipe's student alone, of the recipe with its
 online teacher and of the recipe served from a teacher cache (made first by
 ``tools/cache_teacher.py``), on one batch, in alternating rounds
-(:func:`gskd_mm.analysis.cache_budget.time_cached_steps`), and prints each
+(:func:`gskd_mm.teacher_cache.budget.time_cached_steps`), and prints each
 round's median and the step ratios to the student alone. Numbers belong in
 docs/en/benchmarks.md.
 
@@ -47,7 +47,7 @@ def main() -> None:
     """Time and print."""
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    from gskd_mm.analysis.cache_budget import time_cached_steps
+    from gskd_mm.teacher_cache.budget import time_cached_steps
     cfg = Config.fromfile(args.config)
     if args.checkpoint:
         cfg.model.teacher_ckpt = args.checkpoint

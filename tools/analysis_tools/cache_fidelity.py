@@ -5,7 +5,7 @@ Draws training samples through the recipe's real pipeline and compares,
 on each crop, the targets the cache serves with the online teacher's:
 argmax agreement and KL of the softened logits, feature cosine, and each
 distillation loss with either target; by scale and flip
-(:func:`gskd_mm.analysis.cache_fidelity.cache_fidelity`). The results
+(:func:`gskd_mm.teacher_cache.fidelity.cache_fidelity`). The results
 are also written to the cache's ``fidelity.json``, which the warning about
 crops at uncached scales quotes.
 
@@ -54,7 +54,7 @@ def main() -> None:
     """Measure and print the table."""
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    from gskd_mm.analysis.cache_fidelity import (cache_fidelity,
+    from gskd_mm.teacher_cache.fidelity import (cache_fidelity,
                                                  fidelity_table,
                                                  save_fidelity)
     from gskd_mm.teacher_cache import cache_settings

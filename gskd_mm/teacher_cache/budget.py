@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config
 
-from ..teacher_cache.storage import DTYPES
+from .storage import DTYPES
 
 __all__ = ['CacheBudget', 'recorder_shapes', 'cache_budget',
            'cache_budget_table']
@@ -76,7 +76,7 @@ def recorder_shapes(cfg: Config,
     Returns:
         dict[str, tuple]: Per recorder, (channels, stride).
     """
-    from ..teacher_cache.cache_pass import TeacherRunner
+    from .cache_pass import TeacherRunner
     runner = TeacherRunner(cfg)
     records = runner.record(torch.zeros(1, 3, *probe))
     return {
@@ -186,8 +186,8 @@ def time_cached_steps(cfg: Config,
 
     from mmengine.registry import init_default_scope
 
-    from .cache_fidelity import use_teacher_cache
-    from .step_benchmark import first_batch, time_steps
+    from ..analysis.step_benchmark import first_batch, time_steps
+    from .fidelity import use_teacher_cache
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     cached_cfg = use_teacher_cache(cfg, root, **settings)
     if batch_size:

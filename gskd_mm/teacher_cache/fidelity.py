@@ -12,6 +12,7 @@ shared). Cells of padding are left out. Results by scale and flip.
 """
 import copy
 import math
+import os.path as osp
 from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
@@ -24,6 +25,10 @@ from mmengine.registry import DefaultScope
 from mmengine.utils import ProgressBar
 from mmrazor.registry import MODELS
 from mmseg.registry import DATASETS
+
+from .cache_pass import TeacherRunner
+from .settings import CACHED_TYPES, online_config
+from .storage import FIDELITY, _write_json
 
 __all__ = [
     'use_teacher_cache', 'cache_fidelity', 'fidelity_table', 'save_fidelity'
@@ -46,7 +51,6 @@ def use_teacher_cache(cfg: Config, root: str, **settings) -> Config:
     Returns:
         Config: A copy.
     """
-    from gskd_mm.teacher_cache import CACHED_TYPES, online_config
     cfg = online_config(cfg)
     cache = dict(dict(mode='dense'), **settings, root=root)
     cfg.model.type = CACHED_TYPES[cfg.model.type.split('.')[-1]]
@@ -131,7 +135,6 @@ def cache_fidelity(cfg: Config,
         dict[str, dict[str, float]]: Per group (``'all'`` and each scale /
         flip), the mean of each measure over its samples, and ``samples``.
     """
-    from gskd_mm.teacher_cache.cache_pass import TeacherRunner
     cached_cfg = use_teacher_cache(cfg, root, **settings)
     if checkpoint is not None:
         cached_cfg.model.teacher_ckpt = checkpoint
@@ -236,9 +239,6 @@ def save_fidelity(root: str, results: Dict[str, Dict[str, float]]) -> str:
     Returns:
         str: The file written.
     """
-    import os.path as osp
-
-    from gskd_mm.teacher_cache.storage import FIDELITY, _write_json
     path = osp.join(root, FIDELITY)
     _write_json(path, results)
     return path
