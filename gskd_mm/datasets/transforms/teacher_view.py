@@ -12,11 +12,10 @@ recipe's pipeline).
 """
 import hashlib
 import random
-from typing import List
+from typing import List, Sequence, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform, Compose
-from mmseg.datasets.transforms import RandomCrop
 from mmseg.registry import TRANSFORMS
 
 __all__ = [
@@ -26,14 +25,31 @@ __all__ = [
 
 
 @TRANSFORMS.register_module()
-class RandomCropWithBox(RandomCrop):
+class RandomCropWithBox(BaseTransform):
     """MMSeg's ``RandomCrop`` that records its box.
 
-    Same arguments and random draws as ``RandomCrop``; adds ``crop_bbox``
-    (y1, y2, x1, x2), clipped to the image, in the coordinates of the image
-    it cropped, and ``crop_after_flip`` (the flip direction already
-    applied when it cropped, or None).
+    Runs MMSeg's ``RandomCrop`` (built on first use, so that importing
+    gskd_mm does not import MMSeg's datasets), with the same random draws,
+    and adds ``crop_bbox`` (y1, y2, x1, x2), clipped to the image, in the
+    coordinates of the image it cropped, and ``crop_after_flip`` (the flip
+    direction already applied when it cropped, or None).
+
+    Args:
+        crop_size (int | tuple[int, int]): As ``RandomCrop``'s.
+        cat_max_ratio (float): As ``RandomCrop``'s. Defaults to 1.
+        ignore_index (int): As ``RandomCrop``'s. Defaults to 255.
     """
+
+    def __init__(self,
+                 crop_size: Union[int, Sequence[int]],
+                 cat_max_ratio: float = 1.,
+                 ignore_index: int = 255) -> None:
+        self.crop = TRANSFORMS.build(
+            dict(
+                type='mmseg.RandomCrop',
+                crop_size=crop_size,
+                cat_max_ratio=cat_max_ratio,
+                ignore_index=ignore_index))
 
     def transform(self, results: dict) -> dict:
         """Crop as ``RandomCrop`` and record the box.
@@ -46,10 +62,10 @@ class RandomCropWithBox(RandomCrop):
         """
         h, w = results['img'].shape[:2]
         # The draws of RandomCrop.transform, which calls crop_bbox once.
-        box = self.crop_bbox(results)
-        results['img'] = self.crop(results['img'], box)
+        box = self.crop.crop_bbox(results)
+        results['img'] = self.crop.crop(results['img'], box)
         for key in results.get('seg_fields', []):
-            results[key] = self.crop(results[key], box)
+            results[key] = self.crop.crop(results[key], box)
         results['img_shape'] = results['img'].shape[:2]
         y1, y2, x1, x2 = box
         results['crop_bbox'] = (int(y1), int(min(y2, h)), int(x1),
