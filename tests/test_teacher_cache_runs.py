@@ -251,3 +251,60 @@ def test_shipped_cached_recipe_trains_a_step(tmp_path, name):
         assert torch.isfinite(losses[f'distill.{key}']), key
     if 'discriminator' in cfg.model:
         assert torch.isfinite(losses['distill.loss_adv_d'])
+
+
+def test_cached_cwd_recipe_with_dist_scripts(tmp_path, monkeypatch):
+    """``tools/dist_cache_teacher.sh`` then ``tools/dist_train.sh``: two
+    CPU processes (gloo) each, the adversarial recipe under its DDP
+    wrapper (every SyncBN made BN: DDP refuses SyncBN on a CPU)."""
+    from helpers import free_port
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    register_all_modules(init_default_scope=False)
+    data_root = make_cityscapes(str(tmp_path / 'cityscapes'), num_train=4,
+                                num_val=1)
+    cfg = shrink_recipe(
+        Config.fromfile(osp.join(
+            osp.dirname(RECIPE),
+            'cwd-cache_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb2-80k_'
+            'cityscapes-512x1024.py')),
+        data_root=data_root,
+        sync_bn_to_bn=True)
+    assert cfg.model_wrapper_cfg.type == \
+        'mmrazor.AdversarialDistillDataParallel'
+    cache = str(tmp_path / 'cache')
+    cfg.model.teacher_cache.root = cache
+    cfg.train_dataloader.dataset.cache.root = cache
+    path = str(tmp_path / 'recipe.py')
+    cfg.dump(path)
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PATH=f'{osp.dirname(sys.executable)}{os.pathsep}'
+               f'{os.environ["PATH"]}')
+    scripts = osp.join(REPO, 'tools')
+    result = run_with_deadline(
+        ['bash', osp.join(scripts, 'dist_cache_teacher.sh'), path, '2',
+         '--scales', '1.0', '--shard-size', '1'], TIMEOUT, cwd=REPO,
+        env=dict(env, PORT=str(free_port())))
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert len(TeacherCache(cache).views) == 4
+    work_dir = str(tmp_path / 'work_dir')
+    result = run_with_deadline(
+        ['bash', osp.join(scripts, 'dist_train.sh'), path, '2',
+         '--work-dir', work_dir, '--cfg-options',
+         'env_cfg.dist_cfg.backend=gloo', 'train_dataloader.batch_size=2',
+         'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+         'default_hooks.checkpoint.interval=2',
+         'default_hooks.logger.interval=1'], TIMEOUT, cwd=REPO,
+        env=dict(env, PORT=str(free_port())))
+    assert result.returncode == 0, result.stdout[-6000:]
+    (scalars, ) = glob.glob(
+        osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as f:
+        train = [json.loads(line) for line in f if '"loss"' in line]
+    assert [r['step'] for r in train] == [1, 2]
+    for r in train:
+        for key in ('distill.loss_kd', 'distill.loss_cwd_feat',
+                    'distill.loss_cwd_logits', 'distill.loss_adv_g',
+                    'distill.loss_adv_d'):
+            assert np.isfinite(r[key]), (key, r)
+    for pth in glob.glob(osp.join(work_dir, '*.pth')):
+        os.remove(pth)

@@ -1,6 +1,7 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The cache pass: run a recipe's teacher once over its training set."""
 import json
+import logging
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
@@ -62,8 +63,16 @@ class TeacherRunner:
         self.cfg = online
         self.checkpoint = online.model.get('teacher_ckpt')
         self.recorders = recorder_specs(online.model)
+        if not self.checkpoint:
+            print_log(
+                'the teacher has no checkpoint (teacher_ckpt, --checkpoint): '
+                'its weights are its initialisation (seed 0)',
+                logger='current', level=logging.WARNING)
         scope = online.get('default_scope', 'mmseg')
         init_default_scope(scope)
+        # The same initialisation in every process (weights not loaded
+        # from a checkpoint stay at it).
+        torch.manual_seed(0)
         with DefaultScope.overwrite_default_scope(scope):
             self.model = MODELS.build(online.model)
         self.model.to(device).eval()
