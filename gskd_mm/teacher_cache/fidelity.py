@@ -126,9 +126,8 @@ def cache_fidelity(cfg: Config,
             seeded). Defaults to 32.
         checkpoint (str, optional): The teacher's weights instead of the
             recipe's ``teacher_ckpt`` (as given to the cache pass).
-        seed (int): Seed of the draws and of the student's initialisation
-            (the losses' student side: the recipe's student, untrained).
-            Defaults to 0.
+        seed (int): Seed of the draws. Defaults to 0. (The losses' student
+            side is the recipe's student at its initialisation, seed 0.)
         device (str): Defaults to 'cpu'.
         **settings: ``teacher_cache`` settings (``mode``, ``num_views``,
             ``seed`` of a replay cache).
@@ -140,7 +139,6 @@ def cache_fidelity(cfg: Config,
     cached_cfg = use_teacher_cache(cfg, root, **settings)
     if checkpoint is not None:
         cached_cfg.model.teacher_ckpt = checkpoint
-    torch.manual_seed(seed)  # the student's initialisation
     online = TeacherRunner(cfg, checkpoint, device)
     scope = cached_cfg.get('default_scope', 'mmseg')
     with DefaultScope.overwrite_default_scope(scope):
