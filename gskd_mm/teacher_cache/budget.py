@@ -11,16 +11,41 @@ teacher's FLOPs grow with pixels), against the online recipe's one per
 image of every step (iterations x batch x processes).
 """
 import math
+import os.path as osp
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
 
+from ..analysis.budget import ITERS_MULTIPLE
+from ..analysis.offline import offline_recipe, recipe_crop
+from ..analysis.step_cost import matched_iters
+from .settings import (ONLINE_TYPES, _bare, cache_settings, default_flips,
+                       default_scales, online_config, train_dataset_cfg,
+                       train_pipeline)
 from .storage import DTYPES
 
-__all__ = ['CacheBudget', 'recorder_shapes', 'cache_budget',
-           'cache_budget_table']
+__all__ = ['CacheBudget', 'CachedRecipeBudget', 'DATASET_IMAGES',
+           'recorder_shapes', 'cache_budget', 'cache_budget_table',
+           'is_cached_recipe', 'dataset_images', 'recipe_processes',
+           'recipe_cache_views', 'cached_recipe_budget', 'storage_table']
+
+#: Training images and a typical image's (h, w) at ratio 1 of the
+#: recipes' ``RandomResize`` (Cityscapes 2048 x 1024; ADE20K and VOC aug
+#: 2048 x 512, keep ratio, of 4:3 images), by dataset type.
+DATASET_IMAGES = {
+    'CityscapesDataset': (2975, (1024, 2048)),
+    'ADE20KDataset': (20210, (512, 683)),
+    'PascalVOCDataset': (10582, (512, 683)),  # VOC 2012 train + aug
+}
+#: The caches of :func:`storage_table`: dense at these resize ratios with
+#: both flips, and replay of ``STORAGE_VIEWS`` views, in these dtypes.
+STORAGE_FACTORS = (0.5, 1.0, 2.0)
+STORAGE_FLIPS = 2
+STORAGE_VIEWS = 8
+STORAGE_DTYPES = ('fp16', 'int8')
 
 #: Bytes per stored value, by dtype (int8 also stores one float per map).
 BYTES = {k: v(0).itemsize for k, v in DTYPES.items()}
@@ -156,6 +181,205 @@ def cache_budget_table(rows: Dict[str, CacheBudget]) -> str:
             f'{b.bytes_per_image / 1e6:.2f} | {b.total_gb:.1f} | '
             f'{b.pass_forwards:,.0f} | {100 * b.pass_share:.1f} % |')
     return '\n'.join(lines)
+
+
+def is_cached_recipe(cfg: Config) -> bool:
+    """Whether a recipe serves its teacher from a cache."""
+    return _bare(cfg.model.get('type')) in ONLINE_TYPES
+
+
+def dataset_images(cfg: Config) -> Tuple[int, Tuple[int, int]]:
+    """Training images and a typical image's (h, w) of a recipe's dataset
+    (:data:`DATASET_IMAGES`; wrappers and concatenations walked).
+
+    Args:
+        cfg (Config): A recipe.
+
+    Returns:
+        tuple: The images and the (h, w).
+    """
+    node = train_dataset_cfg(cfg)
+    while isinstance(node.get('dataset'), dict):
+        node = node.dataset
+    if node.get('datasets'):
+        node = node.datasets[0]
+    kind = _bare(node.get('type'))
+    if kind not in DATASET_IMAGES:
+        raise KeyError(f'no image count and size known for dataset {kind!r} '
+                       f'(known: {sorted(DATASET_IMAGES)}): give them')
+    return DATASET_IMAGES[kind]
+
+
+def recipe_processes(path: str) -> int:
+    """The processes (GPUs) a recipe's name assumes, ``4`` in ``_4xb4-``."""
+    match = re.search(r'_(\d+)xb\d+-', osp.basename(path))
+    if match is None:
+        raise ValueError(f'{osp.basename(path)} does not name its GPUs '
+                         '(as _4xb4-): give them')
+    return int(match.group(1))
+
+
+def recipe_cache_views(cfg: Config) -> dict:
+    """The views a recipe's cache holds, as :func:`cache_budget` takes
+    them: ``num_views`` (replay) or ``factors`` and ``flips`` (dense: the
+    cache pass's defaults, 3 ratios over the ``RandomResize`` range and
+    every flip of the pipeline).
+
+    Args:
+        cfg (Config): A cached recipe.
+
+    Returns:
+        dict: Keyword arguments of :func:`cache_budget`.
+    """
+    settings = cache_settings(cfg)
+    if settings.get('mode') == 'replay':
+        return dict(num_views=settings.get('num_views', STORAGE_VIEWS))
+    pipeline = train_pipeline(cfg)
+    return dict(factors=tuple(default_scales(pipeline)),
+                flips=len(default_flips(pipeline)))
+
+
+@dataclass
+class CachedRecipeBudget:
+    """A cached recipe's compute against its student trained alone.
+
+    A step runs the student's forward and backward and no teacher (step
+    ratio 1 by FLOPs); the one-off pass runs the teacher over the cached
+    views, ``pass_forwards`` forwards of a training crop, worth
+    ``pass_forwards x F_t / (3 F_s x images per step)`` student
+    iterations.
+
+    Attributes:
+        iters (int): The recipe's training iterations.
+        images_per_step (int): Batch per process x processes.
+        flop_ratio (float): ``F_t / F_s`` at the training crop.
+        caches (dict[str, CacheBudget]): The recipe's cache, by dtype.
+    """
+    iters: int
+    images_per_step: int
+    flop_ratio: float
+    caches: Dict[str, CacheBudget]
+
+    @property
+    def pass_forwards(self) -> float:
+        """Teacher forwards of the one-off pass, in training crops."""
+        return next(iter(self.caches.values())).pass_forwards
+
+    @property
+    def pass_student_iters(self) -> float:
+        """The one-off pass in student iterations."""
+        return (self.pass_forwards * self.flop_ratio /
+                (3 * self.images_per_step))
+
+    def student_iters(self, by: str, amortised: bool = True) -> int:
+        """The student-only iterations the recipe's compute buys.
+
+        Args:
+            by (str): 'flops' (a step of ratio 1, the pass counted by
+                FLOPs) or 'iters' (equal iterations: the pass not
+                counted).
+            amortised (bool): Add the one-off pass (a cache made for this
+                run); False: a reused cache. Defaults to True.
+
+        Returns:
+            int: ``iters`` (+ the pass), rounded to a multiple of
+            ``ITERS_MULTIPLE``.
+        """
+        if by not in ('flops', 'iters'):
+            raise ValueError(f'a cached recipe is budgeted by flops or '
+                             f'iters, got {by!r}')
+        extra = self.pass_student_iters if by == 'flops' and amortised else 0
+        return matched_iters(self.iters, 1 + extra / self.iters,
+                             ITERS_MULTIPLE)
+
+
+def _online_recipe(cfg: Config) -> Config:
+    """The online recipe of ``cfg``, built offline at its crop."""
+    online = online_config(cfg)
+    return offline_recipe(online, None)
+
+
+def cached_recipe_budget(cfg: Config,
+                         flop_ratio: float,
+                         processes: int,
+                         dtypes: Sequence[str] = STORAGE_DTYPES,
+                         images: Optional[Tuple[int, Tuple[int,
+                                                           int]]] = None,
+                         shapes: Optional[Dict[str, tuple]] = None
+                         ) -> CachedRecipeBudget:
+    """The budget of a cached recipe: its cache's storage per dtype and
+    one-off pass, and what they buy.
+
+    Args:
+        cfg (Config): A cached recipe.
+        flop_ratio (float): ``F_t / F_s`` of its online recipe
+            (:func:`~gskd_mm.analysis.recipe_flops`).
+        processes (int): Training processes (GPUs).
+        dtypes (Sequence[str]): Storage dtypes to account.
+        images (tuple, optional): Training images and a typical (h, w);
+            None: :func:`dataset_images`.
+        shapes (dict, optional): :func:`recorder_shapes`; None: counted.
+
+    Returns:
+        CachedRecipeBudget: The budget.
+    """
+    images, image_hw = images or dataset_images(cfg)
+    shapes = shapes or recorder_shapes(_online_recipe(cfg))
+    per_step = cfg.train_dataloader.batch_size * processes
+    iters = cfg.train_cfg.max_iters
+    caches = {
+        dtype: cache_budget(shapes, images, image_hw, recipe_crop(cfg),
+                            iters * per_step, dtype=dtype,
+                            **recipe_cache_views(cfg))
+        for dtype in dtypes
+    }
+    return CachedRecipeBudget(iters, per_step, flop_ratio, caches)
+
+
+def storage_table(recipes: Dict[str, Config],
+                  processes: Dict[str, int]) -> Tuple[List[str],
+                                                      List[List[str]]]:
+    """Storage and one-off pass of the caches of recipes (cached or
+    online): dense, :data:`STORAGE_FACTORS` x :data:`STORAGE_FLIPS`
+    views, and replay of :data:`STORAGE_VIEWS`, in each of
+    :data:`STORAGE_DTYPES`.
+
+    Args:
+        recipes (dict[str, Config]): Recipes by label.
+        processes (dict[str, int]): Their training processes, by label.
+
+    Returns:
+        tuple: The header and the rows.
+    """
+    header = ['recipe', 'images', 'cache', 'views per image'] + [
+        f'storage, {dtype} (GB)' for dtype in STORAGE_DTYPES
+    ] + ['one-off pass (teacher crop forwards)',
+         'share of the online run\'s teacher forwards']
+    rows = []
+    for label, cfg in recipes.items():
+        images, image_hw = dataset_images(cfg)
+        shapes = recorder_shapes(_online_recipe(cfg))
+        online = (cfg.train_cfg.max_iters * cfg.train_dataloader.batch_size *
+                  processes[label])
+        views = {
+            f'dense, {len(STORAGE_FACTORS)} scales x {STORAGE_FLIPS} flips':
+            dict(factors=STORAGE_FACTORS, flips=STORAGE_FLIPS),
+            f'replay, K={STORAGE_VIEWS}': dict(num_views=STORAGE_VIEWS),
+        }
+        for name, kwargs in views.items():
+            budgets = [
+                cache_budget(shapes, images, image_hw, recipe_crop(cfg),
+                             online, dtype=dtype, **kwargs)
+                for dtype in STORAGE_DTYPES
+            ]
+            rows.append([
+                label, f'{images} at {image_hw[0]} x {image_hw[1]}', name,
+                str(budgets[0].views)
+            ] + [f'{b.total_gb:.1f}' for b in budgets] + [
+                f'{budgets[0].pass_forwards:,.0f}',
+                f'{100 * budgets[0].pass_share:.1f} %'
+            ])
+    return header, rows
 
 
 def time_cached_steps(cfg: Config,
