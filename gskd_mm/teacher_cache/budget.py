@@ -27,10 +27,12 @@ from .settings import (ONLINE_TYPES, _bare, cache_settings, default_flips,
                        train_pipeline)
 from .storage import DTYPES
 
-__all__ = ['CacheBudget', 'CachedRecipeBudget', 'DATASET_IMAGES',
-           'recorder_shapes', 'cache_budget', 'cache_budget_table',
-           'is_cached_recipe', 'dataset_images', 'recipe_processes',
-           'recipe_cache_views', 'cached_recipe_budget', 'storage_table']
+__all__ = [
+    'CacheBudget', 'CachedRecipeBudget', 'DATASET_IMAGES', 'recorder_shapes',
+    'cache_budget', 'cache_budget_table', 'is_cached_recipe', 'dataset_images',
+    'recipe_processes', 'recipe_cache_views', 'cached_recipe_budget',
+    'storage_table'
+]
 
 #: Training images and a typical image's (h, w) at ratio 1 of the
 #: recipes' ``RandomResize`` (Cityscapes 2048 x 1024; ADE20K and VOC aug
@@ -206,7 +208,8 @@ def dataset_images(cfg: Config) -> Tuple[int, Tuple[int, int]]:
     kind = _bare(node.get('type'))
     if kind not in DATASET_IMAGES:
         raise KeyError(f'no image count and size known for dataset {kind!r} '
-                       f'(known: {sorted(DATASET_IMAGES)}): give them')
+                       f'(known: {sorted(DATASET_IMAGES)}): add its own to '
+                       'gskd_mm.teacher_cache.budget.DATASET_IMAGES')
     return DATASET_IMAGES[kind]
 
 
@@ -299,14 +302,13 @@ def _online_recipe(cfg: Config) -> Config:
     return offline_recipe(online, None)
 
 
-def cached_recipe_budget(cfg: Config,
-                         flop_ratio: float,
-                         processes: int,
-                         dtypes: Sequence[str] = STORAGE_DTYPES,
-                         images: Optional[Tuple[int, Tuple[int,
-                                                           int]]] = None,
-                         shapes: Optional[Dict[str, tuple]] = None
-                         ) -> CachedRecipeBudget:
+def cached_recipe_budget(
+        cfg: Config,
+        flop_ratio: float,
+        processes: int,
+        dtypes: Sequence[str] = STORAGE_DTYPES,
+        images: Optional[Tuple[int, Tuple[int, int]]] = None,
+        shapes: Optional[Dict[str, tuple]] = None) -> CachedRecipeBudget:
     """The budget of a cached recipe: its cache's storage per dtype and
     one-off pass, and what they buy.
 
@@ -328,17 +330,22 @@ def cached_recipe_budget(cfg: Config,
     per_step = cfg.train_dataloader.batch_size * processes
     iters = cfg.train_cfg.max_iters
     caches = {
-        dtype: cache_budget(shapes, images, image_hw, recipe_crop(cfg),
-                            iters * per_step, dtype=dtype,
-                            **recipe_cache_views(cfg))
+        dtype:
+        cache_budget(shapes,
+                     images,
+                     image_hw,
+                     recipe_crop(cfg),
+                     iters * per_step,
+                     dtype=dtype,
+                     **recipe_cache_views(cfg))
         for dtype in dtypes
     }
     return CachedRecipeBudget(iters, per_step, flop_ratio, caches)
 
 
-def storage_table(recipes: Dict[str, Config],
-                  processes: Dict[str, int]) -> Tuple[List[str],
-                                                      List[List[str]]]:
+def storage_table(
+        recipes: Dict[str, Config],
+        processes: Dict[str, int]) -> Tuple[List[str], List[List[str]]]:
     """Storage and one-off pass of the caches of recipes (cached or
     online): dense, :data:`STORAGE_FACTORS` x :data:`STORAGE_FLIPS`
     views, and replay of :data:`STORAGE_VIEWS`, in each of
@@ -351,10 +358,11 @@ def storage_table(recipes: Dict[str, Config],
     Returns:
         tuple: The header and the rows.
     """
-    header = ['recipe', 'images', 'cache', 'views per image'] + [
-        f'storage, {dtype} (GB)' for dtype in STORAGE_DTYPES
-    ] + ['one-off pass (teacher crop forwards)',
-         'share of the online run\'s teacher forwards']
+    header = ['recipe', 'images', 'cache', 'views per image'
+              ] + [f'storage, {dtype} (GB)' for dtype in STORAGE_DTYPES] + [
+                  'one-off pass (teacher crop forwards)',
+                  'share of the online run\'s teacher forwards'
+              ]
     rows = []
     for label, cfg in recipes.items():
         images, image_hw = dataset_images(cfg)
@@ -364,13 +372,18 @@ def storage_table(recipes: Dict[str, Config],
         views = {
             f'dense, {len(STORAGE_FACTORS)} scales x {STORAGE_FLIPS} flips':
             dict(factors=STORAGE_FACTORS, flips=STORAGE_FLIPS),
-            f'replay, K={STORAGE_VIEWS}': dict(num_views=STORAGE_VIEWS),
+            f'replay, K={STORAGE_VIEWS}':
+            dict(num_views=STORAGE_VIEWS),
         }
         for name, kwargs in views.items():
             budgets = [
-                cache_budget(shapes, images, image_hw, recipe_crop(cfg),
-                             online, dtype=dtype, **kwargs)
-                for dtype in STORAGE_DTYPES
+                cache_budget(shapes,
+                             images,
+                             image_hw,
+                             recipe_crop(cfg),
+                             online,
+                             dtype=dtype,
+                             **kwargs) for dtype in STORAGE_DTYPES
             ]
             rows.append([
                 label, f'{images} at {image_hw[0]} x {image_hw[1]}', name,
@@ -420,10 +433,14 @@ def time_cached_steps(cfg: Config,
     online = copy.deepcopy(cfg)
     out: Dict[str, List[float]] = {'student': [], 'online': [], 'cached': []}
     for _ in range(rounds):
-        for name, model_cfg, alone in (('student', online, True),
-                                       ('online', online, False),
+        for name, model_cfg, alone in (('student', online,
+                                        True), ('online', online, False),
                                        ('cached', cached_cfg, False)):
             out[name].append(
-                time_steps(model_cfg, alone, device=device, repeats=repeats,
-                           warmup=2, batch=batch).seconds)
+                time_steps(model_cfg,
+                           alone,
+                           device=device,
+                           repeats=repeats,
+                           warmup=2,
+                           batch=batch).seconds)
     return out

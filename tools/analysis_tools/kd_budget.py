@@ -68,7 +68,7 @@ from gskd_mm.analysis.step_cost import StepCost
 from gskd_mm.engine import LossGradientHook, enable_amp
 from gskd_mm.teacher_cache import online_config
 from gskd_mm.teacher_cache.budget import (STORAGE_DTYPES, CachedRecipeBudget,
-                                          cached_recipe_budget,
+                                          cached_recipe_budget, dataset_images,
                                           is_cached_recipe, recipe_processes,
                                           storage_table)
 from gskd_mm.testing import make_cityscapes
@@ -148,6 +148,14 @@ def parse_args() -> argparse.Namespace:
         default=2,
         help='timed iterations of each per repeat, after one warm-up')
     args = parser.parse_args()
+    check_args(args, parser)
+    return args
+
+
+def check_args(args: argparse.Namespace,
+               parser: argparse.ArgumentParser) -> None:
+    """Refuse bad input in one line: options that do not go together, and
+    CONFIGs that are not recipes or whose budget cannot be counted."""
     if args.out and len(args.configs) != 1:
         parser.error('--out writes the baseline of one CONFIG')
     if args.json and not args.storage:
@@ -167,9 +175,12 @@ def parse_args() -> argparse.Namespace:
             'distillation recipe with its student trained alone')
         if is_cached_recipe(cfg):
             cached.append(config)
-        if (args.storage or is_cached_recipe(cfg)) and not args.gpus:
+        if args.storage or is_cached_recipe(cfg):
             try:
-                recipe_processes(config)
+                dataset_images(cfg)
+                args.gpus or recipe_processes(config)
+            except KeyError as error:
+                tool_error(f'{config}: {error.args[0]}')
             except ValueError as error:
                 tool_error(f'{error} with --gpus')
     if cached and not args.storage and args.by == 'time':
@@ -181,7 +192,6 @@ def parse_args() -> argparse.Namespace:
     if args.reused_cache and not (args.out and cached):
         parser.error('--reused-cache sets what --out writes for a cached '
                      'recipe: give one cached CONFIG and --out')
-    return args
 
 
 def cost_recipe(config: str, args: argparse.Namespace) -> StepCost:
@@ -218,8 +228,7 @@ def measure(config: str, args: argparse.Namespace,
     cfg = Config.fromfile(config)
     if is_cached_recipe(cfg):
         flops = recipe_flops(online_config(cfg), args.crop, cache)
-        return cached_recipe_budget(cfg, flops.ratio,
-                                    processes(config, args))
+        return cached_recipe_budget(cfg, flops.ratio, processes(config, args))
     cost: Optional[StepCost] = None
     if args.by == 'time':
         cost = cost_recipe(config, args)
@@ -290,19 +299,20 @@ def write_baseline(config: str, budget: Budget,
 
 def cached_table(budgets: Dict[str, CachedRecipeBudget], by: str) -> tuple:
     """The header and rows of the cached recipes' budgets."""
-    header = ['recipe', 'step ratio (FLOPs)', 'cache', 'one-off pass '
-              '(teacher crop forwards)', 'one-off pass (student iterations)'
-              ] + [f'storage, {dtype} (GB)' for dtype in STORAGE_DTYPES] + [
-                  'iterations', f'student-only iterations (by {by}), pass '
-                  'amortised', f'student-only iterations (by {by}), cache '
-                  'reused']
+    header = [
+        'recipe', 'step ratio (FLOPs)', 'cache', 'one-off pass '
+        '(teacher crop forwards)', 'one-off pass (student iterations)'
+    ] + [f'storage, {dtype} (GB)' for dtype in STORAGE_DTYPES] + [
+        'iterations', f'student-only iterations (by {by}), pass '
+        'amortised', f'student-only iterations (by {by}), cache '
+        'reused'
+    ]
     rows = []
     for name, budget in budgets.items():
         first = next(iter(budget.caches.values()))
         rows.append([
             name, '1.00', f'{first.mode}, {first.views} views per image',
-            f'{budget.pass_forwards:,.0f}',
-            f'{budget.pass_student_iters:,.0f}'
+            f'{budget.pass_forwards:,.0f}', f'{budget.pass_student_iters:,.0f}'
         ] + [f'{budget.caches[d].total_gb:.1f}' for d in STORAGE_DTYPES] + [
             str(budget.iters),
             str(budget.student_iters(by, True)),
@@ -324,13 +334,16 @@ def print_storage(args: argparse.Namespace) -> None:
     """Print (and with ``--json`` write) the caches' storage table."""
     names = {c: osp.splitext(osp.basename(c))[0] for c in args.configs}
     header, rows = storage_table(
-        {names[c]: Config.fromfile(c) for c in args.configs},
-        {names[c]: processes(c, args) for c in args.configs})
+        {names[c]: Config.fromfile(c)
+         for c in args.configs},
+        {names[c]: processes(c, args)
+         for c in args.configs})
     print(markdown_table(header, rows))
     if args.json:
         command = ' '.join(['python tools/analysis_tools/kd_budget.py'] +
                            [osp.relpath(c) for c in args.configs] +
-                           ['--storage', '--json', osp.relpath(args.json)])
+                           ['--storage', '--json',
+                            osp.relpath(args.json)])
         provenance = dict(date=datetime.date.today().isoformat(),
                           commit=git_commit(),
                           machine='any: storage and forwards are counted',
@@ -361,8 +374,9 @@ def main() -> None:
     }
     if cached:
         header, rows = cached_table(cached, args.by)
-        print(markdown_table(header, rows) if args.markdown else
-              text_table(header, rows))
+        print(
+            markdown_table(header, rows) if args.
+            markdown else text_table(header, rows))
         print('\nCached recipes: a step runs the student\'s forward and '
               'backward, no teacher; the one-off pass runs the teacher over '
               'images x views of the cache, in forwards of a training crop '
@@ -374,8 +388,7 @@ def main() -> None:
     budgets = {k: b for k, b in budgets.items() if k not in cached}
     if not budgets:
         if args.out:
-            write_baseline(args.configs[0], next(iter(cached.values())),
-                           args)
+            write_baseline(args.configs[0], next(iter(cached.values())), args)
         return
     header, rows = budget_table(budgets, args.by)
     if args.markdown:
