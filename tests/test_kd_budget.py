@@ -350,3 +350,97 @@ def test_readme_table_is_the_tools():
     ]
     cityscapes = glob.glob(osp.join(CONFIG_DIR, '*_cityscapes-*.py'))
     assert len(table) == len(cityscapes)
+
+
+# ------------------------------------------------------------ cached recipes
+CACHED_DIST = osp.join(
+    CONFIG_DIR, 'teacher_cache',
+    'dist-cache_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb4-40k_'
+    'cityscapes-512x1024.py')
+STORAGE_RESULTS = osp.join(REPO, 'results', 'teacher_cache_storage.json')
+
+
+def test_cached_recipe_budget_equals_a_hand_count():
+    """The dense cache of the Cityscapes DIST recipe: 3 scales (0.5, 1, 2
+    of 1024 x 2048) x 2 flips of two recorders of stride 8, against the
+    online run's 40k x 4 GPUs x 4 images."""
+    from gskd_mm.teacher_cache.budget import cached_recipe_budget
+    cfg = Config.fromfile(CACHED_DIST)
+    shapes = {'logits': (19, 8), 'feats': (512, 8)}
+    budget = cached_recipe_budget(cfg, 2.5, 4, shapes=shapes)
+    # Views in 512 x 1024 crops: 2 flips x (1/4 + 1 + 4) x 4 crops.
+    forwards = 2975 * 2 * (0.25 + 1 + 4) * 4
+    assert budget.images_per_step == 16
+    assert budget.pass_forwards == pytest.approx(forwards)
+    assert budget.caches['fp16'].pass_share == pytest.approx(forwards /
+                                                             (40000 * 16))
+    cells = 2 * (64 * 128 + 128 * 256 + 256 * 512)  # per channel and image
+    assert budget.caches['fp16'].total_gb == pytest.approx(
+        2975 * cells * (19 + 512) * 2 / 1e9)
+    # int8: a byte a value and a float scale a map (2 maps x 6 views).
+    assert budget.caches['int8'].total_gb == pytest.approx(
+        2975 * (cells * (19 + 512) + 4 * 12) / 1e9)
+    # The pass in student iterations: forwards x F_t / (3 F_s x 16).
+    pass_iters = forwards * 2.5 / (3 * 16)
+    assert budget.pass_student_iters == pytest.approx(pass_iters)
+    amortised = ITERS_MULTIPLE * round((40000 + pass_iters) / ITERS_MULTIPLE)
+    assert budget.student_iters('flops') == amortised > 40000
+    assert budget.student_iters('flops', amortised=False) == 40000
+    assert budget.student_iters('iters') == 40000
+    with pytest.raises(ValueError, match='flops or iters'):
+        budget.student_iters('time')
+
+
+def test_kd_budget_refuses_to_time_a_cached_recipe():
+    result = run_with_deadline([TOOL, CACHED_DIST],
+                               TIMEOUT,
+                               python=True,
+                               cwd=REPO)
+    assert result.returncode == 2
+    lines = result.stdout.strip().splitlines()
+    assert 'serves its teacher from a cache' in lines[-1]
+    assert '--by flops' in lines[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('reused', [False, True])
+def test_kd_budget_on_a_cached_recipe(reused, tmp_path):
+    """The tool recognises the cached recipe, and the config it writes
+    trains the student for the hand-counted iterations: the recipe's, plus
+    the cache pass's unless the cache is reused."""
+    from gskd_mm.teacher_cache import online_config
+    out = tmp_path / 'matched.py'
+    result = run_with_deadline([
+        TOOL, CACHED_DIST, '--by', 'flops', '--crop', '64', '128', '--out',
+        str(out)
+    ] + (['--reused-cache'] if reused else []),
+                               TIMEOUT,
+                               python=True,
+                               cwd=REPO)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert 'dense, 6 views per image' in result.stdout
+    register_all_modules(init_default_scope=False)
+    ratio = recipe_flops(online_config(Config.fromfile(CACHED_DIST)),
+                         (64, 128)).ratio
+    pass_iters = 2975 * 2 * (0.25 + 1 + 4) * 4 * ratio / (3 * 16)
+    amortised = matched_iters(40000, 1 + pass_iters / 40000, ITERS_MULTIPLE)
+    assert f'{amortised}' in result.stdout and '40000' in result.stdout
+    written = Config.fromfile(str(out))
+    assert written.train_cfg.max_iters == (40000 if reused else amortised)
+    assert 'teacher' not in written.model
+
+
+def test_storage_results_are_the_tools():
+    """The Cityscapes DIST rows of results/teacher_cache_storage.json are
+    what the library computes now."""
+    from gskd_mm.teacher_cache.budget import storage_table
+    register_all_modules(init_default_scope=False)
+    name = osp.splitext(osp.basename(CACHED_DIST))[0]
+    header, rows = storage_table({name: Config.fromfile(CACHED_DIST)},
+                                 {name: 4})
+    with open(STORAGE_RESULTS) as f:
+        table = json.load(f)['tables']['storage']
+    assert table['header'] == header
+    assert [r for r in table['rows'] if r[0] == name] == rows
+    datasets = {r[1] for r in table['rows']}
+    assert len(datasets) == 3, datasets  # Cityscapes, ADE20K, VOC aug
