@@ -27,6 +27,7 @@ import torch
 from mmengine.config import Config
 
 from gskd_mm.engine import PREEMPTED_EXIT_CODE, ExactResumeHook
+from gskd_mm.engine.hooks import exact_resume_hook
 from gskd_mm.engine.hooks.exact_resume_hook import (CHECKPOINT_KEY,
                                                     random_states)
 
@@ -100,6 +101,42 @@ def test_a_new_run_restores_nothing():
     hook.before_train(StandInRunner(loop))
     assert loop.dataloader_iterator is own_iterator
     assert torch.equal(random_states()['torch'], states['torch'])
+
+
+def test_another_world_size_warns_and_goes_on(monkeypatch):
+    """A checkpoint of 2 processes resumed by 1: no states restored (they
+    would not make it exact), a warning that names both sizes."""
+    hook = ExactResumeHook()
+    hook.after_load_checkpoint(
+        None, {
+            CHECKPOINT_KEY:
+            dict(world_size=2, ranks=[random_states(),
+                                      random_states()])
+        })
+    loop = StandInLoop(resumed_iter=3)
+    own_iterator = loop.dataloader_iterator
+    logged = []
+    monkeypatch.setattr(exact_resume_hook, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    hook.before_train(StandInRunner(loop))
+    assert loop.dataloader_iterator is own_iterator
+    (warning, ) = logged
+    assert '2 process(es) (2 saved) and this run has 1' in warning
+    assert 'not those of the interrupted run' in warning
+
+
+def test_a_checkpoint_of_the_single_state_format_still_resumes():
+    """Checkpoints saved before every rank's states were: one state dict."""
+    hook = ExactResumeHook()
+    torch.manual_seed(4)
+    old = random_states()
+    expected = draws()
+    hook.after_load_checkpoint(None, {CHECKPOINT_KEY: old})
+    loop = StandInLoop(resumed_iter=1)
+    hook.before_train(StandInRunner(loop))
+    next(loop.dataloader_iterator)
+    torch.manual_seed(5)
+    assert next(loop.dataloader_iterator)[0] == expected[0]
 
 
 def test_validation_draws_nothing_from_training():

@@ -11,7 +11,7 @@ import signal
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-import gskd_mm.utils.checkpoint as checkpoint_io
+from gskd_mm.utils import checkpoint as checkpoint_io
 
 
 @HOOKS.register_module()
