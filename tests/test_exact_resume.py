@@ -19,7 +19,7 @@ import subprocess
 import sys
 import re
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -28,11 +28,12 @@ from mmengine.config import Config
 
 from gskd_mm.engine import PREEMPTED_EXIT_CODE, ExactResumeHook
 from gskd_mm.engine.hooks import exact_resume_hook
+from gskd_mm.utils import descendants
 from gskd_mm.engine.hooks.exact_resume_hook import (CHECKPOINT_KEY,
                                                     random_states)
 
-from helpers import free_port, kill_process_group, run_with_deadline
-from helpers.processes import descendants
+from helpers import (alive, free_port, kill_process_group,
+                     run_with_deadline)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The demo's configs name their dataset by import path from the repo root.
@@ -278,28 +279,10 @@ def test_a_killed_run_resumes_to_the_same_weights(straight_run, tmp_path):
     config, straight = straight_run(METHODS[0], 0)
 
     work_dir = str(tmp_path / 'killed')
-    last_checkpoint = osp.join(work_dir, 'last_checkpoint')
-    process = subprocess.Popen(
-        train_cmd(config, work_dir),
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        # CheckpointHook writes last_checkpoint once the checkpoint is saved.
-        while not osp.isfile(last_checkpoint):
-            assert process.poll() is None, 'training ended before a kill'
-            assert time.monotonic() < deadline, 'no checkpoint in time'
-            time.sleep(0.1)
-        kill_process_group(process)
-    finally:
-        kill_process_group(process)
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
-    with open(last_checkpoint) as f:
-        killed_after = osp.basename(f.read().strip())
+    returncode, _ = interrupt(
+        train_cmd(config, work_dir), work_dir, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    killed_after = f'iter_{stopped_iteration(work_dir)}.pth'
     assert not osp.isfile(osp.join(work_dir, f'iter_{ITERS}.pth'))
 
     train(config, work_dir, '--resume')
@@ -335,15 +318,42 @@ def wait_for_checkpoint(process: subprocess.Popen, work_dir: str) -> str:
         return f.read().strip()
 
 
-def finish(process: subprocess.Popen, timeout: float = TIMEOUT) -> str:
-    """Wait for a started command (its process group killed on the way
-    out, whatever happens); its output."""
+def interrupt(cmd: List[str], work_dir: str, signum: int,
+              **env) -> Tuple[int, str]:
+    """Run a training command until its first checkpoint, then signal it.
+
+    Args:
+        cmd (list[str]): The command (``tools/train.py`` or
+            ``dist_train.sh``, which runs torchrun in its place).
+        work_dir (str): Its work dir, watched for ``last_checkpoint``.
+        signum (int): SIGKILL kills it with everything it started (the
+            ranks too); another signal goes to the command alone.
+        **env: More environment variables.
+
+    Returns:
+        tuple: Its exit status and its output.
+    """
+    process = start(cmd, **env)
     try:
-        output, _ = process.communicate(timeout=timeout)
+        wait_for_checkpoint(process, work_dir)  # iteration INTERVAL
+        if signum == signal.SIGKILL:
+            kill_process_group(process)
+        else:
+            process.send_signal(signum)
+        output, _ = process.communicate(timeout=TIMEOUT)
     finally:
         kill_process_group(process)
         process.wait()
-    return output
+    return process.returncode, output
+
+
+def stopped_iteration(work_dir: str) -> int:
+    """The iteration of the checkpoint that ``last_checkpoint`` names, which
+    must load."""
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        last = f.read().strip()
+    torch.load(last, weights_only=False)  # whole
+    return int(re.search(r'iter_(\d+)\.pth$', last).group(1))
 
 
 def test_a_config_with_its_own_custom_hooks_keeps_exact_resume(data, tmp_path):
@@ -427,18 +437,11 @@ def test_sigusr1_stops_with_a_checkpoint_and_the_requeue_code(
     on); ``--resume`` ends at the uninterrupted run's weights."""
     config, straight = straight_run(METHODS[0], 0)
     work_dir = str(tmp_path / 'stopped')
-    process = start(train_cmd(config, work_dir))
-    try:
-        wait_for_checkpoint(process, work_dir)  # iteration INTERVAL
-        process.send_signal(signal.SIGUSR1)
-        output = finish(process)
-    finally:
-        kill_process_group(process)
-    assert process.returncode == PREEMPTED_EXIT_CODE == 75, output[-3000:]
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        last = f.read().strip()
-    stopped_at = int(re.search(r'iter_(\d+)\.pth$', last).group(1))
-    assert INTERVAL < stopped_at < ITERS, last
+    returncode, output = interrupt(
+        train_cmd(config, work_dir), work_dir, signal.SIGUSR1)
+    assert returncode == PREEMPTED_EXIT_CODE == 75, output[-3000:]
+    stopped_at = stopped_iteration(work_dir)
+    assert INTERVAL < stopped_at < ITERS  # mid-interval
     assert f'SIGUSR1 received: training stops after iteration {stopped_at}' \
         in output
 
@@ -518,15 +521,6 @@ def rank_pids(launcher: subprocess.Popen) -> dict:
     return pids
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not exited (zombies have)."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 @pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.parametrize('num_workers', [0, 2])
@@ -545,14 +539,13 @@ def test_two_ranks_killed_resume_to_the_same_weights(ddp_straight_run, method,
     assert not torch.equal(ref['ranks'][0]['torch'], ref['ranks'][1]['torch'])
 
     work_dir = str(tmp_path / 'killed')
-    process = start(
-        dist_train_cmd(config, work_dir), PORT=str(free_port()))
-    try:
-        killed_after = wait_for_checkpoint(process, work_dir)
-    finally:
-        kill_process_group(process)
-        finish(process)
-    assert killed_after.endswith(f'iter_{INTERVAL}.pth')
+    returncode, _ = interrupt(
+        dist_train_cmd(config, work_dir),
+        work_dir,
+        signal.SIGKILL,
+        PORT=str(free_port()))
+    assert returncode == -signal.SIGKILL
+    assert stopped_iteration(work_dir) == INTERVAL
     assert not osp.exists(osp.join(work_dir, f'iter_{DDP_ITERS}.pth'))
 
     dist_train(config, work_dir, resume=True)
@@ -569,26 +562,20 @@ def test_sigterm_saves_that_iteration_and_resumes_exactly(
     weights."""
     config, straight = ddp_straight_run(METHODS[0], 0)
     work_dir = str(tmp_path / 'stopped')
-    process = start(
-        dist_train_cmd(config, work_dir), PORT=str(free_port()))
-    try:
-        wait_for_checkpoint(process, work_dir)  # iteration INTERVAL
-        process.send_signal(signal.SIGTERM)  # torchrun (exec'd by the .sh)
-        output = finish(process)
-    finally:
-        kill_process_group(process)
-    assert process.returncode != 0, output[-3000:]
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        last = f.read().strip()
-    stopped_at = int(re.search(r'iter_(\d+)\.pth$', last).group(1))
-    assert INTERVAL < stopped_at < DDP_ITERS, last  # mid-interval
+    returncode, output = interrupt(
+        dist_train_cmd(config, work_dir),
+        work_dir,
+        signal.SIGTERM,  # to torchrun (dist_train.sh execs it)
+        PORT=str(free_port()))
+    assert returncode != 0, output[-3000:]
+    stopped_at = stopped_iteration(work_dir)
+    assert INTERVAL < stopped_at < DDP_ITERS  # mid-interval
     logs = ''
     for log in glob.glob(osp.join(work_dir, '*', '*.log')):
         with open(log) as f:
             logs += f.read()
     assert f'training stops after iteration {stopped_at} on every rank' \
         in logs
-    torch.load(last, weights_only=False)  # whole
 
     dist_train(config, work_dir, resume=True)
     assert_same_run(work_dir, straight, f'iter_{DDP_ITERS}.pth')

@@ -17,13 +17,13 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from gskd_mm.utils import destroy_process_group
+from gskd_mm.utils import destroy_process_group, kill_process_tree
 
 
 def free_port() -> int:
@@ -33,50 +33,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def descendants(pid: int) -> List[int]:
-    """Every live process started, directly or not, by ``pid``.
-
-    Args:
-        pid (int): A process.
-
-    Returns:
-        list[int]: Their pids (children first), from ``/proc``; empty where
-        there is no ``/proc``.
-    """
-    children: Dict[int, List[int]] = {}
-    for other in filter(str.isdigit, os.listdir('/proc')):
-        try:
-            with open(f'/proc/{other}/stat') as f:
-                parent = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(other))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(0), []):
-            found.append(child)
-            todo.append(child)
-    return found
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
 
 
 def kill_process_group(process: subprocess.Popen) -> None:
     """Kill the process group that ``process`` leads, if any is left, and
     every process it started in sessions of their own (torchrun starts
     each rank so: a kill of its group alone would orphan the ranks)."""
-    others = descendants(process.pid) if process.poll() is None else []
+    if process.poll() is None:
+        kill_process_tree(process.pid)
+        return
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    for pid in others:
-        try:
-            os.killpg(pid, signal.SIGKILL)  # a rank's session: its workers
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def run_with_deadline(cmd: Sequence[str],
