@@ -63,12 +63,14 @@ def test_the_checkpoint_hook_writes_through_the_atomic_backend(tmp_path):
 
 class StandInLoop:
     iter = 4
+    max_iters = 10
     stop_training = False
 
 
 class StandInRunner:
     train_loop = StandInLoop()
     iter = 4
+    max_iters = 10
 
 
 def test_a_signal_stops_training_after_the_iteration():
@@ -83,6 +85,15 @@ def test_a_signal_stops_training_after_the_iteration():
         hook.after_train_iter(runner, 0)
         assert runner.train_loop.stop_training
         assert hook.stopped_at == runner.iter + 1
+        # At the last iteration a signal changes nothing: the run ends.
+        last = PreemptionHook()
+        runner.iter = runner.max_iters - 1
+        runner.train_loop = StandInLoop()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        last.after_train_iter(runner, 0)
+        assert not runner.train_loop.stop_training
+        assert last.stopped_at is None
+        last.after_run(runner)
     finally:
         hook.after_run(runner)
     assert signal.getsignal(signal.SIGUSR1) is before

@@ -90,8 +90,9 @@ class PreemptionHook(Hook):
             flag = torch.tensor([received], dtype=torch.int64)
             all_reduce(flag, op='max')
             received = int(flag.item())
-        if not received or self.stopped_at is not None:
-            return
+        if not received or self.stopped_at is not None or \
+                self.is_last_train_iter(runner):
+            return  # (the last iteration ends the run anyway)
         self.stopped_at = runner.iter + 1
         runner.train_loop.stop_training = True
         print_log(
