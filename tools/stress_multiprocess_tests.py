@@ -8,15 +8,16 @@ pytest session per round, in a session of its own that is killed whole on
 its deadline, with the ranks torchrun started in sessions of their own) and
 reports, per test, how often it passed, failed, or did not finish. Not part
 of CI. The marked tests include the exact-resume and preemption runs of
-``tests/test_exact_resume.py`` (2 gloo ranks through dist_train.sh: killed,
-stopped by SIGTERM, a lost rank), about 25 minutes a round on 2 CPU cores;
-``-k`` picks some.
+``tests/test_exact_resume.py`` (2 gloo ranks through dist_train.sh: killed
+and resumed, stopped by SIGTERM, a lost rank): those 6 alone take about 8
+minutes a round on 2 CPU cores; ``-k`` picks some.
 
 Example::
 
     python tools/stress_multiprocess_tests.py --repeats 30
     python tools/stress_multiprocess_tests.py --repeats 5 -k ddp
-    python tools/stress_multiprocess_tests.py --repeats 10 -k killed_rank
+    python tools/stress_multiprocess_tests.py --repeats 3 \
+        -k "two_ranks_killed or killed_rank or sigterm"
 """
 import argparse
 import collections
