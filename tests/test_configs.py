@@ -156,12 +156,17 @@ def test_recipe_widths_come_from_its_bases(path):
 
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
 def test_recipe_resumes_exactly(path):
-    """ExactResumeHook (from distill_pieces.py) in every recipe; a balanced
-    recipe's balancer stays first (custom_hooks.0 in the fidelity table)."""
-    hooks = [h['type'] for h in load_config(path).custom_hooks]
-    assert 'ExactResumeHook' in hooks
+    """ExactResumeHook and AtomicCheckpointHook in every recipe's
+    default_hooks (distill_pieces.py's resume_hooks), which a config's own
+    custom_hooks cannot drop; a balanced recipe's balancer stays first
+    (custom_hooks.0 in the fidelity table)."""
+    cfg = load_config(path)
+    assert cfg.default_hooks.exact_resume.type == 'ExactResumeHook'
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert cfg.default_hooks.checkpoint.interval > 0  # the schedule's
+    hooks = [h['type'] for h in cfg.custom_hooks]
     if '-bal_' in osp.basename(path):
-        assert hooks[0] == 'GradientShareBalancerHook'
+        assert hooks == ['GradientShareBalancerHook']
 
 
 @pytest.mark.parametrize('path', TEACHERS, ids=osp.basename)

@@ -4,11 +4,16 @@ names what keeps a DDP wrapper alive, and a subprocess's deadline kills
 everything it started."""
 import os
 import re
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import pytest
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
+
+from gskd_mm.utils import descendants, kill_process_tree
 
 from helpers import alive, run_with_deadline, spawn_with_deadline
 
@@ -52,3 +57,34 @@ def test_deadline_kills_what_the_command_started():
             ['bash', '-c', 'sleep 300 & echo "child $!"; wait'], timeout=2)
     pid = int(re.search(r'child (\d+)', str(info.value)).group(1))
     assert not alive(pid)
+
+
+def test_a_process_tree_dies_whole_across_sessions(tmp_path):
+    """A launcher whose child leads a session of its own (as torchrun
+    starts each rank): killing the launcher's group alone would leave the
+    child; kill_process_tree kills both."""
+    child_pid = tmp_path / 'child'
+    launcher = subprocess.Popen(
+        [sys.executable, '-c',
+         'import subprocess, sys, time\n'
+         'p = subprocess.Popen([sys.executable, "-c", '
+         '"import time; time.sleep(60)"], start_new_session=True)\n'
+         f'open({str(child_pid)!r}, "w").write(str(p.pid))\n'
+         'time.sleep(60)'],
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not child_pid.exists() or not child_pid.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(child_pid.read_text())
+        assert descendants(launcher.pid) == [child]
+        kill_process_tree(launcher.pid)
+        launcher.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(child)
+    finally:
+        kill_process_tree(launcher.pid)
+        launcher.wait()

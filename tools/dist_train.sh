@@ -15,6 +15,13 @@
 # SyncBN on CPU):
 #   bash tools/dist_train.sh CONFIG 2 \
 #       --cfg-options env_cfg.dist_cfg.backend=gloo
+#
+# torchrun replaces this shell (exec), so a signal sent to it reaches
+# torchrun: on SIGTERM it passes the signal to every rank, which saves a
+# checkpoint after its current iteration and exits with 75; torchrun then
+# exits non-zero, and `--resume` goes on from that checkpoint
+# (docs/en/user_guides/train_test.md, "Preemption"). If a rank dies,
+# torchrun stops the others and names the lost rank in its report.
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
@@ -23,7 +30,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-torchrun \
+exec torchrun \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

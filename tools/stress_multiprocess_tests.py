@@ -5,25 +5,31 @@ The tests that start several processes (a gloo process group of spawned
 workers, or torchrun) are marked ``multiprocess``. A hang or an abort at
 exit shows up once in many runs, so this runs them ``--repeats`` times (one
 pytest session per round, in a session of its own that is killed whole on
-its deadline) and reports, per test, how often it passed, failed, or did
-not finish. Not part of CI: 30 rounds take about an hour on 2 CPU cores.
+its deadline, with the ranks torchrun started in sessions of their own) and
+reports, per test, how often it passed, failed, or did not finish. Not part
+of CI. The marked tests include the exact-resume and preemption runs of
+``tests/test_exact_resume.py`` (2 gloo ranks through dist_train.sh: killed
+and resumed, stopped by SIGTERM, a lost rank): those 6 alone take about 8
+minutes a round on 2 CPU cores; ``-k`` picks some.
 
 Example::
 
     python tools/stress_multiprocess_tests.py --repeats 30
     python tools/stress_multiprocess_tests.py --repeats 5 -k ddp
+    python tools/stress_multiprocess_tests.py --repeats 3 \
+        -k "two_ranks_killed or killed_rank or sigterm"
 """
 import argparse
 import collections
-import os
 import os.path as osp
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from typing import Dict
+
+from gskd_mm.utils import kill_process_tree
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -82,11 +88,8 @@ def run_round(args: argparse.Namespace, report: str) -> Dict[str, str]:
         process.wait(timeout=args.round_timeout)
     except subprocess.TimeoutExpired:
         pass
-    finally:
-        try:  # the session and whatever it started
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    finally:  # the session and whatever it started, in any session
+        kill_process_tree(process.pid)
         process.wait()
     if not osp.isfile(report):
         return {'(round)': 'unfinished'}

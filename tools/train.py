@@ -11,11 +11,16 @@ Example::
     python tools/train.py configs/gskd/<config>.py
     python tools/train.py <config>.py --work-dir work_dirs/run --resume
     bash tools/dist_train.sh <config>.py 4  # 4 GPUs
+
+On SIGTERM or SIGUSR1 it saves a checkpoint after the current iteration and
+exits with 75 (``gskd_mm.engine.PREEMPTED_EXIT_CODE``); ``--resume`` goes on
+from it (docs/en/user_guides/train_test.md, "Preemption").
 """
 import argparse
 import datetime
 import os
 import os.path as osp
+import sys
 
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
@@ -24,8 +29,10 @@ from mmengine.runner import Runner
 
 # Importing gskd_mm keeps MMRazor importable on torch 2 and lets torch's
 # weights-only loading (``--resume``, ``load_from``) read MMEngine checkpoints.
-from gskd_mm.engine import enable_amp
-from gskd_mm.utils import destroy_process_group, register_all_modules
+from gskd_mm.engine import (PREEMPTED_EXIT_CODE, enable_amp,
+                            enable_preemption, stopped_by_signal)
+from gskd_mm.utils import (destroy_process_group, register_all_modules,
+                           restore_drawn_seed)
 from gskd_mm.utils.cli import check_config
 
 
@@ -141,16 +148,23 @@ def main() -> None:
         cfg.auto_scale_lr.enable = True
 
     cfg.resume = args.resume
+    # A resumed run without a seed in its config gets its checkpoint's,
+    # before the dataloader is seeded; SIGTERM/SIGUSR1 stop it cleanly.
+    restore_drawn_seed(cfg)
+    enable_preemption(cfg)
     init_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg)
     runner.train()
+    preempted = stopped_by_signal(runner)
     # MMEngine leaves the process group to interpreter exit, where a gloo
     # group's threads can abort the process ("terminate called without an
     # active exception") after training succeeded: the DDP wrapper goes
     # first (with the runner, which its loops refer to), then the group.
     del runner
     destroy_process_group()
+    if preempted:  # a checkpoint was saved: requeue with --resume
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == '__main__':

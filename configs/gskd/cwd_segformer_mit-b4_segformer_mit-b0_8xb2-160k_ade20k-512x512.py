@@ -32,3 +32,4 @@ optim_wrapper = dict(
     _base_.protocol_optim_wrapper, architecture=_base_.optim_wrapper)
 param_scheduler = dict(
     _delete_=True, architecture=_base_.param_scheduler, discriminator=[])
+default_hooks = _base_.resume_hooks

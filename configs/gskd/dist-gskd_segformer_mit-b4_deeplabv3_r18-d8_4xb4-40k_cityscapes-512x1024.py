@@ -32,6 +32,7 @@ param_scheduler = [
         end=40000,
         by_epoch=False)
 ]
+default_hooks = _base_.resume_hooks
 
 # The training protocol of this recipe family on this dataset
 # (./_base_/schedules/; configs/gskd/README.md, "Fidelity").

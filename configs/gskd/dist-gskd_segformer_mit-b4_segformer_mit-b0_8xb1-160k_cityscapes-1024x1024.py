@@ -17,3 +17,4 @@ model = dict(
                 type='GSKDProjector',
                 in_channels=_base_.model.decode_head.channels,
                 out_channels=_base_.teacher_channels))))
+default_hooks = _base_.resume_hooks

@@ -20,3 +20,4 @@ train_dataloader = dict(batch_size=_base_.protocol_batch_size)
 train_cfg = dict(max_iters=_base_.protocol_max_iters)
 optim_wrapper = _base_.protocol_optim_wrapper
 param_scheduler = _base_.protocol_param_scheduler
+default_hooks = _base_.resume_hooks

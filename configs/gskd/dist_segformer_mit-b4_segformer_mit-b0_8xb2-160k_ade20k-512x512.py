@@ -11,3 +11,4 @@ model = dict(
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     distiller=_base_.distiller)
+default_hooks = _base_.resume_hooks

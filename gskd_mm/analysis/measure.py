@@ -14,6 +14,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from ..utils.process_group import kill_process_tree
+
 #: Seconds one isolated measurement may take before its process group is
 #: killed and :class:`MeasurementError` raised.
 MEASUREMENT_TIMEOUT = 3600.0
@@ -25,7 +27,12 @@ class MeasurementError(RuntimeError):
 
 
 def kill_process_group(process: subprocess.Popen) -> None:
-    """Kill the process group that ``process`` leads, if any is left."""
+    """Kill the process group that ``process`` leads, if any is left, and
+    every process it started in sessions of their own (torchrun starts
+    each rank so: a kill of its group alone would orphan the ranks)."""
+    if process.poll() is None:
+        kill_process_tree(process.pid)
+        return
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:

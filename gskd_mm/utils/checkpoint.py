@@ -2,7 +2,10 @@
 """Reading checkpoints: MMEngine's with weights-only loading; students.
 
 ``torch.load(..., weights_only=True)`` reads MMEngine checkpoints once
-:func:`allow_mmengine_checkpoints` ran.
+:func:`allow_mmengine_checkpoints` ran. Writing them: :func:`write_atomically`
+and :class:`AtomicLocalBackend` move a complete file into place in one
+step; :func:`restore_drawn_seed` gives a resumed run the seed its checkpoint
+was trained with.
 
 Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``, which only
 unpickles allow-listed globals. MMEngine 0.10 calls ``torch.load`` with the
@@ -12,12 +15,18 @@ hold more than tensors: the message hub's ``HistoryBuffer`` objects (numpy
 arrays of logged values, plus their statistics methods, which pickle as
 ``getattr(HistoryBuffer, 'mean')``) and numpy scalars such as the ETA.
 """
+import os
+import os.path as osp
 import pickle
-from typing import Any, Callable, Dict, List, Tuple, Union
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.config import Config
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.runner import find_latest_checkpoint
 from mmengine.utils import digit_version
 
 try:  # numpy >= 1.26 (where numpy 2 pickles point)
@@ -166,3 +175,134 @@ def student_state_dict(
                          'a distillation checkpoint? A plain model\'s '
                          'checkpoint loads without stripping a prefix.')
     return student
+
+
+#: Name of :class:`AtomicLocalBackend` in MMEngine's file backends
+#: (``backend_args=dict(backend=ATOMIC_BACKEND)``).
+ATOMIC_BACKEND = 'atomic_local'
+
+
+def _write(file, data: Union[bytes, str]) -> None:
+    """Write ``data`` to an open file (the step a kill may interrupt)."""
+    file.write(data)
+
+
+def write_atomically(data: Union[bytes, str], path: Union[str, Path]) -> None:
+    """Write a file in one step: whole, or not at all.
+
+    The data go to a temporary file beside ``path`` (``.<name>.<pid>.tmp``),
+    which is flushed to disk and then moved onto ``path`` with
+    ``os.replace`` (atomic on POSIX file systems). A process killed while
+    writing leaves ``path`` as it was, and at most the temporary file.
+
+    Args:
+        data (bytes or str): The content; text is written as UTF-8.
+        path (str or Path): The file, created or replaced. Its folder is
+            created if needed.
+    """
+    path = osp.abspath(path)
+    folder, name = osp.split(path)
+    os.makedirs(folder, exist_ok=True)
+    temporary = osp.join(folder, f'.{name}.{os.getpid()}.tmp')
+    # os.open honours the umask, as open() would for `path` itself.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                         0o666)
+    try:
+        with open(descriptor, 'wb' if isinstance(data, bytes) else 'w',
+                  encoding=None if isinstance(data, bytes) else 'utf-8',
+                  closefd=True) as f:
+            _write(f, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if osp.exists(temporary):
+            os.remove(temporary)
+        raise
+    # The rename itself reaches the disk with the folder's entry.
+    folder_descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(folder_descriptor)
+    finally:
+        os.close(folder_descriptor)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """MMEngine's local file backend, whose writes are atomic.
+
+    ``put`` and ``put_text`` go through :func:`write_atomically`; reading,
+    listing and removing are :class:`mmengine.fileio.LocalBackend`'s.
+    Registered as ``'atomic_local'``; :class:`~gskd_mm.engine.
+    AtomicCheckpointHook` saves checkpoints with it.
+    """
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        write_atomically(obj, filepath)
+
+    def put_text(self,
+                 obj: str,
+                 filepath: Union[str, Path],
+                 encoding: str = 'utf-8') -> None:
+        write_atomically(obj.encode(encoding), filepath)
+
+
+register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
+
+
+def checkpoint_to_resume(cfg: Config) -> Optional[str]:
+    """The checkpoint that ``Runner`` resumes from, found as it finds it.
+
+    Args:
+        cfg (Config): A training config.
+
+    Returns:
+        str, optional: ``load_from`` when resuming from it, else the work
+        dir's ``last_checkpoint``; None when not resuming or nothing is
+        there.
+    """
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    if not cfg.get('work_dir') or not osp.isdir(cfg.work_dir):
+        return None
+    return find_latest_checkpoint(cfg.work_dir) or None
+
+
+def restore_drawn_seed(cfg: Config) -> Optional[int]:
+    """Give a resumed run the seed its checkpoint was trained with.
+
+    A config without ``randomness.seed`` makes MMEngine draw one, and
+    ``Runner.resume`` puts the checkpoint's back, but only after the train
+    dataloader, its sampler and its workers were seeded with the new one.
+    Setting the checkpoint's seed in the config before the runner is built
+    seeds everything as the interrupted run was. Does nothing when the
+    config sets a seed, or when not resuming.
+
+    Args:
+        cfg (Config): The training config (``resume``, ``load_from``,
+            ``work_dir`` final), changed in place.
+
+    Returns:
+        int, optional: The seed set, or None.
+    """
+    randomness = cfg.get('randomness') or {}
+    if randomness.get('seed') is not None:
+        return None
+    path = checkpoint_to_resume(cfg)
+    if path is None or not osp.isfile(path):
+        return None  # a remote checkpoint: MMEngine's own order applies
+    allow_mmengine_checkpoints()
+    # Memory-mapped: only the meta data are read.
+    checkpoint = torch.load(
+        path, map_location='cpu', weights_only=True, mmap=True)
+    seed = checkpoint.get('meta', {}).get('seed')
+    if seed is None:
+        return None
+    cfg.randomness = dict(randomness, seed=seed)
+    print_log(
+        f'Resuming from {path}: the config sets no randomness.seed, so the '
+        f'run is seeded with the checkpoint\'s ({seed}) before anything '
+        'draws from it',
+        logger='current')
+    return seed

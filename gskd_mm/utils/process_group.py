@@ -1,9 +1,12 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
-"""Tear a process group down without hanging or aborting at exit."""
+"""Tear a process group down without hanging or aborting at exit; find and
+kill every process a launcher started."""
 import gc
 import inspect
+import os
+import signal
 import types
-from typing import List
+from typing import Dict, List
 
 import torch.distributed as torch_dist
 from torch.nn.parallel import DistributedDataParallel
@@ -93,3 +96,56 @@ def destroy_process_group() -> None:
             'destroyed.')
     torch_dist.barrier()
     torch_dist.destroy_process_group()
+
+
+def descendants(pid: int) -> List[int]:
+    """Every live process started, directly or not, by ``pid``.
+
+    torchrun starts each rank in a session of its own, so killing the
+    launcher's process group leaves the ranks (and their loader workers)
+    running; their pids, read from ``/proc`` while the launcher lives, are
+    what must be killed too.
+
+    Args:
+        pid (int): A process.
+
+    Returns:
+        list[int]: Their pids, parents before children; empty where there
+        is no ``/proc``.
+    """
+    if not os.path.isdir('/proc'):
+        return []
+    children: Dict[int, List[int]] = {}
+    for other in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{other}/stat') as f:
+                parent = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        children.setdefault(parent, []).append(int(other))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL the process group that ``pid`` leads and every process it
+    started, with the sessions they lead (a rank's loader workers).
+
+    Args:
+        pid (int): The leader, e.g. a launcher started in a new session.
+    """
+    others = descendants(pid)
+    for leader in [pid, *others]:
+        try:
+            os.killpg(leader, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # not a group leader, or gone
+    for other in others:
+        try:
+            os.kill(other, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

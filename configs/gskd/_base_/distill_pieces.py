@@ -17,11 +17,19 @@
 # logits are resized bilinearly to the student's height x width; maps of
 # the same size are used as they are.
 custom_imports = dict(imports=['gskd_mm'], allow_failed_imports=False)
-# A resumed run gets the random states of its checkpoint back, so it ends at
-# the weights of the run it interrupted (gskd_mm.engine.ExactResumeHook;
-# docs/en/user_guides/train_test.md, "Resume"). A config that sets its own
-# custom_hooks keeps it with `custom_hooks = [..., *_base_.custom_hooks]`.
-custom_hooks = [dict(type='ExactResumeHook')]
+# Every recipe sets `default_hooks = _base_.resume_hooks`: a resumed run gets
+# the random states of every rank back, so it ends at the weights of the run
+# it interrupted (gskd_mm.engine.ExactResumeHook), and checkpoints are written
+# whole or not at all, and saved when a signal stops training
+# (AtomicCheckpointHook; docs/en/advanced_guides/exact_resume.md). MMEngine
+# merges `default_hooks` key by key, so a config's own `custom_hooks` or
+# `default_hooks` keep them. (They cannot be set here: `default_hooks` comes
+# with the student's base, and a key may come from one base only.)
+resume_hooks = dict(
+    exact_resume=dict(type='ExactResumeHook'),
+    checkpoint=dict(type='AtomicCheckpointHook'))
+# Nothing of the recipes' own: `[..., *_base_.custom_hooks]` adds nothing.
+custom_hooks = []
 
 student_recorders = dict(
     feat=dict(type='ModuleInputs', source='decode_head.conv_seg'),

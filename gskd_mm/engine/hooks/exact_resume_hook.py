@@ -2,16 +2,19 @@
 """Resume a run to the same weights as the run that was not interrupted."""
 import logging
 import random
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from mmengine.dist import get_world_size
-from mmengine.hooks import Hook
+from mmengine.dist import all_gather_object, get_rank, get_world_size
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-#: Key of the random states in a checkpoint.
+from .atomic_checkpoint_hook import saves_after_iter
+
+#: Key of the random states in a checkpoint: ``world_size`` and ``ranks``
+#: (each rank's :func:`random_states`, in rank order).
 CHECKPOINT_KEY = 'random_states'
 
 
@@ -76,67 +79,78 @@ class _RestoreAfterSkip:
         return next(self.iterator)
 
 
+def ranks_states(saved: Dict[str, Any]) -> Tuple[int, List[Dict[str, Any]]]:
+    """The world size and the per-rank states of a checkpoint's entry.
+
+    Args:
+        saved (dict): ``checkpoint['random_states']``: ``world_size`` and
+            ``ranks``, or one process's states (checkpoints written before
+            the states of every rank were saved, by one process or rank 0).
+
+    Returns:
+        tuple: The world size that saved them (None where unknown) and the
+        list of per-rank states.
+    """
+    if 'ranks' in saved:
+        return saved['world_size'], list(saved['ranks'])
+    return None, [saved]
+
+
 @HOOKS.register_module()
 class ExactResumeHook(Hook):
-    """Make a resumed run the run it interrupted, to the bit.
+    """Make a resumed run the run it interrupted, to the bit, on every rank.
 
-    Training draws random numbers in the main process: the student's
-    dropout, GSKD's pixel draws, CIRKD's memory sampling (torch), and with
-    ``num_workers=0`` the data pipeline's augmentations (numpy, python).
-    MMEngine's checkpoints hold none of these states, so a resumed run draws
-    other numbers than the uninterrupted one and ends at other weights.
-    This hook
+    Saves every rank's random states (torch, CUDA where initialised, numpy,
+    python), gathered to rank 0, in each checkpoint under
+    ``random_states``; on ``--resume`` each rank gets its own back once the
+    train loop has skipped the batches already trained (which brings the
+    sampler and the loader workers to where they were) and before the next
+    batch. Validation is kept off training's random streams.
 
-    1. saves the global random states (torch, numpy, python; CUDA where it
-       is initialised) in every checkpoint, under ``random_states``;
-    2. on ``--resume`` restores them after the train loop has skipped the
-       batches already trained and before it fetches the next one: the
-       skip runs the data pipeline (drawing numpy and python numbers with
-       ``num_workers=0``) and brings the sampler and the loader workers
-       (seeded from the config's seed by MMEngine) to where they were,
-       so the states must come back after it, not at
-       ``after_load_checkpoint`` (before the skip) nor at
-       ``before_train_iter`` (after the next batch was drawn);
-    3. keeps validation off training's random streams: the states are
-       saved before validation and restored after it (a validation
-       dataloader draws its base seed from torch's generator). The
-       checkpoint of an iteration is saved before that iteration's
-       validation, so without this a run that validates in the middle of
-       training would go on from other states than its checkpoint holds.
-       This changes the random numbers of runs that validate during
-       training, compared with runs without the hook; the end of a run
-       (validation last) is unchanged.
-
-    Why a hook and not a train loop: MMEngine's ``IterBasedTrainLoop.run``
-    skips the trained batches in one place, between ``before_train_epoch``
-    and the first ``before_train_iter``, where no hook is called; a loop
-    subclass would copy that method, and would have to be written into
-    ``train_cfg``, which MMSeg's schedule bases define (MMEngine refuses a
-    key that two bases of a config define). The hook instead hands the loop
-    a dataloader iterator that restores the states as the first batch after
-    the skip is fetched, and reaches every recipe through ``custom_hooks``
-    (``configs/gskd/_base_/distill_pieces.py``).
-
-    Limits: exact for one process with a fixed ``randomness.seed`` (the
-    sampler and the loader workers are seeded when the dataloader is
-    built, before the checkpoint's seed comes back; a warning says so
-    otherwise). Under DDP the checkpoint holds rank 0's states: every rank
-    resumes with its own replayed stream and a warning says the run is
-    not exact. Non-deterministic kernels (most CUDA backward passes of
-    convolutions and interpolation, unless
-    ``randomness.deterministic=True``) differ between any two runs,
-    resumed or not. Loops other than ``IterBasedTrainLoop`` get the states
-    back at ``before_train``.
+    Note:
+        Registered by the recipes as ``default_hooks.exact_resume``, which
+        a config's own ``custom_hooks`` cannot drop. A run resumed with
+        another number of processes goes on, with a warning: it is not
+        exact. The design and the limits (non-deterministic kernels, the
+        seed): ``docs/en/advanced_guides/exact_resume.md``.
     """
 
-    priority = 'VERY_HIGH'
+    # After the hooks that may draw at the end of an iteration, before the
+    # CheckpointHook (VERY_LOW): the states saved are those the next
+    # iteration starts from.
+    priority = 80
 
     def __init__(self) -> None:
         self._resumed: Optional[Dict[str, Any]] = None
         self._outside_val: Optional[Dict[str, Any]] = None
+        self._gathered: Optional[Tuple[int, List[Dict[str, Any]]]] = None
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        """Gather every rank's states to rank 0 when a checkpoint follows
+        (saving runs on rank 0 alone)."""
+        if get_world_size() == 1 or not any(
+                saves_after_iter(hook, runner) for hook in runner.hooks
+                if isinstance(hook, CheckpointHook)):
+            return
+        self._gathered = (runner.iter, all_gather_object(random_states()))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = random_states()
+        world_size = get_world_size()
+        if world_size == 1:
+            ranks = [random_states()]
+        elif self._gathered is not None and \
+                self._gathered[0] == runner.iter:
+            ranks = self._gathered[1]
+        else:  # e.g. a best-of-val checkpoint: no gathering before it
+            ranks = [random_states()]
+            self._warn('a checkpoint saved where the states of the other '
+                       'ranks were not gathered holds rank 0\'s alone; a run '
+                       'resumed from it is not exact')
+        checkpoint[CHECKPOINT_KEY] = dict(world_size=world_size, ranks=ranks)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Also called for `load_from` without resuming: whether the states
@@ -145,30 +159,38 @@ class ExactResumeHook(Hook):
 
     def before_train(self, runner) -> None:
         loop = runner.train_loop
+        saved, self._resumed = self._resumed, None
         if loop.iter == 0:  # a new run (`load_from` loads weights only)
-            self._resumed = None
             return
-        if self._resumed is None:
+        if saved is None:
             self._warn('the checkpoint holds no random states (saved '
                        'without ExactResumeHook)')
             return
-        if get_world_size() > 1:
-            self._warn('the checkpoint holds the random states of rank 0 '
-                       'alone, and this run has several processes')
-            self._resumed = None
+        saved_world_size, ranks = ranks_states(saved)
+        world_size = get_world_size()
+        if len(ranks) != world_size or saved_world_size not in (None,
+                                                                world_size):
+            self._warn(
+                f'the checkpoint holds the random states of '
+                f'{saved_world_size or "an unknown number of"} process(es) '
+                f'({len(ranks)} saved) and this run has {world_size}: every '
+                'rank keeps the streams it was seeded with, and the '
+                'batches each rank reads are not those of the interrupted '
+                'run (the weights, optimizer and schedule resume as usual)')
             return
         if runner.cfg.get('randomness', {}).get('seed') is None:
             self._warn('the config sets no `randomness.seed`: the sampler '
                        'and the loader workers were seeded with a new '
-                       'random seed (set one, e.g. --cfg-options '
-                       'randomness.seed=0, in the first run and the '
-                       'resumed one)')
+                       'random seed (tools/train.py restores the '
+                       'checkpoint\'s; elsewhere set one, e.g. '
+                       '--cfg-options randomness.seed=0, in the first run '
+                       'and the resumed one)')
+        states = ranks[get_rank()]
         if hasattr(loop, 'dataloader_iterator'):
             loop.dataloader_iterator = _RestoreAfterSkip(
-                loop, loop.iter, self._resumed)
+                loop, loop.iter, states)
         else:
-            restore_random_states(self._resumed)
-        self._resumed = None
+            restore_random_states(states)
 
     def before_val(self, runner) -> None:
         self._outside_val = random_states()
@@ -181,7 +203,7 @@ class ExactResumeHook(Hook):
     @staticmethod
     def _warn(reason: str) -> None:
         print_log(
-            f'ExactResumeHook: {reason}; the resumed run draws other random '
-            'numbers than the interrupted one would have',
+            f'ExactResumeHook: {reason}. A resumed run then draws other '
+            'random numbers than the interrupted one would have',
             logger='current',
             level=logging.WARNING)

@@ -32,3 +32,5 @@ model = dict(
                 type='GSKDProjector', in_channels=16, out_channels=32),
             gskd_projector=dict(
                 type='GSKDProjector', in_channels=16, out_channels=32))))
+# Exact resume and atomic checkpoints, as in every recipe.
+default_hooks = _base_.resume_hooks

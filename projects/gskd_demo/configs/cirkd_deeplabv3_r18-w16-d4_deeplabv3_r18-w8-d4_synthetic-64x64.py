@@ -31,3 +31,5 @@ model = dict(
         connectors=dict(
             cirkd_projector=dict(
                 type='GSKDProjector', in_channels=16, out_channels=32))))
+# Exact resume and atomic checkpoints, as in every recipe.
+default_hooks = _base_.resume_hooks

@@ -26,3 +26,5 @@ model = dict(
                 out_channel=32,
                 norm_cfg=None,
                 act_cfg=None))))
+# Exact resume and atomic checkpoints, as in every recipe.
+default_hooks = _base_.resume_hooks

@@ -19,3 +19,5 @@ model = dict(
         connectors=dict(
             gskd_projector=dict(
                 type='GSKDProjector', in_channels=16, out_channels=32))))
+# Exact resume and atomic checkpoints, as in every recipe.
+default_hooks = _base_.resume_hooks

@@ -14,3 +14,5 @@ model = dict(
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     distiller=_base_.distiller)
+# Exact resume and atomic checkpoints, as in every recipe.
+default_hooks = _base_.resume_hooks

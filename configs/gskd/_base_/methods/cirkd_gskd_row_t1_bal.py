@@ -5,4 +5,4 @@
 # reason).
 _base_ = ['./cirkd_gskd.py', '../gskd_variants.py']
 distiller = dict(distill_losses=dict(loss_gskd=_base_.gskd_row_t1))
-custom_hooks = [_base_.gskd_balancer, *_base_.custom_hooks]
+custom_hooks = [_base_.gskd_balancer]

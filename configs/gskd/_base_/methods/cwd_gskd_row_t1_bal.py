@@ -4,4 +4,4 @@
 # 1.0 (gskd_balancer: the target and its reason).
 _base_ = ['./cwd_gskd.py', '../gskd_variants.py']
 distiller = dict(distill_losses=dict(loss_gskd=_base_.gskd_row_t1))
-custom_hooks = [_base_.gskd_balancer, *_base_.custom_hooks]
+custom_hooks = [_base_.gskd_balancer]

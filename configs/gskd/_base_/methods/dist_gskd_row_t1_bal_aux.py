@@ -2,4 +2,4 @@
 # moved during training to hold its share of the task gradient at 1.0
 # (../gskd_variants.py, gskd_balancer: the target and its reason).
 _base_ = ['./dist_gskd_row_t1_aux.py']
-custom_hooks = [_base_.gskd_balancer, *_base_.custom_hooks]
+custom_hooks = [_base_.gskd_balancer]
