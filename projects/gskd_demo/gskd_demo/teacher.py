@@ -151,10 +151,10 @@ def val_metrics(cfg: Config,
     Returns:
         dict[str, float]: The metrics (``mIoU`` in %).
     """
-    cfg = copy.deepcopy(cfg)
-    cfg.load_from = checkpoint
     with one_thread():
-        runner = build_runner(cfg, work_dir, name, log_level)
+        runner = build_runner(copy.deepcopy(cfg), work_dir, name, log_level)
+        if checkpoint is not None:  # strictly, without MMEngine's log line
+            runner.model.load_state_dict(load_state_dict(checkpoint))
         return {k: float(v) for k, v in runner.val().items()}
 
 
