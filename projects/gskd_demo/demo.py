@@ -21,7 +21,15 @@ cached), then a narrow DeepLabV3-R18 student is trained, paired by seed
   seeds;
 - with ``--measure-costs`` (``make costs``), no training study: the step
   cost of every method over the student's own, written to
-  ``projects/gskd_demo/step_costs.json``.
+  ``projects/gskd_demo/step_costs.json``;
+- with ``--export-teacher``, no study: the teacher of ``--teacher-iters``
+  trained (or taken from the cache) and written, with its provenance, as
+  the shipped teacher (``projects/gskd_demo/checkpoints``).
+
+The teacher of the default setting ships with the repository: the demo
+loads it (its SHA-256 checked) instead of training one; any other
+``--teacher-iters`` (or data size, or teacher batch size) trains a teacher
+once and caches it.
 
 Except in the sweep, every distillation method is also compared with no KD
 trained for the iterations its steps cost (``--no-matched`` leaves those
@@ -69,6 +77,11 @@ from projects.gskd_demo.gskd_demo import (  # noqa: E402
     matched_methods, measure_costs, paired_differences, plot_compute,
     read_costs, resolution_note, run_demo, schedules_table, setup_process,
     study_methods, sweep_methods)
+from projects.gskd_demo.gskd_demo.data import prepare_data  # noqa: E402
+from projects.gskd_demo.gskd_demo.dataset import \
+    default_cache_dir  # noqa: E402
+from projects.gskd_demo.gskd_demo.teacher import (  # noqa: E402
+    SHIPPED_TEACHER_ITERS, export_teacher)
 
 # Seeds of `make demo` (about 6 minutes on 2 cores), of the full study and
 # of every cell of the compute-matched study.
@@ -92,8 +105,10 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--teacher-iters',
         type=int,
-        default=800,
-        help='iterations of the teacher (trained once, then cached)')
+        default=SHIPPED_TEACHER_ITERS,
+        help='iterations of the teacher; the default is the shipped '
+        f'teacher\'s ({SHIPPED_TEACHER_ITERS}), whose weights are loaded '
+        'instead of trained; any other trains one (once, then cached)')
     parser.add_argument(
         '--seeds',
         type=int,
@@ -141,6 +156,12 @@ def add_mode_args(parser: argparse.ArgumentParser) -> None:
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     """The data, batches and processes."""
+    parser.add_argument(
+        '--export-teacher',
+        action='store_true',
+        help='train the teacher of --teacher-iters (or take it from the '
+        'cache) and write it, with its provenance, as the shipped teacher '
+        '(projects/gskd_demo/checkpoints/demo_teacher.{pth,json})')
     parser.add_argument(
         '--num-train', type=int, default=300, help='training images')
     parser.add_argument(
@@ -257,6 +278,18 @@ def measure(args: argparse.Namespace) -> None:
         logger=LOGGER)
 
 
+def export(args: argparse.Namespace) -> None:
+    """``--export-teacher``: write the shipped teacher and its provenance."""
+    command = ('python projects/gskd_demo/demo.py --export-teacher '
+               f'--teacher-iters {args.teacher_iters} --teacher-batch-size '
+               f'{args.teacher_batch_size} --num-train {args.num_train} '
+               f'--num-val {args.num_val}')
+    data_root, generate_cfg = prepare_data(args.num_train, args.num_val)
+    export_teacher(args.out_dir, data_root, generate_cfg, args.teacher_iters,
+                   args.teacher_batch_size, args.log_level,
+                   default_cache_dir(), command)
+
+
 def combine(args: argparse.Namespace) -> None:
     """``--combine``: the compute-matched results of several schedules."""
     summaries = []
@@ -280,6 +313,11 @@ def main() -> None:
         os.makedirs(args.out_dir, exist_ok=True)
         setup_process()
         return combine(args)
+    if args.export_teacher:
+        args.out_dir = args.out_dir or 'work_dirs/demo_teacher'
+        os.makedirs(args.out_dir, exist_ok=True)
+        setup_process()
+        return export(args)
     mode, methods, costs = (None, [], None) if args.measure_costs else \
         chosen_methods(args)
     if args.out_dir is None:
