@@ -12,6 +12,7 @@ weights-only loading read MMEngine checkpoints
 # a bare source tree).
 import gskd_mm_compat  # noqa: F401  isort: skip
 
+from .datasets import *  # noqa: F401,F403,E402
 from .engine import *  # noqa: F401,F403,E402
 from .models import *  # noqa: F401,F403,E402
 from .utils import allow_mmengine_checkpoints  # noqa: E402

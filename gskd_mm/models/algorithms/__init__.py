@@ -1,8 +1,11 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 from .adversarial_distill import AdversarialEvalTeacherDistill
+from .cached_teacher_distill import (CachedAdversarialTeacherDistill,
+                                     CachedTeacherDistill)
 from .eval_teacher_distill import EvalTeacherDistill, teacher_model_config
 
 __all__ = [
-    'AdversarialEvalTeacherDistill', 'EvalTeacherDistill',
+    'AdversarialEvalTeacherDistill', 'CachedAdversarialTeacherDistill',
+    'CachedTeacherDistill', 'EvalTeacherDistill',
     'teacher_model_config'
 ]

@@ -1,0 +1,19 @@
+# The recipe below, its teacher served from a dense teacher cache
+# (../_base_/teacher_cache/dense.py; docs/en/user_guides/teacher_cache.md):
+#   ../cwd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py
+# Make the cache first: python tools/cache_teacher.py <this config>
+_base_ = [
+    '../cwd_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',  # noqa: E501
+    '../_base_/teacher_cache/dense.py',
+]
+teacher_cache = dict(
+    _base_.teacher_cache,
+    root='data/teacher_cache/{{fileBasenameNoExtension}}')
+model = dict(
+    type='CachedAdversarialTeacherDistill', teacher_cache=teacher_cache)
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='TeacherViewDataset',
+        dataset=_base_.train_dataloader.dataset,
+        cache=teacher_cache))
