@@ -267,7 +267,13 @@ def chosen_methods(
                                                    lambda: args.methods)()
     costs = passes = None
     if args.matched and mode != 'sweep':
-        costs, passes = read_costs(), read_costs(field='pass_iters')
+        costs = read_costs()
+        # A pass's cost grows with the images it runs the teacher over.
+        images = read_costs(field='pass_images')
+        passes = {
+            key: iters * args.num_train / images[key]
+            for key, iters in read_costs(field='pass_iters').items()
+        }
         methods += matched_methods(methods, args.iters, costs, passes)
     return mode, methods, costs, passes
 

@@ -90,7 +90,8 @@ def measure_costs(methods: Sequence[MethodKey],
         dict: Provenance (date, commit, CPU, threads, repeats, iterations)
         and per method its ``iteration_ms`` per repeat and its ``ratio``,
         ``low`` and ``high`` over no KD's; a cached method also its
-        ``pass_cpu_s`` and ``pass_iters``.
+        ``pass_cpu_s``, ``pass_iters`` and ``pass_images`` (the training
+        images of the pass).
     """
     methods = [NO_KD] + [m for m in methods if m != NO_KD]
     times: Dict[MethodKey, List[float]] = {key: [] for key in methods}
@@ -110,8 +111,11 @@ def measure_costs(methods: Sequence[MethodKey],
                     cache_root(summary.teacher.checkpoint,
                                summary.dataset.generate_cfg,
                                method_spec(key).config), PASS_FILE)) as f:
-                cpu_s = json.load(f)['cpu_s']
-            passes[key] = dict(pass_cpu_s=cpu_s, pass_iters=cpu_s / no_kd_s)
+                made = json.load(f)
+            passes[key] = dict(
+                pass_cpu_s=made['cpu_s'],
+                pass_iters=made['cpu_s'] / no_kd_s,
+                pass_images=made['images'])
     return dict(
         measured=datetime.date.today().isoformat(),
         commit=code_commit(),
