@@ -1,6 +1,8 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The library parts of the demo: paired statistics, the pairing checks,
 the sweep's methods and the schedule."""
+import argparse
+import importlib.util
 import json
 import math
 import os.path as osp
@@ -218,6 +220,31 @@ def test_cached_methods_are_matched_two_ways_from_a_cost_table(tmp_path):
         runs, 150, costs)
     with pytest.raises(KeyError, match='cache pass of .dist_cached'):
         matched_methods([K('dist_cached')], 150, costs)
+
+
+def test_the_demo_scales_a_cache_pass_to_its_training_images():
+    """``demo.py`` matches a cached method's amortised run with the pass
+    of step_costs.json scaled to the run's training images (the pass runs
+    the teacher over each image once per view)."""
+    demo_py = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                       'demo.py')
+    spec = importlib.util.spec_from_file_location('gskd_demo_cli', demo_py)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    key = K('dist_cached')
+    ratio, passes = read_costs()[key], read_costs(field='pass_iters')[key]
+    images = read_costs(field='pass_images')[key]
+    for num_train in (images, images // 4):
+        args = argparse.Namespace(
+            sweep=False, study=False, compute=False, matched=True,
+            methods=[K('no_kd'), key], iters=150, num_train=num_train)
+        mode, methods, costs, pass_costs = demo.chosen_methods(args)
+        amortised = max(10, 10 * round(
+            (150 * ratio + passes * num_train / images) / 10))
+        reused = max(10, 10 * round(150 * ratio / 10))
+        assert mode is None and costs[key] == ratio
+        assert methods == [K('no_kd'), key] + list(
+            dict.fromkeys([K(f'no_kd@{reused}'), K(f'no_kd@{amortised}')]))
 
 
 def test_method_keys_are_parsed_and_written_in_one_form():
