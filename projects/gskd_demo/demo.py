@@ -7,8 +7,9 @@ cached), then a narrow DeepLabV3-R18 student is trained, paired by seed
 (runs of one seed share the student's initial weights and the data order):
 
 - by default (``make demo``), without distillation and with DIST,
-  DIST + GSKD (the authors') and DIST + GSKD-row-t1, for 8 seeds; it says
-  what that many seeds can and cannot resolve;
+  DIST from the teacher cache (``dist_cached``), DIST + GSKD (the
+  authors') and DIST + GSKD-row-t1, for 8 seeds; it says what that many
+  seeds can and cannot resolve;
 - with ``--study`` (``make study``), every method of ``configs/`` (DIST,
   CWD, CIRKD, each alone and with the authors' GSKD) and, on each base,
   every GSKD variant of ``GSKD_VARIANTS`` (``gskd_demo/methods.py``), the
@@ -16,16 +17,27 @@ cached), then a narrow DeepLabV3-R18 student is trained, paired by seed
 - with ``--sweep``, per base recipe of ``--bases``: the base, the authors'
   GSKD and the variants of ``--variants``;
 - with ``--compute`` (``make compute ITERS=600``), the compute-matched
-  study at a schedule: no KD, DIST, CWD, CIRKD, DIST + GSKD,
-  DIST + GSKD-row-t1 and the balanced GSKD-row-t1 on each base, for 20
-  seeds;
+  study of the teacher cache at a schedule: no KD, DIST, DIST cached,
+  CWD, CWD cached and DIST + GSKD-row-t1 cached, for 20 seeds;
 - with ``--measure-costs`` (``make costs``), no training study: the step
   cost of every method over the student's own, written to
-  ``projects/gskd_demo/step_costs.json``.
+  ``projects/gskd_demo/step_costs.json``;
+- with ``--export-teacher``, no study: the teacher of ``--teacher-iters``
+  trained (or taken from the cache) and written, with its provenance, as
+  the shipped teacher (``projects/gskd_demo/checkpoints``).
+
+The teacher of the default setting ships with the repository: the demo
+loads it (its SHA-256 checked) instead of training one; any other
+``--teacher-iters`` (or data size, or teacher batch size) trains a teacher
+once and caches it.
 
 Except in the sweep, every distillation method is also compared with no KD
 trained for the iterations its steps cost (``--no-matched`` leaves those
-runs out), and every method with no KD at equal iterations.
+runs out), and every method with no KD at equal iterations. A cached
+method (``<method>_cached``) trains from the library's dense teacher cache,
+made once per teacher, data and recipe by the demo (its one-off cost
+logged); it gets no KD at equal compute two ways: its cache pass amortised
+over the run, and not (the cache reused over many runs).
 
 The runs train in parallel processes (``--workers``, one per CPU core by
 default), each on one thread. Besides mIoU, every student's structural gap
@@ -64,11 +76,16 @@ matplotlib.use('Agg')
 from mmengine.logging import print_log  # noqa: E402
 
 from projects.gskd_demo.gskd_demo import (  # noqa: E402
-    COMPUTE_METHODS, COSTS_FILE, GSKD_VARIANTS, LOGGER, METHODS,
+    CACHEABLE, COMPUTE_METHODS, COSTS_FILE, GSKD_VARIANTS, LOGGER, METHODS,
     QUICK_METHODS, DemoSummary, MethodKey, draw_figures, markdown_table,
     matched_methods, measure_costs, paired_differences, plot_compute,
     read_costs, resolution_note, run_demo, schedules_table, setup_process,
     study_methods, sweep_methods)
+from projects.gskd_demo.gskd_demo.data import prepare_data  # noqa: E402
+from projects.gskd_demo.gskd_demo.dataset import \
+    default_cache_dir  # noqa: E402
+from projects.gskd_demo.gskd_demo.teacher import (  # noqa: E402
+    SHIPPED_TEACHER_ITERS, export_teacher)
 
 # Seeds of `make demo` (about 6 minutes on 2 cores), of the full study and
 # of every cell of the compute-matched study.
@@ -92,8 +109,10 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--teacher-iters',
         type=int,
-        default=800,
-        help='iterations of the teacher (trained once, then cached)')
+        default=SHIPPED_TEACHER_ITERS,
+        help='iterations of the teacher; the default is the shipped '
+        f'teacher\'s ({SHIPPED_TEACHER_ITERS}), whose weights are loaded '
+        'instead of trained; any other trains one (once, then cached)')
     parser.add_argument(
         '--seeds',
         type=int,
@@ -106,8 +125,10 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         type=method_key,
         default=list(QUICK_METHODS),
         help='student methods to run: keys of METHODS ('
-        f'{", ".join(METHODS)}) or sweep variants <base>_<variant> '
-        '(default: no KD, DIST, DIST + GSKD, DIST + GSKD-row-t1)')
+        f'{", ".join(METHODS)}) or sweep variants <base>_<variant>, with '
+        f'_cached for a method on {", ".join(CACHEABLE)} trained from the '
+        'teacher cache (default: no KD, DIST, DIST cached, DIST + GSKD, '
+        'DIST + GSKD-row-t1)')
 
 
 def add_mode_args(parser: argparse.ArgumentParser) -> None:
@@ -120,10 +141,10 @@ def add_mode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--compute',
         action='store_true',
-        help='the compute-matched study at --iters: no KD, DIST, CWD, '
-        'CIRKD, DIST + GSKD, DIST + GSKD-row-t1 and the balanced '
-        'GSKD-row-t1 on each base, each against no KD at equal iterations '
-        f'and at equal compute ({COMPUTE_SEEDS} seeds)')
+        help='the compute-matched study at --iters: no KD, DIST, DIST '
+        'cached, CWD, CWD cached and DIST + GSKD-row-t1 cached, each '
+        'against no KD at equal iterations and at equal compute (a cached '
+        f'method two ways) ({COMPUTE_SEEDS} seeds)')
     parser.add_argument(
         '--matched',
         action=argparse.BooleanOptionalAction,
@@ -135,12 +156,19 @@ def add_mode_args(parser: argparse.ArgumentParser) -> None:
         '--measure-costs',
         action='store_true',
         help='measure the step cost ratio of every method of the study '
-        '(one worker, fresh runs of seeds 0-2, an idle machine) and write '
+        'and of the cached methods of the demo and --compute (and their '
+        'cache passes) (one worker, fresh runs, an idle machine) and write '
         'projects/gskd_demo/step_costs.json')
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     """The data, batches and processes."""
+    parser.add_argument(
+        '--export-teacher',
+        action='store_true',
+        help='train the teacher of --teacher-iters (or take it from the '
+        'cache) and write it, with its provenance, as the shipped teacher '
+        '(projects/gskd_demo/checkpoints/demo_teacher.{pth,json})')
     parser.add_argument(
         '--num-train', type=int, default=300, help='training images')
     parser.add_argument(
@@ -225,11 +253,11 @@ def parse_args() -> argparse.Namespace:
 
 def chosen_methods(
     args: argparse.Namespace
-) -> Tuple[Optional[str], List[MethodKey], Optional[Dict[MethodKey,
-                                                         float]]]:
+) -> Tuple[Optional[str], List[MethodKey], Optional[Dict[MethodKey, float]],
+           Optional[Dict[MethodKey, float]]]:
     """The mode (None: the quick demo), its methods and, when
-    ``--matched`` (not in the sweep), the step costs that add the student
-    alone at each method's budget."""
+    ``--matched`` (not in the sweep), the step costs and cache passes that
+    add the student alone at each method's budget."""
     mode = next((m for m in ('sweep', 'study', 'compute')
                  if getattr(args, m)), None)
     methods = dict(
@@ -237,16 +265,26 @@ def chosen_methods(
         study=study_methods,
         compute=lambda: list(COMPUTE_METHODS)).get(mode,
                                                    lambda: args.methods)()
-    costs = read_costs() if args.matched and mode != 'sweep' else None
-    if costs is not None:
-        methods += matched_methods(methods, args.iters, costs)
-    return mode, methods, costs
+    costs = passes = None
+    if args.matched and mode != 'sweep':
+        costs = read_costs()
+        # A pass's cost grows with the images it runs the teacher over.
+        images = read_costs(field='pass_images')
+        passes = {
+            key: iters * args.num_train / images[key]
+            for key, iters in read_costs(field='pass_iters').items()
+        }
+        methods += matched_methods(methods, args.iters, costs, passes)
+    return mode, methods, costs, passes
 
 
 def measure(args: argparse.Namespace) -> None:
     """``--measure-costs``: time every method of the study and write the
     step cost ratios."""
-    costs = measure_costs(study_methods(), args.out_dir, args.teacher_iters,
+    methods = study_methods() + [
+        m for m in dict.fromkeys(COMPUTE_METHODS + QUICK_METHODS) if m.cached
+    ]
+    costs = measure_costs(methods, args.out_dir, args.teacher_iters,
                           args.num_train, args.num_val)
     with open(COSTS_FILE, 'w') as f:
         json.dump(costs, f, indent=2)
@@ -257,13 +295,27 @@ def measure(args: argparse.Namespace) -> None:
         logger=LOGGER)
 
 
+def export(args: argparse.Namespace) -> None:
+    """``--export-teacher``: write the shipped teacher and its provenance."""
+    command = ('python projects/gskd_demo/demo.py --export-teacher '
+               f'--teacher-iters {args.teacher_iters} --teacher-batch-size '
+               f'{args.teacher_batch_size} --num-train {args.num_train} '
+               f'--num-val {args.num_val}')
+    data_root, generate_cfg = prepare_data(args.num_train, args.num_val)
+    export_teacher(args.out_dir, data_root, generate_cfg, args.teacher_iters,
+                   args.teacher_batch_size, args.log_level,
+                   default_cache_dir(), command)
+
+
 def combine(args: argparse.Namespace) -> None:
     """``--combine``: the compute-matched results of several schedules."""
     summaries = []
     for out_dir in args.combine:
         with open(osp.join(out_dir, 'results.json')) as f:
             summaries.append(DemoSummary.from_json(json.load(f)))
-    methods = [m for m in COMPUTE_METHODS if not m.is_no_kd]
+    methods = list(dict.fromkeys(
+        key for summary in summaries for key in summary.methods
+        if not key.is_no_kd and key.iters is None))
     table = schedules_table(summaries, methods)
     with open(osp.join(args.out_dir, 'compute.md'), 'w') as f:
         f.write(table)
@@ -280,8 +332,13 @@ def main() -> None:
         os.makedirs(args.out_dir, exist_ok=True)
         setup_process()
         return combine(args)
-    mode, methods, costs = (None, [], None) if args.measure_costs else \
-        chosen_methods(args)
+    if args.export_teacher:
+        args.out_dir = args.out_dir or 'work_dirs/demo_teacher'
+        os.makedirs(args.out_dir, exist_ok=True)
+        setup_process()
+        return export(args)
+    mode, methods, costs, passes = (None, [], None, None) \
+        if args.measure_costs else chosen_methods(args)
     if args.out_dir is None:
         name = 'costs' if args.measure_costs else mode
         args.out_dir = f'work_dirs/demo_{name}' if name else 'work_dirs/demo'
@@ -303,12 +360,14 @@ def main() -> None:
         # The comparisons of this version of the demo, from the runs.
         summary.paired = paired_differences(
             {k: m.runs for k, m in summary.methods.items()},
-            summary.settings.iters, summary.costs)
+            summary.settings.iters, summary.costs,
+            pass_costs=summary.pass_costs)
     else:
         summary = run_demo(
             methods, args.seeds, args.iters, args.teacher_iters,
             args.batch_size, args.teacher_batch_size, args.num_train,
-            args.num_val, args.out_dir, args.log_level, args.workers, costs)
+            args.num_val, args.out_dir, args.log_level, args.workers, costs,
+            passes)
         with open(results, 'w') as f:  # kept should a figure fail
             json.dump(summary.to_json(), f, indent=2)
     print_log('Figures ...', logger=LOGGER)

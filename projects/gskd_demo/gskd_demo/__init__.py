@@ -10,8 +10,8 @@ Import it with the repository root on ``sys.path`` (as
 """
 from .costs import measure_costs
 from .dataset import SyntheticScenesDataset
-from .methods import (COMPUTE_METHODS, COSTS_FILE, GSKD_PAIRS, GSKD_VARIANTS,
-                      METHODS, NO_KD, QUICK_METHODS, MethodKey, MethodSpec,
+from .methods import (CACHEABLE, COMPUTE_METHODS, COSTS_FILE, GSKD_PAIRS,
+                      GSKD_VARIANTS, METHODS, NO_KD, QUICK_METHODS, MethodKey, MethodSpec,
                       demo_matched_iters, matched_methods, method_spec,
                       read_costs, study_methods, sweep_methods)
 from .figures import plot_compute
@@ -25,7 +25,8 @@ from .tables import markdown_table, resolution_note, schedules_table
 from .training import LOGGER, QuietFilter, setup_process
 
 __all__ = [
-    'COMPUTE_METHODS', 'COSTS_FILE', 'demo_matched_iters', 'matched_methods',
+    'CACHEABLE', 'COMPUTE_METHODS', 'COSTS_FILE', 'demo_matched_iters',
+    'matched_methods',
     'measure_costs', 'plot_compute', 'read_costs', 'schedules_table',
     'Comparison', 'ComparisonKind', 'DemoSummary', 'GSKD_PAIRS',
     'GSKD_VARIANTS', 'LOGGER', 'METHODS', 'MethodKey', 'MethodSpec',

@@ -11,7 +11,9 @@ the machine the study runs on, and fixed before the runs
 (``projects/gskd_demo/step_costs.json``).
 """
 import datetime
+import json
 import os
+import os.path as osp
 import platform
 import subprocess
 import tempfile
@@ -21,8 +23,9 @@ import torch
 
 from gskd_mm.analysis.step_cost import cost_ratio
 
-from .methods import NO_KD, MethodKey
+from .methods import NO_KD, MethodKey, method_spec
 from .pipeline import run_demo
+from .teacher_cache import PASS_FILE, cache_root
 
 #: Interleaved repeats, and iterations of every run, of the measurement.
 COST_REPEATS = 12
@@ -67,7 +70,10 @@ def measure_costs(methods: Sequence[MethodKey],
     change in the machine's load falls on all of them alike. The ratio of a
     method is taken within each repeat (its mean iteration over no KD's)
     and combined over repeats (:func:`~gskd_mm.analysis.step_cost.
-    cost_ratio`).
+    cost_ratio`). A cached method's one-off cache pass (made before the
+    first repeat's runs, :func:`.teacher_cache.make_cache`) is given in
+    no-KD iterations: the pass's CPU time over the mean no-KD iteration
+    (``pass_cpu_s``, ``pass_iters``).
 
     Args:
         methods (Sequence[MethodKey]): The methods; no KD is added.
@@ -83,7 +89,9 @@ def measure_costs(methods: Sequence[MethodKey],
     Returns:
         dict: Provenance (date, commit, CPU, threads, repeats, iterations)
         and per method its ``iteration_ms`` per repeat and its ``ratio``,
-        ``low`` and ``high`` over no KD's.
+        ``low`` and ``high`` over no KD's; a cached method also its
+        ``pass_cpu_s``, ``pass_iters`` and ``pass_images`` (the training
+        images of the pass).
     """
     methods = [NO_KD] + [m for m in methods if m != NO_KD]
     times: Dict[MethodKey, List[float]] = {key: [] for key in methods}
@@ -95,6 +103,19 @@ def measure_costs(methods: Sequence[MethodKey],
                            num_val, out_dir)
         for key, method in summary.methods.items():
             times[key].append(method.runs[0].iteration_ms)
+    no_kd_s = sum(times[NO_KD]) / len(times[NO_KD]) / 1000
+    passes = {}
+    for key in methods:
+        if key.cached:
+            with open(osp.join(
+                    cache_root(summary.teacher.checkpoint,
+                               summary.dataset.generate_cfg,
+                               method_spec(key).config), PASS_FILE)) as f:
+                made = json.load(f)
+            passes[key] = dict(
+                pass_cpu_s=made['cpu_s'],
+                pass_iters=made['cpu_s'] / no_kd_s,
+                pass_images=made['images'])
     return dict(
         measured=datetime.date.today().isoformat(),
         commit=code_commit(),
@@ -113,6 +134,7 @@ def measure_costs(methods: Sequence[MethodKey],
             str(key): dict(
                 iteration_ms=sum(ms) / len(ms),
                 iteration_ms_repeats=ms,
-                **cost_ratio(times[NO_KD], ms).to_dict())
+                **cost_ratio(times[NO_KD], ms).to_dict(),
+                **passes.get(key, {}))
             for key, ms in times.items()
         })

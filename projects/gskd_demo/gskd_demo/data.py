@@ -18,6 +18,15 @@ IMG_SIZE = 64
 DATA_SEED = 0
 
 
+def generate_params(num_train: int, num_val: int) -> dict:
+    """The demo dataset's generation parameters at a size."""
+    return dict(
+        num_train=num_train,
+        num_val=num_val,
+        img_size=IMG_SIZE,
+        seed=DATA_SEED)
+
+
 def prepare_data(num_train: int, num_val: int) -> Tuple[str, dict]:
     """Generate the dataset into the cache (once); return root and params.
 
@@ -32,11 +41,7 @@ def prepare_data(num_train: int, num_val: int) -> Tuple[str, dict]:
         tuple[str, dict]: The dataset directory and its generation
         parameters.
     """
-    generate_cfg = dict(
-        num_train=num_train,
-        num_val=num_val,
-        img_size=IMG_SIZE,
-        seed=DATA_SEED)
+    generate_cfg = generate_params(num_train, num_val)
     default_size = (num_train, num_val) == (300, 60)
     data_root = osp.join(
         default_cache_dir(), 'synthetic_scenes'

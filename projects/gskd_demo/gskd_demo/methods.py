@@ -78,6 +78,12 @@ def gskd_variants() -> Dict[str, dict]:
 GSKD_VARIANTS = gskd_variants()
 # The METHODS key of the student without distillation.
 NO_KD_NAME = 'no_kd'
+# The base recipes a method can train from the teacher cache (the dense
+# cache of the demo's flip-only pipeline: ``<method>_cached``): those of
+# the teacher-cache study's plan.
+CACHEABLE = ('dist', 'cwd')
+# The suffix of a cached method's key.
+CACHED_SUFFIX = '_cached'
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,9 @@ class MethodKey:
     On disk and on the command line it is written
     ``<method>[@<iters>]`` or ``<base>_<variant>[@<iters>]``
     (:meth:`parse`, ``str``), e.g. ``'dist_gskd'``, ``'cwd_gskd-row'``,
-    ``'no_kd@250'``; everywhere else it is this key.
+    ``'no_kd@250'``; a method trained from the teacher cache ends in
+    ``_cached`` (``'dist_cached'``, ``'dist_gskd-row-t1_cached'``);
+    everywhere else it is this key.
 
     Attributes:
         base (str): A method of :data:`METHODS`; with a variant, the base
@@ -95,13 +103,18 @@ class MethodKey:
         variant (str | None): A GSKD variant of :data:`GSKD_VARIANTS`.
         iters (int | None): Its own iterations (e.g. no KD trained for
             what a distillation run costs), else None: the demo's.
+        cached (bool): Whether its teacher's targets come from the demo's
+            teacher cache (:mod:`.teacher_cache`) instead of the teacher.
+            Defaults to False.
 
     Raises:
-        ValueError: If it names no method, or ``iters`` is not positive.
+        ValueError: If it names no method, ``iters`` is not positive, or
+            a cached method's base is not in :data:`CACHEABLE`.
     """
     base: str
     variant: Optional[str] = None
     iters: Optional[int] = None
+    cached: bool = False
 
     def __post_init__(self) -> None:
         known = self.base in METHODS if self.variant is None else (
@@ -118,6 +131,10 @@ class MethodKey:
             raise ValueError(f'{self.name}@{self.iters}: the iterations '
                              'after @ must be a positive integer, e.g. '
                              'no_kd@250')
+        if self.cached and self.base not in CACHEABLE:
+            raise ValueError(
+                f'{self.name}: only a method on {list(CACHEABLE)} trains '
+                'from the teacher cache')
 
     @classmethod
     def parse(cls, text: str) -> 'MethodKey':
@@ -127,10 +144,13 @@ class MethodKey:
             raise ValueError(f'{text}: the iterations after @ must be a '
                              'positive integer, e.g. no_kd@250')
         iters = int(iters) if at else None
+        cached = name.endswith(CACHED_SUFFIX)
+        if cached:
+            name = name[:-len(CACHED_SUFFIX)]
         if name in METHODS:
-            return cls(name, None, iters)
+            return cls(name, None, iters, cached)
         base, sep, variant = name.partition('_')
-        return cls(base, variant if sep else None, iters)
+        return cls(base, variant if sep else None, iters, cached)
 
     @classmethod
     def of(cls, key: Union['MethodKey', str]) -> 'MethodKey':
@@ -140,9 +160,10 @@ class MethodKey:
     @property
     def name(self) -> str:
         """The method without its schedule: ``<method>`` or
-        ``<base>_<variant>``."""
-        return self.base if self.variant is None else \
+        ``<base>_<variant>``, ``_cached`` added for a cached method."""
+        name = self.base if self.variant is None else \
             f'{self.base}_{self.variant}'
+        return name + CACHED_SUFFIX if self.cached else name
 
     def __str__(self) -> str:
         return self.name if self.iters is None else \
@@ -163,13 +184,19 @@ class MethodKey:
         fixed = GSKD_VARIANTS.get(self.variant, {}).get('fixed')
         return None if fixed is None else replace(self, variant=fixed)
 
+    @property
+    def online(self) -> 'MethodKey':
+        """The same method with the online teacher."""
+        return replace(self, cached=False)
+
 
 #: The student without distillation, at the demo's schedule.
 NO_KD = MethodKey(NO_KD_NAME)
-# What `make demo` runs: the student without KD, DIST, DIST + the authors'
-# GSKD and DIST + GSKD-row-t1 (the full study: :func:`study_methods`).
-QUICK_METHODS = (NO_KD, MethodKey('dist'), MethodKey('dist_gskd'),
-                 MethodKey('dist', 'gskd-row-t1'))
+# What `make demo` runs: the student without KD, DIST, DIST from the
+# teacher cache, DIST + the authors' GSKD and DIST + GSKD-row-t1 (the full
+# study: :func:`study_methods`).
+QUICK_METHODS = (NO_KD, MethodKey('dist'), MethodKey('dist', cached=True),
+                 MethodKey('dist_gskd'), MethodKey('dist', 'gskd-row-t1'))
 
 
 class MethodSpec(NamedTuple):
@@ -187,6 +214,8 @@ class MethodSpec(NamedTuple):
             ``warmup_iters`` come from the run's schedule), else None.
         iters (int | None): Its own iterations (the key's), else None: the
             demo's.
+        cached (bool): Whether it trains from the teacher cache. Defaults
+            to False.
     """
     label: str
     config: str
@@ -194,6 +223,7 @@ class MethodSpec(NamedTuple):
     baseline: Optional[MethodKey]
     balancer: Optional[dict] = None
     iters: Optional[int] = None
+    cached: bool = False
 
 
 def method_spec(key: Union[MethodKey, str]) -> MethodSpec:
@@ -214,6 +244,11 @@ def method_spec(key: Union[MethodKey, str]) -> MethodSpec:
         spec = method_spec(key.at(None))
         return spec._replace(
             label=f'{spec.label}, {key.iters} it', iters=key.iters)
+    if key.cached:
+        # Compared with the same method's online teacher, paired by seed.
+        spec = method_spec(key.online)
+        return spec._replace(
+            label=f'{spec.label} cached', baseline=key.online, cached=True)
     if key.variant is None:
         label, config = METHODS[key.base]
         baseline = GSKD_PAIRS.get(key.base)
@@ -260,15 +295,21 @@ def study_methods() -> List[MethodKey]:
     return keys
 
 
-# The methods of the compute-matched study (``demo.py --compute``): no
-# KD, every base, the authors' GSKD and GSKD-row-t1 on DIST, and the
-# balanced GSKD-row-t1 on every base.
-COMPUTE_METHODS = (NO_KD, MethodKey('dist'), MethodKey('cwd'),
-                   MethodKey('cirkd'), MethodKey('dist_gskd'),
-                   MethodKey('dist', 'gskd-row-t1'),
-                   MethodKey('dist', 'gskd-row-t1-bal'),
-                   MethodKey('cwd', 'gskd-row-t1-bal'),
-                   MethodKey('cirkd', 'gskd-row-t1-bal'))
+# The methods of the compute-matched study (``demo.py --compute``), those
+# of the teacher-cache study's plan: no KD, DIST and CWD each online and
+# from the teacher cache, and DIST + GSKD-row-t1 from the cache.
+COMPUTE_METHODS = (NO_KD, MethodKey('dist'), MethodKey('dist', cached=True),
+                   MethodKey('cwd'), MethodKey('cwd', cached=True),
+                   MethodKey('dist', 'gskd-row-t1', cached=True))
+# The methods of the earlier compute-matched study (before the teacher
+# cache): no KD, every base, the authors' GSKD and GSKD-row-t1 on DIST,
+# and the balanced GSKD-row-t1 on every base.
+PREVIOUS_COMPUTE_METHODS = (NO_KD, MethodKey('dist'), MethodKey('cwd'),
+                            MethodKey('cirkd'), MethodKey('dist_gskd'),
+                            MethodKey('dist', 'gskd-row-t1'),
+                            MethodKey('dist', 'gskd-row-t1-bal'),
+                            MethodKey('cwd', 'gskd-row-t1-bal'),
+                            MethodKey('cirkd', 'gskd-row-t1-bal'))
 # What a step of each method costs, over a step of the student alone:
 # measured once on this machine (``demo.py --measure-costs``) and fixed
 # before the compute-matched runs.
@@ -276,15 +317,20 @@ COSTS_FILE = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'step_costs.json')
 
 
-def read_costs(path: str = COSTS_FILE) -> Dict[MethodKey, float]:
+def read_costs(path: str = COSTS_FILE,
+               field: str = 'ratio') -> Dict[MethodKey, float]:
     """The cost ratio of every measured method.
 
     Args:
         path (str): The costs file. Defaults to :data:`COSTS_FILE`.
+        field (str): What to read: ``'ratio'`` (the step cost) or
+            ``'pass_iters'`` (a cached method's one-off cache pass in no-KD
+            iterations: the pass's CPU time over the mean no-KD iteration).
+            Defaults to 'ratio'.
 
     Returns:
-        dict[MethodKey, float]: By method, its step over the student's
-        alone.
+        dict[MethodKey, float]: By method that has it, its step over the
+        student's alone (or its cache pass).
     """
     if not osp.isfile(path):
         raise FileNotFoundError(
@@ -292,46 +338,93 @@ def read_costs(path: str = COSTS_FILE) -> Dict[MethodKey, float]:
             '(python projects/gskd_demo/demo.py --measure-costs)')
     with open(path) as f:
         return {
-            MethodKey.parse(k): v['ratio']
-            for k, v in json.load(f)['methods'].items()
+            MethodKey.parse(k): v[field]
+            for k, v in json.load(f)['methods'].items() if field in v
         }
 
 
-def demo_matched_iters(iters: int, ratio: float) -> int:
+def demo_matched_iters(iters: int, ratio: float,
+                       pass_iters: float = 0.0) -> int:
     """The iterations of the student alone that ``iters`` iterations of a
-    method of cost ``ratio`` buy (the library's rounding, to 10)."""
-    return matched_iters(iters, ratio)
+    method of cost ``ratio`` buy (the library's rounding, to 10), with a
+    one-off cost of ``pass_iters`` no-KD iterations (a cache pass)
+    amortised over the run: ``iters x ratio + pass_iters``."""
+    return matched_iters(iters, ratio + pass_iters / iters)
 
 
-def matched_methods(methods: Sequence[MethodKey], iters: int,
-                    costs: Dict[MethodKey, float]) -> List[MethodKey]:
-    """The student alone at the budget of each distillation method.
+def matched_methods(methods: Sequence[MethodKey],
+                    iters: int,
+                    costs: Dict[MethodKey, float],
+                    pass_costs: Optional[Dict[MethodKey, float]] = None
+                    ) -> List[MethodKey]:
+    """The student alone at the budget of each distillation method: a
+    cached method's two ways, with its cache pass amortised over the run
+    and without it (the cache reused).
 
     Args:
         methods (Sequence[MethodKey]): The methods (no KD among them, or
             not).
         iters (int): The schedule the methods run.
         costs (dict[MethodKey, float]): Cost ratios (:func:`read_costs`).
+        pass_costs (dict[MethodKey, float], optional): Cached methods'
+            cache passes in no-KD iterations (``read_costs(field=
+            'pass_iters')``).
 
     Returns:
         list[MethodKey]: No KD at its own iterations, one per distinct
         budget, in the order of ``methods``.
 
     Raises:
-        KeyError: If a distillation method's cost was not measured.
+        KeyError: If a distillation method's cost (or a cached method's
+            pass) was not measured.
     """
     keys = []
     for key in methods:
         if key.is_no_kd:
             continue
-        if key not in costs:
-            raise KeyError(
-                f'the step cost of {str(key)!r} was not measured: add it '
-                'with python projects/gskd_demo/demo.py --measure-costs')
-        matched = NO_KD.at(demo_matched_iters(iters, costs[key]))
-        if matched not in keys:
-            keys.append(matched)
+        if key.cached and key not in (pass_costs or {}):
+            raise KeyError(f'the cache pass of {str(key)!r} was not '
+                           'measured: add it with python '
+                           'projects/gskd_demo/demo.py --measure-costs')
+        budgets = matched_budgets(key, iters, costs, pass_costs)
+        for matched in map(NO_KD.at, budgets.values()):
+            if matched not in keys:
+                keys.append(matched)
     return keys
+
+
+def matched_budgets(key: MethodKey,
+                    iters: int,
+                    costs: Dict[MethodKey, float],
+                    pass_costs: Optional[Dict[MethodKey, float]] = None
+                    ) -> Dict[str, int]:
+    """The no-KD iterations a distillation method's run buys.
+
+    Args:
+        key (MethodKey): The method.
+        iters (int): Its schedule.
+        costs (dict[MethodKey, float]): Cost ratios.
+        pass_costs (dict[MethodKey, float], optional): Cache passes in
+            no-KD iterations.
+
+    Returns:
+        dict[str, int]: ``'compute'``: ``iters`` x its step cost (a cached
+        method's with the cache reused), rounded to 10; for a method in
+        ``pass_costs`` also ``'compute_amortised'``: its cache pass added.
+        (The values of :class:`.results.ComparisonKind`.)
+
+    Raises:
+        KeyError: If its step cost was not measured.
+    """
+    if key not in costs:
+        raise KeyError(
+            f'the step cost of {str(key)!r} was not measured: add it with '
+            'python projects/gskd_demo/demo.py --measure-costs')
+    budgets = dict(compute=demo_matched_iters(iters, costs[key]))
+    if key in (pass_costs or {}):
+        budgets['compute_amortised'] = demo_matched_iters(
+            iters, costs[key], pass_costs[key])
+    return budgets
 
 
 def balancer_hook(spec: MethodSpec, cfg: Config) -> Optional[dict]:

@@ -26,7 +26,7 @@ from .results import (DatasetInfo, DemoSummary, Settings, TeacherResult,
 from .scenes import CLASSES, IGNORE_INDEX
 from .stats import Runs, summarise
 from .teacher import teacher_run
-from .training import RunContext, num_params
+from .training import RunContext, num_params, prepare_caches
 
 
 def run_demo(methods: Sequence[Union[MethodKey, str]],
@@ -40,8 +40,11 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
              out_dir: str,
              log_level: str = 'WARNING',
              workers: int = 1,
-             costs: Optional[Dict[MethodKey, float]] = None) -> DemoSummary:
-    """Generate the data, train the teacher (or reuse it) and the students.
+             costs: Optional[Dict[MethodKey, float]] = None,
+             pass_costs: Optional[Dict[MethodKey, float]] = None
+             ) -> DemoSummary:
+    """Generate the data, train the teacher (or reuse it), make the teacher
+    cache of the cached methods (once) and train the students.
 
     Args:
         methods (Sequence[MethodKey | str]): The methods (or their keys as
@@ -62,6 +65,9 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
         costs (dict[MethodKey, float], optional): The step cost ratios that
             set the iterations of the compute-matched runs among
             ``methods`` (stored with the results). Defaults to None.
+        pass_costs (dict[MethodKey, float], optional): The cached methods'
+            cache passes in no-KD iterations, that set the runs at equal
+            compute with the pass amortised. Defaults to None.
 
     Returns:
         DemoSummary: The summary (see :func:`.stats.summarise`).
@@ -76,6 +82,7 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
                           default_cache_dir())
     ctx = RunContext(iters, batch_size, out_dir, data_root, generate_cfg,
                      teacher.checkpoint, log_level)
+    prepare_caches(ctx, methods)
     runs, init_gaps = student_runs(
         methods, seeds, ctx, workers,
         functools.partial(save_partial, out_dir, teacher))
@@ -87,7 +94,7 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
         DatasetInfo('Synthetic Scenes', num_train, num_val, IMG_SIZE,
                     len(CLASSES), data_root, generate_cfg),
         teacher, runs, init_gaps, majority_class_miou(data_root), params,
-        time.perf_counter() - start, costs)
+        time.perf_counter() - start, costs, pass_costs)
 
 
 def save_partial(out_dir: str, teacher: TeacherResult, runs: Runs,

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
-from .methods import NO_KD, MethodKey, demo_matched_iters, method_spec
+from .methods import NO_KD, MethodKey, matched_budgets, method_spec
 from .results import (Comparison, ComparisonKind, DatasetInfo, DemoSummary,
                       MethodSummary, PairedInterval, RunResult, Settings,
                       Stat, TeacherResult)
@@ -95,7 +95,8 @@ Pair = Tuple[MethodKey, MethodKey, ComparisonKind]
 
 def comparisons(methods: Sequence[MethodKey],
                 iters: Optional[int] = None,
-                costs: Optional[Dict[MethodKey, float]] = None
+                costs: Optional[Dict[MethodKey, float]] = None,
+                pass_costs: Optional[Dict[MethodKey, float]] = None
                 ) -> List[Pair]:
     """The paired comparisons of a set of methods: (method, baseline, kind).
 
@@ -103,14 +104,17 @@ def comparisons(methods: Sequence[MethodKey],
     ran: every GSKD recipe or variant against its base; a balanced variant
     against its fixed twin; every distillation method against no KD at
     equal iterations and, given the schedule and the costs, at equal
-    compute (:func:`.methods.demo_matched_iters`); no KD at twice the
-    iterations of another no-KD run against it.
+    compute (:func:`.methods.matched_budgets`: a cached method's two
+    ways, its cache pass amortised and not); no KD at twice the iterations
+    of another no-KD run against it.
 
     Args:
         methods (Sequence[MethodKey]): The methods.
         iters (int, optional): The schedule of the methods without their
             own.
         costs (dict[MethodKey, float], optional): Step cost ratios.
+        pass_costs (dict[MethodKey, float], optional): Cached methods'
+            cache passes in no-KD iterations.
 
     Returns:
         list[tuple[MethodKey, MethodKey, ComparisonKind]]: The pairs, in
@@ -132,9 +136,11 @@ def comparisons(methods: Sequence[MethodKey],
         if NO_KD in methods:
             pairs.append((key, NO_KD, ComparisonKind.KD))
         if costs and key in costs and iters:
-            matched = no_kd.get(demo_matched_iters(iters, costs[key]))
-            if matched is not None:
-                pairs.append((key, matched, ComparisonKind.COMPUTE))
+            budgets = matched_budgets(key, iters, costs, pass_costs)
+            for kind, budget in budgets.items():
+                matched = no_kd.get(budget)
+                if matched is not None:
+                    pairs.append((key, matched, ComparisonKind(kind)))
     return pairs
 
 
@@ -149,7 +155,9 @@ def comparison_name(method: MethodKey, baseline: MethodKey,
 def paired_differences(runs: Runs,
                        iters: Optional[int] = None,
                        costs: Optional[Dict[MethodKey, float]] = None,
-                       confidence: float = 0.95) -> Dict[str, Comparison]:
+                       confidence: float = 0.95,
+                       pass_costs: Optional[Dict[MethodKey, float]] = None
+                       ) -> Dict[str, Comparison]:
     """Each method minus its baselines, paired by seed (see
     :func:`comparisons`).
 
@@ -159,6 +167,8 @@ def paired_differences(runs: Runs,
             own.
         costs (dict[MethodKey, float], optional): Step cost ratios.
         confidence (float): Coverage of the t intervals. Defaults to 0.95.
+        pass_costs (dict[MethodKey, float], optional): Cached methods'
+            cache passes in no-KD iterations.
 
     Returns:
         dict[str, Comparison]: Per comparison (see :func:`comparison_name`),
@@ -166,7 +176,8 @@ def paired_differences(runs: Runs,
         projected gap), on the seeds both ran.
     """
     out = {}
-    for key, base, kind in comparisons(list(runs), iters, costs):
+    for key, base, kind in comparisons(list(runs), iters, costs,
+                                       pass_costs):
         a = {r.seed: r for r in runs[key]}
         b = {r.seed: r for r in runs[base]}
         seeds = sorted(set(a) & set(b))
@@ -217,10 +228,12 @@ def summarise(settings: Settings,
               majority_class_miou: float,
               params: Dict[str, int],
               total_s: float,
-              costs: Optional[Dict[MethodKey, float]] = None
+              costs: Optional[Dict[MethodKey, float]] = None,
+              pass_costs: Optional[Dict[MethodKey, float]] = None
               ) -> DemoSummary:
     """Collect everything of the table and figures (``costs``: the step
-    cost ratios of compute-matched runs)."""
+    cost ratios of compute-matched runs; ``pass_costs``: the cached
+    methods' cache passes in no-KD iterations)."""
     return DemoSummary(
         dataset=dataset,
         settings=settings,
@@ -236,20 +249,23 @@ def summarise(settings: Settings,
                                   majority_class_miou)
             for key, method_runs in runs.items()
         },
-        paired=paired_differences(runs, settings.iters, costs),
+        paired=paired_differences(
+            runs, settings.iters, costs, pass_costs=pass_costs),
         pairing_check=pairing_check(runs),
         total_wall_s=total_s,
-        costs=dict(costs or {}))
+        costs=dict(costs or {}),
+        pass_costs=dict(pass_costs or {}))
 
 
 def against_no_kd(
     summary: DemoSummary
 ) -> Dict[MethodKey, Dict[ComparisonKind, Comparison]]:
     """Every distillation method's comparisons with no KD: by method, in
-    the order they were made, those of kind ``KD`` (equal iterations) and
-    ``COMPUTE`` (equal compute) that ran."""
+    the order they were made, those of kind ``KD`` (equal iterations),
+    ``COMPUTE`` and ``COMPUTE_AMORTISED`` (equal compute) that ran."""
     found: Dict[MethodKey, Dict[ComparisonKind, Comparison]] = {}
     for d in summary.paired.values():
-        if d.kind in (ComparisonKind.KD, ComparisonKind.COMPUTE):
+        if d.kind in (ComparisonKind.KD, ComparisonKind.COMPUTE,
+                      ComparisonKind.COMPUTE_AMORTISED):
             found.setdefault(d.method, {})[d.kind] = d
     return found

@@ -37,6 +37,7 @@ from .methods import (MethodKey, balancer_hook, load_config, method_spec,
 from .results import RunResult, to_json
 from .run_fingerprint_hook import RunFingerprintHook
 from .step_timer_hook import StepTimerHook
+from .teacher_cache import cache_root, cached_config, make_cache
 
 # The demo's own logger: the runs' loggers are quieter.
 LOGGER = 'gskd_demo'
@@ -300,6 +301,62 @@ def student_init_file(ctx: RunContext, seed: int) -> str:
     return osp.join(ctx.out_dir, 'init', f'student_seed{seed}.pth')
 
 
+def run_config(ctx: RunContext, key: MethodKey, seed: int) -> Config:
+    """The config of one method's run for one seed (without its initial
+    weights).
+
+    A cached method's recipe is switched to its teacher cache
+    (:func:`.teacher_cache.cached_config`); the cache must have been made
+    (:func:`prepare_caches`).
+
+    Args:
+        ctx (RunContext): The demo's shared settings.
+        key (MethodKey): The method.
+        seed (int): The seed.
+
+    Returns:
+        Config: The run's config.
+    """
+    spec = method_spec(key)
+    cfg = load_config(spec.config, ctx.data_root, ctx.generate_cfg,
+                      spec.iters or ctx.iters, ctx.batch_size, seed)
+    if spec.loss_gskd is not None:
+        cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
+    balancer = balancer_hook(spec, cfg)
+    if balancer is not None:
+        cfg.custom_hooks = [balancer, *cfg.get('custom_hooks', [])]
+    if 'teacher_ckpt' in cfg.model:
+        cfg.model.teacher_ckpt = ctx.teacher_ckpt
+    if spec.cached:
+        cfg = cached_config(
+            cfg, cache_root(ctx.teacher_ckpt, ctx.generate_cfg, spec.config))
+    return cfg
+
+
+def prepare_caches(ctx: RunContext,
+                   methods) -> Dict[MethodKey, Dict[str, float]]:
+    """Make the teacher cache of every cached method (once; see
+    :func:`.teacher_cache.make_cache`), before the runs, so that parallel
+    runs only read it.
+
+    Args:
+        ctx (RunContext): The demo's shared settings.
+        methods (Iterable[MethodKey]): The methods of the demo.
+
+    Returns:
+        dict[MethodKey, dict]: Per cached method, its pass's cost.
+    """
+    costs = {}
+    for key in methods:
+        if key.cached:
+            spec = method_spec(key)
+            cfg = run_config(ctx, key.online.at(None), 0)
+            root = cache_root(ctx.teacher_ckpt, ctx.generate_cfg,
+                              spec.config)
+            costs[key] = make_cache(cfg, root)
+    return costs
+
+
 def student_run(ctx: RunContext, key: MethodKey, seed: int,
                 teacher: torch.nn.Module,
                 gap_loader) -> Tuple[RunResult, bool]:
@@ -321,17 +378,8 @@ def student_run(ctx: RunContext, key: MethodKey, seed: int,
         tuple[RunResult, bool]: The :func:`train` result (with ``seed`` and
         ``fingerprint``), and whether it was stored before.
     """
-    spec = method_spec(key)
     init = student_init_file(ctx, seed)
-    cfg = load_config(spec.config, ctx.data_root, ctx.generate_cfg,
-                      spec.iters or ctx.iters, ctx.batch_size, seed)
-    if spec.loss_gskd is not None:
-        cfg.model.distiller.distill_losses.loss_gskd.update(spec.loss_gskd)
-    balancer = balancer_hook(spec, cfg)
-    if balancer is not None:
-        cfg.custom_hooks = [balancer, *cfg.get('custom_hooks', [])]
-    if 'teacher_ckpt' in cfg.model:
-        cfg.model.teacher_ckpt = ctx.teacher_ckpt
+    cfg = run_config(ctx, key, seed)
     student_model_cfg(cfg).init_cfg = dict(type='Pretrained', checkpoint=init)
     work_dir = osp.join(ctx.out_dir, 'runs', str(key), f'seed{seed}')
     stored = osp.join(work_dir, 'result.json')

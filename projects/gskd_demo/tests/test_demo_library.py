@@ -1,6 +1,9 @@
 # Copyright (c) gskd-mm contributors. All rights reserved.
 """The library parts of the demo: paired statistics, the pairing checks,
 the sweep's methods and the schedule."""
+import argparse
+import importlib.util
+import json
 import math
 import os.path as osp
 
@@ -12,7 +15,8 @@ from projects.gskd_demo.gskd_demo import (GSKD_VARIANTS, ComparisonKind,
                                           paired_differences,
                                           paired_t_interval, pairing_check,
                                           sweep_methods)
-from projects.gskd_demo.gskd_demo.methods import config_dir, load_config
+from projects.gskd_demo.gskd_demo.methods import (config_dir, load_config,
+                                                  read_costs)
 
 
 K = MethodKey.parse  # a key as written
@@ -172,6 +176,77 @@ def test_compute_matched_and_doubling_comparisons():
         MethodKey('no_kd', iters=0)
 
 
+def test_cached_methods_are_matched_two_ways_from_a_cost_table(tmp_path):
+    """A cached method gets no KD at equal compute with its cache pass
+    amortised (schedule x ratio + pass, to 10) and without it (schedule x
+    ratio, to 10), from the costs file; an online method one way."""
+    table = tmp_path / 'step_costs.json'
+    table.write_text(json.dumps(dict(methods={
+        'no_kd': dict(ratio=1.0),
+        'dist': dict(ratio=1.6),
+        'dist_cached': dict(ratio=1.08, pass_cpu_s=12.0, pass_iters=37.4),
+    })))
+    costs, passes = read_costs(str(table)), read_costs(str(table),
+                                                       'pass_iters')
+    assert costs == {K('no_kd'): 1.0, K('dist'): 1.6, K('dist_cached'): 1.08}
+    assert passes == {K('dist_cached'): 37.4}
+    # 150 x 1.6 = 240; 150 x 1.08 = 162 -> 160; 162 + 37.4 = 199.4 -> 200.
+    assert matched_methods([K('no_kd'), K('dist'), K('dist_cached')], 150,
+                           costs, passes) == [
+                               K('no_kd@240'), K('no_kd@160'),
+                               K('no_kd@200')]
+    # At 600 the pass weighs less: 648 -> 650; 685.4 -> 690.
+    assert matched_methods([K('dist_cached')], 600, costs, passes) == [
+        K('no_kd@650'), K('no_kd@690')]
+    runs = {
+        K('no_kd'): [_run(0, 20.0, 0.9), _run(1, 22.0, 0.9)],
+        K('dist'): [_run(0, 30.0, 0.5), _run(1, 31.0, 0.5)],
+        K('dist_cached'): [_run(0, 29.0, 0.5), _run(1, 32.0, 0.5)],
+        K('no_kd@160'): [_run(0, 23.0, 0.9), _run(1, 24.0, 0.9)],
+        K('no_kd@200'): [_run(0, 26.0, 0.9), _run(1, 26.0, 0.9)],
+    }
+    paired = paired_differences(runs, 150, costs, pass_costs=passes)
+    kinds = {k: d.kind for k, d in paired.items()}
+    assert kinds['dist_cached vs no_kd@160'] is ComparisonKind.COMPUTE
+    assert kinds['dist_cached vs no_kd@200'] is \
+        ComparisonKind.COMPUTE_AMORTISED
+    assert kinds['dist_cached'] is ComparisonKind.BASE  # online DIST
+    assert paired['dist_cached'].baseline == K('dist')
+    assert paired['dist_cached vs no_kd@200'].intervals['miou'].mean == \
+        pytest.approx(4.5)  # +3 and +6
+    # Without the pass, only the reused-cache budget; the demo refuses to
+    # match a cached method whose pass was not measured.
+    assert 'dist_cached vs no_kd@200' not in paired_differences(
+        runs, 150, costs)
+    with pytest.raises(KeyError, match='cache pass of .dist_cached'):
+        matched_methods([K('dist_cached')], 150, costs)
+
+
+def test_the_demo_scales_a_cache_pass_to_its_training_images():
+    """``demo.py`` matches a cached method's amortised run with the pass
+    of step_costs.json scaled to the run's training images (the pass runs
+    the teacher over each image once per view)."""
+    demo_py = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                       'demo.py')
+    spec = importlib.util.spec_from_file_location('gskd_demo_cli', demo_py)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    key = K('dist_cached')
+    ratio, passes = read_costs()[key], read_costs(field='pass_iters')[key]
+    images = read_costs(field='pass_images')[key]
+    for num_train in (images, images // 4):
+        args = argparse.Namespace(
+            sweep=False, study=False, compute=False, matched=True,
+            methods=[K('no_kd'), key], iters=150, num_train=num_train)
+        mode, methods, costs, pass_costs = demo.chosen_methods(args)
+        amortised = max(10, 10 * round(
+            (150 * ratio + passes * num_train / images) / 10))
+        reused = max(10, 10 * round(150 * ratio / 10))
+        assert mode is None and costs[key] == ratio
+        assert methods == [K('no_kd'), key] + list(
+            dict.fromkeys([K(f'no_kd@{reused}'), K(f'no_kd@{amortised}')]))
+
+
 def test_method_keys_are_parsed_and_written_in_one_form():
     """A key reads back from its written form, and the written form of
     every key is the one the runs' directories and the JSON use."""
@@ -182,12 +257,19 @@ def test_method_keys_are_parsed_and_written_in_one_form():
         'no_kd@250': MethodKey('no_kd', iters=250),
         'cirkd_gskd-row-t1-bal@300':
         MethodKey('cirkd', 'gskd-row-t1-bal', 300),
+        'dist_cached': MethodKey('dist', cached=True),
+        'dist_gskd-row-t1_cached': MethodKey('dist', 'gskd-row-t1',
+                                             cached=True),
     }
     for text, key in cases.items():
         assert K(text) == key and str(key) == text
         assert K(str(key)) == key
     assert K('no_kd@250').is_no_kd and not K('dist').is_no_kd
     assert K('no_kd@250').at(None) == K('no_kd')
+    assert K('cwd_cached').online == K('cwd')
+    assert method_spec(K('cwd_cached')).label == 'CWD cached'
+    with pytest.raises(ValueError, match='teacher cache'):
+        K('cirkd_cached')
     # Only a balanced variant has a fixed twin: its variant unbalanced.
     assert K('dist_gskd-row-t1-bal').fixed_twin == K('dist_gskd-row-t1')
     for key in ('dist', 'dist_gskd', 'dist_gskd-row-t1', 'no_kd@250'):
