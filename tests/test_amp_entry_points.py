@@ -45,9 +45,11 @@ register_all_modules(init_default_scope=False)
 
 
 class KeepConfig:
-    """A stand-in for the runner: ``Runner.from_cfg`` keeps the config."""
+    """A stand-in for the runner: ``Runner.from_cfg`` keeps the config;
+    training registers no hook (so no preemption stop to report)."""
 
     cfg = None
+    hooks = ()
 
     @classmethod
     def from_cfg(cls, cfg):
