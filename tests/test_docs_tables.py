@@ -54,7 +54,7 @@ def copy_of_repo(tmp_path):
 
 
 def test_check_names_a_tampered_table(copy_of_repo):
-    page = 'projects/gskd_demo/README.md'
+    page = 'projects/gskd_demo/docs/compute_plan.md'
     path = copy_of_repo / page
     text = path.read_text()
     start = text.index('<!-- generated: demo_compute/gains -->')
