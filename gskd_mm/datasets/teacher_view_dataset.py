@@ -47,10 +47,19 @@ def teacher_view_pipeline(pipeline: Sequence[dict],
     pipeline = copy.deepcopy(list(pipeline))
     if any(t.get('type') == 'ReplayAugmentations' for t in pipeline):
         return pipeline
+    out = _with_view_record(pipeline, dense=replay is None)
+    if replay is not None:
+        out = _inside_replay(out, replay)
+    return out
+
+
+def _with_view_record(pipeline: List[dict], dense: bool) -> List[dict]:
+    """The pipeline (changed in place) with ``RandomCropWithBox`` and
+    :class:`RecordTeacherView` before ``PackSegInputs``, checked."""
     out = []
     for transform in pipeline:
         kind = str(transform.get('type', '')).split('.')[-1]
-        if kind in UNSUPPORTED and replay is None:
+        if kind in UNSUPPORTED and dense:
             raise ValueError(
                 f'the training pipeline has {kind}, which a dense teacher '
                 'cache cannot follow (it cuts axis-aligned crops of '
@@ -71,21 +80,25 @@ def teacher_view_pipeline(pipeline: Sequence[dict],
         raise ValueError('the training pipeline has no PackSegInputs, '
                          'after which a teacher cache looks for each '
                          "crop's geometry")
-    if replay is not None:
-        loads = [
-            t for t in out if str(t.get('type', '')).split('.')[-1]
-            .startswith('Load')
-        ]
-        pack = out[-1]
-        augment = [t for t in out[:-1] if t not in loads]
-        out = loads + [
-            dict(
-                type='ReplayAugmentations',
-                transforms=augment,
-                num_views=replay['num_views'],
-                seed=replay.get('seed', 0)), pack
-        ]
     return out
+
+
+def _inside_replay(out: List[dict], replay: dict) -> List[dict]:
+    """The loading transforms, then the others inside
+    :class:`ReplayAugmentations`, then the last (``PackSegInputs``)."""
+    loads = [
+        t for t in out
+        if str(t.get('type', '')).split('.')[-1].startswith('Load')
+    ]
+    pack = out[-1]
+    augment = [t for t in out[:-1] if t not in loads]
+    return loads + [
+        dict(
+            type='ReplayAugmentations',
+            transforms=augment,
+            num_views=replay['num_views'],
+            seed=replay.get('seed', 0)), pack
+    ]
 
 
 def replay_settings(cache: Optional[dict]) -> Optional[dict]:

@@ -206,6 +206,14 @@ class _ReplayViews:
             yield json.loads(json.dumps(view, default=list)), records
 
 
+def _training_set(online: Config):
+    """The online recipe's training set, built in its default scope."""
+    scope = online.get('default_scope', 'mmseg')
+    init_default_scope(scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        return DATASETS.build(online.train_dataloader.dataset)
+
+
 def plan_cache(cfg: Config,
                scales: Optional[Sequence[float]] = None,
                dtype: str = 'fp16',
@@ -234,10 +242,7 @@ def plan_cache(cfg: Config,
     """
     online = online_config(cfg)
     pipeline = train_pipeline(online)
-    scope = online.get('default_scope', 'mmseg')
-    init_default_scope(scope)
-    with DefaultScope.overwrite_default_scope(scope):
-        dataset = DATASETS.build(online.train_dataloader.dataset)
+    dataset = _training_set(online)
     files = dataset_files(dataset)
     recorders = {
         name: dict(spec, dtype=(dtypes or {}).get(name, dtype))
@@ -282,16 +287,12 @@ def run_cache_pass(cfg: Config,
                    seed: Optional[int] = None) -> str:
     """Run the recipe's teacher once over its training set into a cache.
 
-    Dense mode: every view (each scale of :func:`plan_cache`, each flip
-    the pipeline makes) of every full training image goes through the
-    teacher. Replay mode: each of ``num_views`` draws of the training
-    pipeline per image (:class:`~gskd_mm.datasets.ReplayAugmentations`),
-    padded as the recipe's data preprocessor pads a batch. The teacher
-    runs in eval mode under ``no_grad``, and what its recorders record is
-    stored
-    (:class:`ShardWriter`). Process ``rank`` of ``world_size`` takes shards
-    ``rank::world_size``; shards completed by an earlier (killed) pass are
-    kept, unfinished ones redone. Rank 0 shows a progress bar.
+    Dense mode: every view (scale x flip, :func:`plan_cache`) of every
+    full image; replay mode: ``num_views`` pipeline draws per image
+    (:class:`~gskd_mm.datasets.ReplayAugmentations`), padded as the data
+    preprocessor pads. The teacher runs in eval mode, no grad; its
+    records go to :class:`ShardWriter`. Rank ``r`` makes shards
+    ``r::world_size``; shards of an earlier (killed) pass are kept.
 
     Args:
         cfg (Config): The recipe (cached or online).
@@ -319,13 +320,53 @@ def run_cache_pass(cfg: Config,
     Raises:
         ValueError: ``out`` holds a cache begun with other settings.
     """
+    out = _cache_dir(cfg, out, dtype)
+    rank, world_size = get_dist_info()
+    replay = _replay_of(cfg, mode, num_views, seed)
+    plan = plan_cache(cfg, scales, dtype, dtypes, checkpoint, shard_size,
+                      replay)
+    files, dataset = plan.pop('_files'), plan.pop('_dataset')
+    plan = json.loads(json.dumps(plan, default=str))  # as stored
+    _start_cache(out, plan, files, rank)
+    todo = _shards_to_make(out, plan, rank, world_size)
+    views = _view_maker(cfg, checkpoint, device, plan, replay)
+    _fill_shards(out, plan, files, dataset, views, todo, rank, world_size)
+    barrier()
+    return out
+
+
+def _cache_dir(cfg: Config, out: Optional[str], dtype: str) -> str:
+    """The pass's cache directory, with its storage dtype checked."""
     if dtype not in DTYPES:
         raise ValueError(f'dtype {dtype!r}: one of {sorted(DTYPES)}')
     out = out or cache_settings(cfg).get('root')
     if not out:
         raise ValueError('no cache directory: pass --out, or set '
                          'model.teacher_cache.root in the recipe')
-    rank, world_size = get_dist_info()
+    return out
+
+
+def _shards_to_make(out: str, plan: dict, rank: int,
+                    world_size: int) -> List[int]:
+    """This rank's shards (``rank::world_size``) not yet in ``out``."""
+    return [
+        s for s in range(plan['num_shards'])[rank::world_size]
+        if not osp.isdir(shard_dir(out, s))
+    ]
+
+
+def _view_maker(cfg: Config, checkpoint: Optional[str], device: str,
+                plan: dict, replay: Optional[dict]):
+    """The teacher, run over each image's dense or replayed views."""
+    runner = TeacherRunner(cfg, checkpoint, device)
+    if replay:
+        return _ReplayViews(runner, online_config(cfg), replay)
+    return _DenseViews(runner, online_config(cfg), plan)
+
+
+def _replay_of(cfg: Config, mode: Optional[str], num_views: Optional[int],
+               seed: Optional[int]) -> Optional[dict]:
+    """The replay settings of a pass (None: dense), checked."""
     settings = cache_settings(cfg)
     mode = mode or settings.get('mode', 'dense')
     replay = None
@@ -339,45 +380,49 @@ def run_cache_pass(cfg: Config,
                              'teacher_cache.num_views)')
     elif mode != 'dense':
         raise ValueError(f"mode {mode!r}: 'dense' or 'replay'")
-    plan = plan_cache(cfg, scales, dtype, dtypes, checkpoint, shard_size,
-                      replay)
-    files, dataset = plan.pop('_files'), plan.pop('_dataset')
-    plan = json.loads(json.dumps(plan, default=str))  # as stored
+    return replay
+
+
+def _check_resumable(out: str, plan: dict) -> None:
+    """Raise if ``out`` holds a cache begun with settings other than
+    ``plan``'s."""
     manifest_path = osp.join(out, MANIFEST)
-    if osp.isfile(manifest_path):
-        diffs = compare_manifests(
-            _read_json(manifest_path), plan,
-            ('format', 'mode', 'teacher', 'checkpoint', 'files',
-             'recorders', 'scales', 'flips', 'shard_size', 'resize',
-             'replay'))
-        found = _read_json(manifest_path)['recorders']
-        diffs += [
-            f'dtype of {n}: the cache has {found[n]["dtype"]}, this pass '
-            f'asks {r["dtype"]}' for n, r in plan['recorders'].items()
-            if n in found and found[n]['dtype'] != r['dtype']
-        ]
-        if diffs:
-            raise ValueError(
-                f'{out} holds a cache begun with other settings:\n  ' +
-                '\n  '.join(diffs) +
-                '\nmake this one in another directory (--out), or delete '
-                f'{out} to start over')
+    if not osp.isfile(manifest_path):
+        return
+    diffs = compare_manifests(
+        _read_json(manifest_path), plan,
+        ('format', 'mode', 'teacher', 'checkpoint', 'files', 'recorders',
+         'scales', 'flips', 'shard_size', 'resize', 'replay'))
+    found = _read_json(manifest_path)['recorders']
+    diffs += [
+        f'dtype of {n}: the cache has {found[n]["dtype"]}, this pass '
+        f'asks {r["dtype"]}' for n, r in plan['recorders'].items()
+        if n in found and found[n]['dtype'] != r['dtype']
+    ]
+    if diffs:
+        raise ValueError(
+            f'{out} holds a cache begun with other settings:\n  ' +
+            '\n  '.join(diffs) +
+            '\nmake this one in another directory (--out), or delete '
+            f'{out} to start over')
+
+
+def _start_cache(out: str, plan: dict, files: List[str], rank: int) -> None:
+    """Check ``out`` against the plan, then (rank 0) write the file list
+    and the manifest."""
+    _check_resumable(out, plan)
     barrier()
     if rank == 0:
         os.makedirs(out, exist_ok=True)
         _write_json(osp.join(out, FILES), files)
-        _write_json(manifest_path, plan)
+        _write_json(osp.join(out, MANIFEST), plan)
     barrier()
 
-    todo = [
-        s for s in range(plan['num_shards'])[rank::world_size]
-        if not osp.isdir(shard_dir(out, s))
-    ]
-    runner = TeacherRunner(cfg, checkpoint, device)
-    if replay:
-        views = _ReplayViews(runner, online_config(cfg), replay)
-    else:
-        views = _DenseViews(runner, online_config(cfg), plan)
+
+def _fill_shards(out: str, plan: dict, files: List[str], dataset, views,
+                 todo: List[int], rank: int, world_size: int) -> None:
+    """Write the shards ``todo``: each image's views and their records."""
+    shard_size = plan['shard_size']
     dtypes_of = {n: r['dtype'] for n, r in plan['recorders'].items()}
     n_images = sum(
         min(shard_size, len(files) - s * shard_size) for s in todo)
@@ -399,5 +444,3 @@ def run_cache_pass(cfg: Config,
             if bar is not None:
                 bar.update()
         writer.close()
-    barrier()
-    return out

@@ -140,13 +140,8 @@ def cache_fidelity(cfg: Config,
     if checkpoint is not None:
         cached_cfg.model.teacher_ckpt = checkpoint
     online = TeacherRunner(cfg, checkpoint, device)
-    scope = cached_cfg.get('default_scope', 'mmseg')
-    with DefaultScope.overwrite_default_scope(scope):
-        cached = MODELS.build(copy.deepcopy(cached_cfg.model)).to(device)
-        dataset = DATASETS.build(cached_cfg.train_dataloader.dataset)
-    cached.eval()
+    cached, dataset = _cached_model(cached_cfg, device)
     model = online.model
-    distiller = model.distiller
     taus = _temperatures(cached_cfg.model.distiller)
     rng = np.random.default_rng(seed)
     np.random.seed(seed)
@@ -160,49 +155,95 @@ def cache_fidelity(cfg: Config,
         inputs = data['inputs'].to(device)
         samples = data['data_samples']
         view = samples[0].teacher_view
-        with cached.distiller.teacher_recorders:
-            cached._teacher_forward(inputs, samples)
-        from_cache = _records(cached.distiller.teacher_recorders,
-                              cached._recorder_types)
-        distiller.set_deliveries_override(False)
-        with distiller.teacher_recorders, distiller.deliveries:
-            model._teacher_forward(inputs, samples)
-        from_teacher = _records(distiller.teacher_recorders, from_cache)
-        measures = {}
-        for name, record in from_teacher.items():
-            t = _tensor(record).float()
-            c = _tensor(from_cache[name]).float().to(t.device)
-            valid = _valid(view, t.shape[-2:], inputs.shape[-2:]).to(
-                t.device)
-            if 'logits' in name:
-                tau = taus.get(name, 1.0)
-                agree = (t.argmax(1) == c.argmax(1))[0][valid]
-                measures[f'{name} argmax agreement %'] = float(
-                    agree.float().mean()) * 100
-                kl = (F.softmax(t / tau, 1) *
-                      (F.log_softmax(t / tau, 1) -
-                       F.log_softmax(c / tau, 1))).sum(1)[0][valid]
-                measures[f'{name} KL (tau {tau:g})'] = float(kl.mean())
-            else:
-                cos = F.cosine_similarity(t, c, dim=1)[0][valid]
-                measures[f'{name} cosine'] = float(cos.mean())
-        # Each loss with the student's records and either target.
-        distiller.set_deliveries_override(True)
-        with distiller.student_recorders, distiller.deliveries:
-            model.student(inputs, samples, mode='loss')
-        losses_online = distiller.compute_distill_losses()
-        for name, record in from_cache.items():
-            distiller.teacher_recorders.get_recorder(name)._data_buffer = [
-                record
-            ]
-        losses_cached = distiller.compute_distill_losses()
-        for name, value in losses_online.items():
-            measures[f'{name} online'] = float(value)
-            measures[f'{name} cached'] = float(losses_cached[name])
+        from_cache = _cached_records(cached, inputs, samples)
+        from_teacher = _online_records(model, inputs, samples, from_cache)
+        measures = _target_measures(from_teacher, from_cache, view,
+                                    inputs.shape[-2:], taus)
+        measures.update(_loss_measures(model, inputs, samples, from_cache))
         for group in ('all', _group(cached, view)):
             for key, value in measures.items():
                 sums[group][key].append(value)
         bar.update()
+    return _means(sums)
+
+
+def _cached_model(cached_cfg: Config, device: str):
+    """The cached recipe's algorithm (eval mode) and training set."""
+    scope = cached_cfg.get('default_scope', 'mmseg')
+    with DefaultScope.overwrite_default_scope(scope):
+        cached = MODELS.build(copy.deepcopy(cached_cfg.model)).to(device)
+        dataset = DATASETS.build(cached_cfg.train_dataloader.dataset)
+    cached.eval()
+    return cached, dataset
+
+
+def _cached_records(cached, inputs: torch.Tensor,
+                    samples) -> Dict[str, object]:
+    """What the cached algorithm's teacher recorders record."""
+    with cached.distiller.teacher_recorders:
+        cached._teacher_forward(inputs, samples)
+    return _records(cached.distiller.teacher_recorders,
+                    cached._recorder_types)
+
+
+def _online_records(model, inputs: torch.Tensor, samples,
+                    names) -> Dict[str, object]:
+    """What the online teacher records, for the recorders ``names``."""
+    distiller = model.distiller
+    distiller.set_deliveries_override(False)
+    with distiller.teacher_recorders, distiller.deliveries:
+        model._teacher_forward(inputs, samples)
+    return _records(distiller.teacher_recorders, names)
+
+
+def _target_measures(from_teacher: Dict[str, object],
+                     from_cache: Dict[str, object], view: dict,
+                     input_shape, taus: Dict[str, float]) -> Dict[str, float]:
+    """How close each cached target is to the online one, on the valid
+    pixels: argmax agreement and KL of logits, cosine of features."""
+    measures = {}
+    for name, record in from_teacher.items():
+        t = _tensor(record).float()
+        c = _tensor(from_cache[name]).float().to(t.device)
+        valid = _valid(view, t.shape[-2:], input_shape).to(t.device)
+        if 'logits' in name:
+            tau = taus.get(name, 1.0)
+            agree = (t.argmax(1) == c.argmax(1))[0][valid]
+            measures[f'{name} argmax agreement %'] = float(
+                agree.float().mean()) * 100
+            kl = (F.softmax(t / tau, 1) *
+                  (F.log_softmax(t / tau, 1) -
+                   F.log_softmax(c / tau, 1))).sum(1)[0][valid]
+            measures[f'{name} KL (tau {tau:g})'] = float(kl.mean())
+        else:
+            cos = F.cosine_similarity(t, c, dim=1)[0][valid]
+            measures[f'{name} cosine'] = float(cos.mean())
+    return measures
+
+
+def _loss_measures(model, inputs: torch.Tensor, samples,
+                   from_cache: Dict[str, object]) -> Dict[str, float]:
+    """Each loss with the student's records and either target."""
+    distiller = model.distiller
+    distiller.set_deliveries_override(True)
+    with distiller.student_recorders, distiller.deliveries:
+        model.student(inputs, samples, mode='loss')
+    losses_online = distiller.compute_distill_losses()
+    for name, record in from_cache.items():
+        distiller.teacher_recorders.get_recorder(name)._data_buffer = [
+            record
+        ]
+    losses_cached = distiller.compute_distill_losses()
+    measures = {}
+    for name, value in losses_online.items():
+        measures[f'{name} online'] = float(value)
+        measures[f'{name} cached'] = float(losses_cached[name])
+    return measures
+
+
+def _means(sums: Dict[str, Dict[str, List[float]]]
+           ) -> Dict[str, Dict[str, float]]:
+    """Per group, the mean of each measure and the number of samples."""
     out = {}
     for group, values in sums.items():
         out[group] = {k: float(np.mean(v)) for k, v in values.items()}
