@@ -82,8 +82,8 @@ from gskd_mm.utils.cli import (check_crop, check_distillation_recipe,
 DISTILLATION_HOOKS = (LossGradientHook, StopDistillHook)
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _add_budget_args(parser: argparse.ArgumentParser) -> None:
+    """The recipes, the budget's basis and what is written or printed."""
     parser.add_argument('configs', nargs='+', help='distillation recipes')
     parser.add_argument(
         '--by',
@@ -123,6 +123,10 @@ def parse_args() -> argparse.Namespace:
         '--markdown',
         action='store_true',
         help='print a markdown table with the command of each baseline')
+
+
+def _add_timing_args(parser: argparse.ArgumentParser) -> None:
+    """Where and how the steps are timed."""
     parser.add_argument(
         '--device',
         default='cuda' if torch.cuda.is_available() else 'cpu',
@@ -147,6 +151,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=2,
         help='timed iterations of each per repeat, after one warm-up')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _add_budget_args(parser)
+    _add_timing_args(parser)
     args = parser.parse_args()
     check_args(args, parser)
     return args

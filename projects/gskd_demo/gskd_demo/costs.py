@@ -17,7 +17,7 @@ import os.path as osp
 import platform
 import subprocess
 import tempfile
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -25,6 +25,7 @@ from gskd_mm.analysis.step_cost import cost_ratio
 
 from .methods import NO_KD, MethodKey, method_spec
 from .pipeline import run_demo
+from .results import DemoSummary
 from .teacher_cache import PASS_FILE, cache_root
 
 #: Interleaved repeats, and iterations of every run, of the measurement.
@@ -53,6 +54,76 @@ def code_commit() -> str:
                               timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return 'unknown'
+
+
+def _time_repeats(methods: List[MethodKey], work_dir: str,
+                  teacher_iters: int, num_train: int, num_val: int,
+                  repeats: int, iters: int
+                  ) -> Tuple[Dict[MethodKey, List[float]],
+                             Optional[DemoSummary]]:
+    """Train every method in every repeat, the order rotated by one.
+
+    Returns:
+        tuple: Per method its iteration times (ms) per repeat, and the last
+        repeat's :class:`DemoSummary`.
+    """
+    times: Dict[MethodKey, List[float]] = {key: [] for key in methods}
+    summary = None
+    for repeat in range(repeats):
+        shift = repeat % len(methods)
+        order = methods[shift:] + methods[:shift]
+        out_dir = tempfile.mkdtemp(prefix=f'repeat{repeat}-', dir=work_dir)
+        summary = run_demo(order, 1, iters, teacher_iters, 4, 8, num_train,
+                           num_val, out_dir)
+        for key, method in summary.methods.items():
+            times[key].append(method.runs[0].iteration_ms)
+    return times, summary
+
+
+def _cache_passes(methods: List[MethodKey], summary: DemoSummary,
+                  no_kd_s: float) -> Dict[MethodKey, Dict]:
+    """Each cached method's one-off cache pass, in no-KD iterations."""
+    passes = {}
+    for key in methods:
+        if key.cached:
+            with open(osp.join(
+                    cache_root(summary.teacher.checkpoint,
+                               summary.dataset.generate_cfg,
+                               method_spec(key).config), PASS_FILE)) as f:
+                made = json.load(f)
+            passes[key] = dict(
+                pass_cpu_s=made['cpu_s'],
+                pass_iters=made['cpu_s'] / no_kd_s,
+                pass_images=made['images'])
+    return passes
+
+
+def _cost_record(times: Dict[MethodKey, List[float]],
+                 passes: Dict[MethodKey, Dict], repeats: int,
+                 iters: int) -> Dict:
+    """The measurement with its provenance (see :func:`measure_costs`)."""
+    return dict(
+        measured=datetime.date.today().isoformat(),
+        commit=code_commit(),
+        cpu=cpu_name(),
+        cpu_count=os.cpu_count(),
+        torch=torch.__version__,
+        threads=1,
+        seed=0,
+        repeats=repeats,
+        iters=iters,
+        what='step cost (gskd_mm.analysis.step_cost): mean CPU time of a '
+        'whole training iteration (batch, hooks, step) on one thread, over '
+        'no KD\'s; geometric mean of the per-repeat ratios, 95 % t '
+        'interval on the log ratio; methods interleaved in every repeat',
+        methods={
+            str(key): dict(
+                iteration_ms=sum(ms) / len(ms),
+                iteration_ms_repeats=ms,
+                **cost_ratio(times[NO_KD], ms).to_dict(),
+                **passes.get(key, {}))
+            for key, ms in times.items()
+        })
 
 
 def measure_costs(methods: Sequence[MethodKey],
@@ -94,47 +165,8 @@ def measure_costs(methods: Sequence[MethodKey],
         images of the pass).
     """
     methods = [NO_KD] + [m for m in methods if m != NO_KD]
-    times: Dict[MethodKey, List[float]] = {key: [] for key in methods}
-    for repeat in range(repeats):
-        shift = repeat % len(methods)
-        order = methods[shift:] + methods[:shift]
-        out_dir = tempfile.mkdtemp(prefix=f'repeat{repeat}-', dir=work_dir)
-        summary = run_demo(order, 1, iters, teacher_iters, 4, 8, num_train,
-                           num_val, out_dir)
-        for key, method in summary.methods.items():
-            times[key].append(method.runs[0].iteration_ms)
+    times, summary = _time_repeats(methods, work_dir, teacher_iters,
+                                   num_train, num_val, repeats, iters)
     no_kd_s = sum(times[NO_KD]) / len(times[NO_KD]) / 1000
-    passes = {}
-    for key in methods:
-        if key.cached:
-            with open(osp.join(
-                    cache_root(summary.teacher.checkpoint,
-                               summary.dataset.generate_cfg,
-                               method_spec(key).config), PASS_FILE)) as f:
-                made = json.load(f)
-            passes[key] = dict(
-                pass_cpu_s=made['cpu_s'],
-                pass_iters=made['cpu_s'] / no_kd_s,
-                pass_images=made['images'])
-    return dict(
-        measured=datetime.date.today().isoformat(),
-        commit=code_commit(),
-        cpu=cpu_name(),
-        cpu_count=os.cpu_count(),
-        torch=torch.__version__,
-        threads=1,
-        seed=0,
-        repeats=repeats,
-        iters=iters,
-        what='step cost (gskd_mm.analysis.step_cost): mean CPU time of a '
-        'whole training iteration (batch, hooks, step) on one thread, over '
-        'no KD\'s; geometric mean of the per-repeat ratios, 95 % t '
-        'interval on the log ratio; methods interleaved in every repeat',
-        methods={
-            str(key): dict(
-                iteration_ms=sum(ms) / len(ms),
-                iteration_ms_repeats=ms,
-                **cost_ratio(times[NO_KD], ms).to_dict(),
-                **passes.get(key, {}))
-            for key, ms in times.items()
-        })
+    passes = _cache_passes(methods, summary, no_kd_s)
+    return _cost_record(times, passes, repeats, iters)

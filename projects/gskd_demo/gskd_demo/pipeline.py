@@ -4,7 +4,7 @@ import functools
 import json
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
@@ -27,6 +27,33 @@ from .scenes import CLASSES, IGNORE_INDEX
 from .stats import Runs, summarise
 from .teacher import teacher_run
 from .training import RunContext, num_params, prepare_caches
+
+
+def _method_keys(methods: Sequence[Union[MethodKey, str]], seeds: int,
+                 iters: int, teacher_iters: int) -> List[MethodKey]:
+    """The methods as keys, once the run counts are checked."""
+    methods = [MethodKey.of(key) for key in methods]
+    if seeds < 1 or iters < 1 or teacher_iters < 1:
+        raise ValueError('seeds, iters and teacher_iters must be >= 1')
+    return methods
+
+
+def _train_students(ctx: RunContext, methods: List[MethodKey], seeds: int,
+                    workers: int, teacher: TeacherResult
+                    ) -> Tuple[Runs, List[Dict[str, float]]]:
+    """Make the cached methods' teacher caches, then train every method's
+    students (see :func:`.parallel.student_runs`), saving what is done."""
+    prepare_caches(ctx, methods)
+    return student_runs(
+        methods, seeds, ctx, workers,
+        functools.partial(save_partial, ctx.out_dir, teacher))
+
+
+def _model_params(data_root: str, generate_cfg: dict) -> Dict[str, int]:
+    """Parameters of the student, the teacher and the projectors (those of
+    DIST+GSKD, see :func:`.training.num_params`)."""
+    return num_params(
+        load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
 
 
 def run_demo(methods: Sequence[Union[MethodKey, str]],
@@ -72,9 +99,7 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
     Returns:
         DemoSummary: The summary (see :func:`.stats.summarise`).
     """
-    methods = [MethodKey.of(key) for key in methods]
-    if seeds < 1 or iters < 1 or teacher_iters < 1:
-        raise ValueError('seeds, iters and teacher_iters must be >= 1')
+    methods = _method_keys(methods, seeds, iters, teacher_iters)
     start = time.perf_counter()
     data_root, generate_cfg = prepare_data(num_train, num_val)
     teacher = teacher_run(out_dir, data_root, generate_cfg, teacher_iters,
@@ -82,12 +107,8 @@ def run_demo(methods: Sequence[Union[MethodKey, str]],
                           default_cache_dir())
     ctx = RunContext(iters, batch_size, out_dir, data_root, generate_cfg,
                      teacher.checkpoint, log_level)
-    prepare_caches(ctx, methods)
-    runs, init_gaps = student_runs(
-        methods, seeds, ctx, workers,
-        functools.partial(save_partial, out_dir, teacher))
-    params = num_params(
-        load_config(METHODS['dist_gskd'][1], data_root, generate_cfg, 1, 1, 0))
+    runs, init_gaps = _train_students(ctx, methods, seeds, workers, teacher)
+    params = _model_params(data_root, generate_cfg)
     return summarise(
         Settings(iters, teacher_iters, batch_size, teacher_batch_size, seeds,
                  workers, torch_threads=1),  # see training.one_thread

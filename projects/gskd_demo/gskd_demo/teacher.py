@@ -219,6 +219,46 @@ def load_shipped_teacher(cfg: Config, info: dict, key: str, out_dir: str,
             cached=True)))
 
 
+def _shipped_teacher(cfg: Config, info: dict, key: str, iters: int,
+                     out_dir: str, log_level: str,
+                     cache_dir: str) -> TeacherResult:
+    """The shipped teacher (:func:`load_shipped_teacher`), logged."""
+    print_log(
+        f'Teacher: shipped ({osp.relpath(SHIPPED_TEACHER, REPO_ROOT)}, '
+        f'{iters} iterations, SHA-256 checked)',
+        logger=LOGGER)
+    result = load_shipped_teacher(cfg, info, key, out_dir, log_level,
+                                  cache_dir)
+    print_log(f'Teacher: mIoU {result.miou:.2f}', logger=LOGGER)
+    return result
+
+
+def _teacher_cache_key(cfg: Config, generate_cfg: dict) -> str:
+    """The teacher's cache key: its full config, the dataset's generation
+    parameters and rendering version, and the cache layout, hashed."""
+    key_text = cfg.pretty_text + json.dumps(
+        dict(
+            generate_cfg,
+            format_version=FORMAT_VERSION,
+            cache_version=TEACHER_CACHE_VERSION),
+        sort_keys=True)
+    return hashlib.sha1(key_text.encode()).hexdigest()[:12]
+
+
+def _cached_teacher(entry: str) -> Optional[TeacherResult]:
+    """The teacher stored in cache entry ``entry``, logged (None if it is
+    not complete)."""
+    ckpt = osp.join(entry, 'teacher.pth')
+    info = osp.join(entry, 'teacher.json')
+    if not (osp.isfile(ckpt) and osp.isfile(info)):
+        return None
+    with open(info) as f:
+        result = TeacherResult.from_json(json.load(f))
+    print_log(
+        f'Teacher: cached ({entry}), mIoU {result.miou:.2f}', logger=LOGGER)
+    return dataclasses.replace(result, checkpoint=ckpt, cached=True)
+
+
 def teacher_run(out_dir: str,
                 data_root: str,
                 generate_cfg: dict,
@@ -258,34 +298,16 @@ def teacher_run(out_dir: str,
     """
     cfg = load_config(TEACHER_CONFIG, data_root, generate_cfg, iters,
                       batch_size, TEACHER_SEED)
-    key_text = cfg.pretty_text + json.dumps(
-        dict(
-            generate_cfg,
-            format_version=FORMAT_VERSION,
-            cache_version=TEACHER_CACHE_VERSION),
-        sort_keys=True)
-    key = hashlib.sha1(key_text.encode()).hexdigest()[:12]
+    key = _teacher_cache_key(cfg, generate_cfg)
     info = shipped_teacher_info(cfg, generate_cfg, iters) if shipped else None
     if info is not None:
-        print_log(
-            f'Teacher: shipped ({osp.relpath(SHIPPED_TEACHER, REPO_ROOT)}, '
-            f'{iters} iterations, SHA-256 checked)',
-            logger=LOGGER)
-        result = load_shipped_teacher(cfg, info, key, out_dir, log_level,
-                                      cache_dir)
-        print_log(f'Teacher: mIoU {result.miou:.2f}', logger=LOGGER)
-        return result
+        return _shipped_teacher(cfg, info, key, iters, out_dir, log_level,
+                                cache_dir)
     entry = osp.join(cache_dir, 'demo', f'teacher-{key}')
     ckpt = osp.join(entry, 'teacher.pth')
-    info = osp.join(entry, 'teacher.json')
-    if osp.isfile(ckpt) and osp.isfile(info):
-        with open(info) as f:
-            result = TeacherResult.from_json(json.load(f))
-        print_log(
-            f'Teacher: cached ({entry}), mIoU {result.miou:.2f}',
-            logger=LOGGER)
-        return dataclasses.replace(result, checkpoint=ckpt, cached=True)
-
+    cached = _cached_teacher(entry)
+    if cached is not None:
+        return cached
     print_log(
         f'Teacher: training {iters} iterations (once; cached in {entry})',
         logger=LOGGER)
@@ -336,6 +358,35 @@ def _store_teacher(result: TeacherResult, entry: str, iters: int) -> None:
         json.dump(to_json(result), f, indent=2)
 
 
+def _provenance(path: str, result: TeacherResult, command: str,
+                cfg: Config, iters: int, batch_size: int,
+                generate_cfg: dict) -> dict:
+    """The provenance of the teacher written to ``path`` (see
+    :func:`export_teacher`)."""
+    made = dataclasses.asdict(result)
+    for local in ('checkpoint', 'scalars', 'cached'):
+        made.pop(local)
+    return dict(
+        file=osp.basename(path),
+        sha256=file_sha256(path),
+        size_bytes=osp.getsize(path),
+        command=command,
+        config=TEACHER_CONFIG,
+        iters=iters,
+        batch_size=batch_size,
+        seed=TEACHER_SEED,
+        generate_cfg=generate_cfg,
+        format_version=FORMAT_VERSION,
+        setting_key=setting_key(cfg, generate_cfg),
+        made_on=datetime.datetime.now(
+            datetime.timezone.utc).strftime('%Y-%m-%d'),
+        machine=dict(
+            processor=platform.processor() or platform.machine(),
+            torch=torch.__version__,
+            torch_threads=1),
+        result=made)
+
+
 def export_teacher(out_dir: str,
                    data_root: str,
                    generate_cfg: dict,
@@ -381,28 +432,8 @@ def export_teacher(out_dir: str,
                       batch_size, TEACHER_SEED)
     os.makedirs(osp.dirname(path), exist_ok=True)
     shutil.copyfile(result.checkpoint, path)
-    made = dataclasses.asdict(result)
-    for local in ('checkpoint', 'scalars', 'cached'):
-        made.pop(local)
-    info = dict(
-        file=osp.basename(path),
-        sha256=file_sha256(path),
-        size_bytes=osp.getsize(path),
-        command=command,
-        config=TEACHER_CONFIG,
-        iters=iters,
-        batch_size=batch_size,
-        seed=TEACHER_SEED,
-        generate_cfg=generate_cfg,
-        format_version=FORMAT_VERSION,
-        setting_key=setting_key(cfg, generate_cfg),
-        made_on=datetime.datetime.now(
-            datetime.timezone.utc).strftime('%Y-%m-%d'),
-        machine=dict(
-            processor=platform.processor() or platform.machine(),
-            torch=torch.__version__,
-            torch_threads=1),
-        result=made)
+    info = _provenance(path, result, command, cfg, iters, batch_size,
+                       generate_cfg)
     with open(osp.splitext(path)[0] + '.json', 'w') as f:
         json.dump(info, f, indent=2)
         f.write('\n')
