@@ -28,6 +28,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from gskd_mm.apis import init_student
+from gskd_mm.teacher_cache import sha256_file
 from gskd_mm.utils import load_state_dict
 
 from .dataset import FORMAT_VERSION
@@ -78,12 +79,6 @@ def setting_key(cfg: Config, generate_cfg: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def file_sha256(path: str) -> str:
-    """The SHA-256 of a file's bytes."""
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'sha256').hexdigest()
-
-
 def shipped_teacher_info(cfg: Config, generate_cfg: dict,
                          iters: int) -> Optional[dict]:
     """The shipped teacher's provenance if it is of this setting.
@@ -123,7 +118,7 @@ def shipped_teacher_info(cfg: Config, generate_cfg: dict,
         raise FileNotFoundError(
             f'The shipped demo teacher {SHIPPED_TEACHER} is missing. '
             f'{restore}.')
-    digest = file_sha256(SHIPPED_TEACHER)
+    digest = sha256_file(SHIPPED_TEACHER)
     if digest != info['sha256']:
         raise ValueError(
             f'The shipped demo teacher {SHIPPED_TEACHER} has been altered: '
@@ -192,7 +187,7 @@ def load_shipped_teacher(cfg: Config, info: dict, key: str, out_dir: str,
     """
     ckpt = osp.join(cache_dir, 'demo',
                     f'teacher-shipped-{info["sha256"][:12]}', 'teacher.pth')
-    if not osp.isfile(ckpt) or file_sha256(ckpt) != info['sha256']:
+    if not osp.isfile(ckpt) or sha256_file(ckpt) != info['sha256']:
         os.makedirs(osp.dirname(ckpt), exist_ok=True)
         tmp = f'{ckpt}.tmp{os.getpid()}'
         shutil.copyfile(SHIPPED_TEACHER, tmp)
@@ -368,7 +363,7 @@ def _provenance(path: str, result: TeacherResult, command: str,
         made.pop(local)
     return dict(
         file=osp.basename(path),
-        sha256=file_sha256(path),
+        sha256=sha256_file(path),
         size_bytes=osp.getsize(path),
         command=command,
         config=TEACHER_CONFIG,

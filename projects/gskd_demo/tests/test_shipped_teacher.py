@@ -78,7 +78,7 @@ def test_export_writes_the_weights_and_their_provenance(shipped):
     path, info, _, generate_cfg = shipped
     with open(teacher.SHIPPED_TEACHER_INFO) as f:
         assert json.load(f) == info
-    assert info['sha256'] == teacher.file_sha256(path)
+    assert info['sha256'] == teacher.sha256_file(path)
     assert info['size_bytes'] == osp.getsize(path)
     assert info['setting_key'] == teacher.setting_key(
         teacher_cfg(generate_cfg), generate_cfg)
@@ -105,7 +105,7 @@ def test_shipped_teacher_is_loaded_not_trained(shipped, tmp_path):
 def assert_served_by_hash(checkpoint: str, sha256: str, cache: str) -> None:
     """The runs got a copy of the shipped file, in the cache under its
     hash, and nothing was trained (the only teacher entry is the copy)."""
-    assert teacher.file_sha256(checkpoint) == sha256
+    assert teacher.sha256_file(checkpoint) == sha256
     entry = f'teacher-shipped-{sha256[:12]}'
     assert checkpoint == osp.join(cache, 'demo', entry, 'teacher.pth')
     assert os.listdir(osp.join(cache, 'demo')) == [entry]
@@ -120,17 +120,17 @@ def test_another_shipped_teacher_is_another_checkpoint(shipped, tmp_path,
     state = torch.load(path, weights_only=True)
     state['meta']['note'] = 'another file'  # other bytes, same weights
     torch.save(state, path)
-    info = dict(info, sha256=teacher.file_sha256(path))
+    info = dict(info, sha256=teacher.sha256_file(path))
     with open(teacher.SHIPPED_TEACHER_INFO, 'w') as f:
         json.dump(info, f)
     second = run_teacher(tmp_path, data_root, generate_cfg).checkpoint
     assert second != first
-    assert teacher.file_sha256(second) == info['sha256']
+    assert teacher.sha256_file(second) == info['sha256']
     # An altered copy in the cache is replaced by the shipped file.
     with open(second, 'ab') as f:
         f.write(b'\0')
     assert run_teacher(tmp_path, data_root, generate_cfg).checkpoint == second
-    assert teacher.file_sha256(second) == info['sha256']
+    assert teacher.sha256_file(second) == info['sha256']
 
 
 def test_another_setting_is_not_served_by_the_shipped_teacher(shipped):
@@ -194,7 +194,7 @@ def test_repository_teacher_matches_its_provenance_and_the_demo(
     with open(teacher.SHIPPED_TEACHER_INFO) as f:
         info = json.load(f)
     assert osp.basename(teacher.SHIPPED_TEACHER) == info['file']
-    assert teacher.file_sha256(teacher.SHIPPED_TEACHER) == info['sha256']
+    assert teacher.sha256_file(teacher.SHIPPED_TEACHER) == info['sha256']
     assert osp.getsize(teacher.SHIPPED_TEACHER) == info['size_bytes']
     assert info['size_bytes'] < 5e6  # a small file in the repository
     assert info['iters'] == teacher.SHIPPED_TEACHER_ITERS
